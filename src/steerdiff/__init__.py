@@ -1,0 +1,18 @@
+"""steerdiff: steer the sampling of diffusion models at inference time.
+
+Everything is a denoiser ``D(x, sigma, **cond) -> x0_hat`` (EDM convention); samplers, guidance,
+compositions and edits are functions of denoisers. See README.md.
+"""
+from . import sampling
+from .api import sample
+from .denoisers import Denoiser, DiscreteDenoiser, EDMDenoiser, ScoreDenoiser, score_of
+from .errors import SteerdiffError
+from .guidance import guided
+from .models import load
+from .sampling import get_sigmas_karras, get_sigmas_ve, sigmas_from_scheduler
+from .toy import GaussianMixtureDenoiser, ring
+
+__version__ = "0.1.0"
+__all__ = ["sample", "load", "guided", "sampling", "get_sigmas_karras", "get_sigmas_ve", "sigmas_from_scheduler",
+           "Denoiser", "EDMDenoiser", "DiscreteDenoiser", "ScoreDenoiser", "score_of", "GaussianMixtureDenoiser",
+           "ring", "SteerdiffError"]

@@ -1,0 +1,72 @@
+"""``steerdiff.sample``: the one-call entry point over denoisers, samplers and guidance."""
+from __future__ import annotations
+
+import inspect
+import secrets
+from collections.abc import Sequence
+
+import torch
+
+from .errors import check
+from .guidance import guided
+from .sampling import get_sampler, get_sigmas_karras
+from .seeding import PerSampleNoise, randn_per_sample, sample_generators
+
+
+def model_device(model) -> torch.device:
+    for t in list(model.parameters()) + list(model.buffers()) if isinstance(model, torch.nn.Module) else []:
+        return t.device
+    return torch.device("cpu")
+
+
+def _slice_cond(cond: dict, n: int, lo: int, hi: int) -> dict:
+    """Per-sample entries of ``cond`` (tensors with a leading dim ``n``) cut to ``[lo, hi)``; others shared."""
+    return {k: (v[lo:hi] if isinstance(v, torch.Tensor) and v.ndim > 0 and v.shape[0] == n else v) for k, v in cond.items()}
+
+
+def sample(denoiser, n: int, *, sampler: str | None = None, steps: int | None = None, guidance: Sequence = (),
+           seed: int | None = None, cond: dict | None = None, progress: bool = False, sigmas: torch.Tensor | None = None,
+           batch_size: int | None = None, start_index: int = 0, clip: bool | None = None, **sampler_kwargs) -> torch.Tensor:
+    """Draw ``n`` samples: returns ``(n, *denoiser.sample_shape)`` (images in ``[-1, 1]``).
+
+    ``sampler``/``steps`` default to the model's recorded preset (``denoiser.preset``), else Heun
+    with 18 steps on a Karras schedule over ``[sigma_min, sigma_max]``; ``sigmas`` overrides the
+    schedule. ``guidance`` terms are added to the score (:func:`steerdiff.guided`); they couple the
+    batch, so guided sampling runs all ``n`` particles together. Sample ``i`` draws its initial and
+    sampler noise from its own stream seeded by ``(seed, start_index + i)``: without guidance it does
+    not depend on ``n`` or ``batch_size`` (to float round-off of batched network calls, ~1e-6).
+    ``cond`` is passed to the denoiser (e.g. ``{"class_labels": labels}`` with ``(n,)`` labels).
+    ``clip`` clamps to ``[-1, 1]`` (default: for image-shaped samples). Extra keyword arguments go to
+    the sampler (``s_churn``, ``eta``, ``snr``, ...).
+    """
+    check(int(n) == n and n >= 1, f"n must be a positive integer, got {n}")
+    preset = dict(getattr(denoiser, "preset", {}) or {})
+    sampler = sampler or preset.get("sampler", "heun")
+    steps = steps or preset.get("steps", 18)
+    fn = get_sampler(sampler)
+    for key, value in preset.items():
+        if key not in ("sampler", "steps") and key in inspect.signature(fn).parameters:
+            sampler_kwargs.setdefault(key, value)
+    seed = secrets.randbits(62) if seed is None else int(seed)
+    device = model_device(denoiser)
+    if sigmas is None:
+        sigmas = get_sigmas_karras(steps, denoiser.sigma_min, denoiser.sigma_max, device=device)
+    model = guided(denoiser, *guidance) if guidance else denoiser
+    cond = dict(cond or {})
+    chunk = n if (guidance or batch_size is None) else int(batch_size)
+    check(chunk >= 1, f"batch_size must be positive, got {batch_size}")
+    takes_noise = "noise_sampler" in inspect.signature(fn).parameters
+    shape = tuple(denoiser.sample_shape)
+    outs = []
+    for lo in range(0, n, chunk):
+        hi = min(n, lo + chunk)
+        gens = sample_generators(seed, range(start_index + lo, start_index + hi))
+        x = randn_per_sample(gens, shape, device=device) * sigmas[0]
+        kwargs = dict(sampler_kwargs)
+        if takes_noise:
+            kwargs.setdefault("noise_sampler", PerSampleNoise(gens, shape, device=device))
+        outs.append(fn(model, x, sigmas, extra_args=_slice_cond(cond, n, lo, hi), disable=not progress, **kwargs))
+    x = torch.cat(outs)
+    if clip if clip is not None else len(shape) == 3:
+        x = x.clamp(-1, 1)
+    return x

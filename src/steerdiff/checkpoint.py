@@ -1,0 +1,132 @@
+"""Checkpoint directories: ``config.json`` + safetensors, written atomically.
+
+Layout of a steerdiff checkpoint ``DIR``::
+
+    DIR/config.json                          steerdiff's config (kind, objective, sigmas, preset, ...)
+    DIR/unet/config.json                     the UNet's diffusers config
+    DIR/unet/diffusion_pytorch_model.safetensors   EMA weights (diffusers save_pretrained layout)
+    DIR/state.safetensors                    training state: raw weights, optimizer, step (optional)
+    DIR/state.json                           the non-tensor part of the training state (optional)
+
+A save writes everything to a sibling temporary directory, reads it back to verify it, then swaps
+it in with renames, so an interrupted or failed save never leaves ``DIR`` half-written and never
+replaces a good checkpoint with a bad one. Loading never unpickles anything.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .errors import SteerdiffError, check
+
+UNET_DIR = "unet"
+WEIGHTS = "diffusion_pytorch_model.safetensors"
+
+
+def write_json_atomic(path: str | os.PathLike, obj) -> None:
+    """Write ``obj`` as JSON to ``path`` through a temporary file and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.chmod(tmp, 0o644)
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    check(path.is_file(), f"{path} is missing: is this a steerdiff checkpoint directory?")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise SteerdiffError(f"{path} is corrupt ({e.msg} at line {e.lineno}): restore it or retrain") from None
+
+
+def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    check(path.is_file(), f"{path} is missing: the checkpoint is incomplete; retrain or restore it")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise SteerdiffError(f"{path} is corrupt ({e}): restore it or retrain") from None
+
+
+@contextmanager
+def atomic_directory(directory: str | os.PathLike, verify=None):
+    """Yield a temporary sibling of ``directory`` to fill; on success, ``verify(tmp)`` reads it back
+    and it replaces ``directory`` by renames. On any error the temporary is removed and the old
+    ``directory`` is left untouched."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
+    os.chmod(tmp, 0o755)  # mkdtemp makes 0700; a checkpoint should be readable like any written file
+    try:
+        yield tmp
+        if verify is not None:
+            verify(tmp)
+        old = None
+        if directory.exists():
+            old = directory.with_name(f".{directory.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(directory, old)
+        os.replace(tmp, directory)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor]) -> None:
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path))
+
+
+def save_checkpoint(directory: str | os.PathLike, config: dict, unet_config: dict,
+                    unet_state: dict[str, torch.Tensor], *, dtype: torch.dtype | None = None,
+                    train_state: dict[str, torch.Tensor] | None = None, train_meta: dict | None = None) -> Path:
+    """Atomically write a checkpoint directory (see module docstring); returns its path.
+
+    ``unet_state`` are the weights to sample with (EMA), cast to ``dtype`` if given (e.g. fp16 to
+    ship). ``train_state``/``train_meta`` are what resuming needs.
+    """
+    with_state = train_state is not None
+    with atomic_directory(directory, verify=lambda d: read_checkpoint(d, with_state=with_state)) as tmp:
+        (tmp / UNET_DIR).mkdir()
+        save_tensors(tmp / UNET_DIR / WEIGHTS, {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v)
+                                                for k, v in unet_state.items()})
+        write_json_atomic(tmp / UNET_DIR / "config.json", {"_class_name": "UNet2DModel", **unet_config})
+        if with_state:
+            save_tensors(tmp / "state.safetensors", train_state)
+            write_json_atomic(tmp / "state.json", train_meta or {})
+        write_json_atomic(tmp / "config.json", config)
+    return Path(directory)
+
+
+def read_checkpoint(directory: str | os.PathLike, with_state: bool = False):
+    """Read ``(config, unet_config, unet_state[, train_state, train_meta])`` from a checkpoint dir."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        old = directory.with_name(f".{directory.name}.old")
+        hint = f" (an interrupted save left {old}: rename it back)" if old.is_dir() else ""
+        raise SteerdiffError(f"checkpoint directory {directory} does not exist{hint}: "
+                             "pass a shipped model name (see `steerdiff sample --help`) or a directory written by `steerdiff train`")
+    config = read_json(directory / "config.json")
+    unet_config = read_json(directory / UNET_DIR / "config.json")
+    unet_state = read_safetensors(directory / UNET_DIR / WEIGHTS)
+    if not with_state:
+        return config, unet_config, unet_state
+    return config, unet_config, unet_state, read_safetensors(directory / "state.safetensors"), read_json(directory / "state.json")

@@ -1,0 +1,115 @@
+"""Image classifiers: the MNIST evaluator (quality / diversity judge) and, later, noise-conditional ones.
+
+The evaluator is a small CNN trained on the 4,000 training digits with random shifts; its 128-d
+penultimate activations are the feature space of steerdiff's MNIST metrics (Fréchet distance,
+near-copy rate). A classifier checkpoint is a directory: ``config.json`` + ``model.safetensors``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import checkpoint as ckpt
+from .data import load_dataset
+from .errors import SteerdiffError, check
+from .seeding import stream_seed
+
+KINDS = ("label",)
+
+
+class DigitCNN(nn.Module):
+    """``(B, C, 28, 28)`` in ``[-1, 1]`` -> logits ``(B, num_classes)``; ``features`` gives ``(B, feature_dim)``."""
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, width: int = 32, feature_dim: int = 128,
+                 image_size: int = 28):
+        super().__init__()
+        w = width
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, w, 3, padding=1), nn.ReLU(), nn.Conv2d(w, w, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(w, 2 * w, 3, padding=1), nn.ReLU(), nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Dropout(0.25), nn.Linear(2 * w * (image_size // 4) ** 2, feature_dim), nn.ReLU())
+        self.head = nn.Sequential(nn.Dropout(0.25), nn.Linear(feature_dim, num_classes))
+        self.arch = dict(in_channels=in_channels, num_classes=num_classes, width=width, feature_dim=feature_dim,
+                         image_size=image_size)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+def random_shift(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tensor:
+    """Translate each image by up to ``max_shift`` pixels (background -1 fills in)."""
+    b, _, h, w = x.shape
+    pad = F.pad(x, (max_shift,) * 4, value=-1.0)
+    dx = torch.randint(0, 2 * max_shift + 1, (b,), generator=gen)
+    dy = torch.randint(0, 2 * max_shift + 1, (b,), generator=gen)
+    return torch.stack([pad[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(b)])
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch: int = 500) -> float:
+    model.eval()
+    pred = torch.cat([model(images[i:i + batch]).argmax(1) for i in range(0, len(images), batch)])
+    return float((pred == labels).float().mean())
+
+
+def train_classifier(out: str | os.PathLike, *, kind: str = "label", dataset: str = "mnist", epochs: int = 20,
+                     batch_size: int = 64, lr: float = 1e-3, seed: int = 0, width: int = 32, progress: bool = True,
+                     command: str | None = None) -> dict:
+    """Train a classifier and write it to directory ``out``; returns its config (with held-out accuracy)."""
+    check(kind in KINDS, f"classifier kind {kind!r}: use one of {', '.join(KINDS)}")
+    train, held = load_dataset(dataset, "train"), load_dataset(dataset, "heldout")
+    check(train.labels is not None, f"dataset {dataset} has no labels")
+    num_classes = int(train.labels.max()) + 1
+    torch.manual_seed(stream_seed("classifier-init", seed))
+    model = DigitCNN(train.images.shape[1], num_classes, width, image_size=train.images.shape[-1])
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * (len(train) // batch_size))
+    bar = tqdm(range(epochs), disable=not progress, desc=f"train-classifier {kind}/{dataset}", unit="epoch")
+    for epoch in bar:
+        model.train()
+        gen = torch.Generator().manual_seed(stream_seed("classifier-epoch", seed, epoch))
+        torch.manual_seed(stream_seed("classifier-dropout", seed, epoch))
+        perm = torch.randperm(len(train), generator=gen)
+        for k in range(len(train) // batch_size):
+            idx = perm[k * batch_size:(k + 1) * batch_size]
+            x = random_shift(train.images[idx], 2, gen)
+            loss = F.cross_entropy(model(x), train.labels[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+        bar.set_postfix(loss=f"{loss.item():.3f}", heldout_acc=f"{accuracy(model, held.images, held.labels):.4f}")
+    acc = accuracy(model, held.images, held.labels)
+    config = {"format": "steerdiff-classifier", "version": 1, "kind": kind, "dataset": dataset, "arch": model.arch,
+              "heldout_accuracy": acc, "seed": seed, "epochs": epochs, "command": command}
+
+    def verify(d: Path) -> None:
+        load_classifier(d)
+
+    with ckpt.atomic_directory(out, verify=verify) as tmp:
+        ckpt.save_tensors(tmp / "model.safetensors", model.state_dict())
+        ckpt.write_json_atomic(tmp / "config.json", config)
+    return config
+
+
+def load_classifier(path: str | os.PathLike) -> DigitCNN:
+    """A classifier from its directory (eval mode, frozen); ``.config`` holds its ``config.json``."""
+    path = Path(path)
+    config = ckpt.read_json(path / "config.json")
+    check(config.get("format") == "steerdiff-classifier", f"{path}/config.json is not a steerdiff classifier config")
+    model = DigitCNN(**config["arch"])
+    try:
+        model.load_state_dict(ckpt.read_safetensors(path / "model.safetensors"))
+    except RuntimeError as e:
+        raise SteerdiffError(f"{path}: weights do not match config.json ({str(e).splitlines()[0]}): the checkpoint is corrupt") from None
+    model.eval().requires_grad_(False)
+    model.config = config
+    return model

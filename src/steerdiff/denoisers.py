@@ -1,0 +1,192 @@
+"""Denoisers: ``D(x, sigma, **cond) -> x0_hat`` in the EDM / k-diffusion convention.
+
+``x`` is a batch ``(B, *sample_shape)`` at variance-exploding scale (``x = x0 + sigma * n``), images in
+``[-1, 1]``; ``sigma`` is a float or a ``(B,)`` tensor; the result estimates the clean sample and the
+score is ``(D(x, sigma) - x) / sigma**2``. Every denoiser carries ``sigma_min``, ``sigma_max``,
+``sigma_data``, ``sample_shape`` and a recommended sampling ``preset`` (a dict of
+:func:`steerdiff.sample` keyword arguments).
+
+Adapters here turn networks into denoisers:
+
+- :class:`EDMDenoiser`: EDM preconditioning (Karras et al. 2022, Table 1) around a network
+  ``F(c_in * x, c_noise, **cond)``; steerdiff's own models.
+- :class:`DiscreteDenoiser`: a discrete-time epsilon- or v-prediction network (DDPM, Stable
+  Diffusion) with its ``alphas_cumprod``; sigma is mapped to a fractional timestep.
+- :class:`ScoreDenoiser`: a Song-style score network ``s(x, sigma)``: ``D = x + sigma**2 * s``.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from .errors import SteerdiffError, check
+
+
+def as_sigma(sigma, x: torch.Tensor) -> torch.Tensor:
+    """``sigma`` (float, 0-d or ``(B,)``) as a ``(B,)`` tensor on ``x``'s device and dtype."""
+    sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
+    if sigma.ndim == 0:
+        sigma = sigma.expand(x.shape[0])
+    check(sigma.shape == (x.shape[0],),
+          f"sigma has shape {tuple(sigma.shape)} but x has batch {x.shape[0]}: pass a float or a ({x.shape[0]},) tensor")
+    return sigma
+
+
+def append_dims(v: torch.Tensor, ndim: int) -> torch.Tensor:
+    """``(B,)`` -> ``(B, 1, ..., 1)`` with ``ndim`` dims in all, for broadcasting against ``x``."""
+    return v.reshape(v.shape + (1,) * (ndim - v.ndim))
+
+
+def _output(y):
+    """diffusers models return an output object; plain networks return a tensor."""
+    return y.sample if hasattr(y, "sample") else y
+
+
+class Denoiser(nn.Module):
+    """Base of steerdiff's denoisers: checks the input, then calls :meth:`denoise`.
+
+    Subclasses implement ``denoise(x, sigma, **cond)`` with ``sigma`` already a ``(B,)`` tensor.
+    """
+
+    def __init__(self, *, sigma_min: float, sigma_max: float, sigma_data: float, sample_shape: Sequence[int],
+                 preset: dict | None = None):
+        super().__init__()
+        check(0 < sigma_min < sigma_max, f"need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
+        self.sigma_min, self.sigma_max, self.sigma_data = float(sigma_min), float(sigma_max), float(sigma_data)
+        self.sample_shape = tuple(int(s) for s in sample_shape)
+        self.preset = dict(preset or {})
+
+    def forward(self, x: torch.Tensor, sigma, **cond) -> torch.Tensor:
+        check(isinstance(x, torch.Tensor), f"x must be a torch.Tensor, got {type(x).__name__}")
+        check(tuple(x.shape[1:]) == self.sample_shape,
+              f"x has shape {tuple(x.shape)} but this denoiser takes (B, {', '.join(map(str, self.sample_shape))}): "
+              "reshape the batch or use a model trained at this size")
+        return self.denoise(x, as_sigma(sigma, x), **cond)
+
+    def denoise(self, x: torch.Tensor, sigma: torch.Tensor, **cond) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        return (f"sigma_min={self.sigma_min:g}, sigma_max={self.sigma_max:g}, sigma_data={self.sigma_data:g}, "
+                f"sample_shape={self.sample_shape}")
+
+
+class EDMDenoiser(Denoiser):
+    """EDM preconditioning: ``D(x, s) = c_skip x + c_out F(c_in x, c_noise)``.
+
+    ``c_skip = sd^2 / (s^2 + sd^2)``, ``c_out = s sd / sqrt(s^2 + sd^2)``, ``c_in = 1 / sqrt(s^2 + sd^2)``,
+    ``c_noise = time_scale * ln(s) / 4`` (``time_scale`` spreads the noise level over the range a
+    diffusers sinusoidal time embedding expects; 250 maps sigma in [0.002, 80] to about [-390, 275]).
+
+    Class-conditional networks take ``class_labels`` ``(B,)``; with ``null_label`` set (a network
+    trained with label dropout) a call without labels is the unconditional denoiser.
+    """
+
+    def __init__(self, net: nn.Module, *, sigma_min=0.002, sigma_max=80.0, sigma_data=0.5, sample_shape,
+                 time_scale: float = 250.0, num_classes: int | None = None, null_label: int | None = None,
+                 require_labels: bool = False, preset: dict | None = None):
+        super().__init__(sigma_min=sigma_min, sigma_max=sigma_max, sigma_data=sigma_data,
+                         sample_shape=sample_shape, preset=preset)
+        self.net, self.time_scale = net, float(time_scale)
+        self.num_classes, self.null_label, self.require_labels = num_classes, null_label, require_labels
+
+    def _labels(self, x: torch.Tensor, class_labels):
+        if self.num_classes is None:
+            check(class_labels is None, "this model is unconditional: drop class_labels (or load a class-conditional model, e.g. 'mnist-cond')")
+            return {}
+        if class_labels is None:
+            check(self.null_label is not None and not self.require_labels,
+                  f"this model is class-conditional: pass cond={{'class_labels': ...}} with values in 0..{self.num_classes - 1}")
+            class_labels = self.null_label
+        labels = torch.as_tensor(class_labels, device=x.device, dtype=torch.long)
+        if labels.ndim == 0:
+            labels = labels.expand(x.shape[0])
+        check(labels.shape == (x.shape[0],), f"class_labels has shape {tuple(labels.shape)}: pass an int or a ({x.shape[0]},) tensor")
+        allowed = self.num_classes if self.null_label is None else max(self.num_classes, self.null_label + 1)
+        check(bool(((labels >= 0) & (labels < allowed)).all()), f"class_labels must lie in 0..{self.num_classes - 1}")
+        return {"class_labels": labels}
+
+    def denoise(self, x, sigma, class_labels=None, **cond):
+        sd2, s = self.sigma_data ** 2, append_dims(sigma, x.ndim)
+        c_skip = sd2 / (s ** 2 + sd2)
+        c_out = s * self.sigma_data / (s ** 2 + sd2).sqrt()
+        c_in = 1 / (s ** 2 + sd2).sqrt()
+        c_noise = self.time_scale * sigma.log() / 4
+        f = _output(self.net(c_in * x, c_noise, **self._labels(x, class_labels), **cond))
+        return c_skip * x + c_out * f.to(x.dtype)
+
+
+def sigmas_from_alphas_cumprod(alphas_cumprod: torch.Tensor) -> torch.Tensor:
+    """VE noise levels of a discrete VP schedule: ``sigma_t = sqrt((1 - abar_t) / abar_t)``, increasing in t."""
+    ac = torch.as_tensor(alphas_cumprod, dtype=torch.float64)
+    return ((1 - ac) / ac).sqrt()
+
+
+class DiscreteDenoiser(Denoiser):
+    """A discrete-time DDPM-style network ``net(x_vp, t, **cond)`` as a denoiser.
+
+    ``x_vp = x / sqrt(1 + sigma^2)`` is the variance-preserving input. The timestep ``t`` is the
+    fractional index where ``log sigma`` falls in the schedule's ``log sigma_t`` table (linear
+    interpolation; ``quantize=True`` rounds to the nearest integer step instead).
+    ``prediction_type``: ``"epsilon"`` (``D = x - sigma * eps``) or ``"v_prediction"``
+    (``D = x / (1 + sigma^2) - sigma / sqrt(1 + sigma^2) * v``).
+    """
+
+    def __init__(self, net: nn.Module, alphas_cumprod, *, prediction_type: str = "epsilon", sample_shape,
+                 sigma_data: float = 0.5, quantize: bool = False, preset: dict | None = None):
+        check(prediction_type in ("epsilon", "v_prediction"),
+              f"prediction_type {prediction_type!r}: use 'epsilon' or 'v_prediction'")
+        sig = sigmas_from_alphas_cumprod(alphas_cumprod)
+        check(bool((sig[1:] > sig[:-1]).all()), "alphas_cumprod must decrease strictly with t")
+        super().__init__(sigma_min=float(sig[0]), sigma_max=float(sig[-1]), sigma_data=sigma_data,
+                         sample_shape=sample_shape, preset=preset)
+        self.net, self.prediction_type, self.quantize = net, prediction_type, quantize
+        self.register_buffer("log_sigmas", sig.log().float(), persistent=False)
+
+    def sigma_to_t(self, sigma: torch.Tensor) -> torch.Tensor:
+        """Fractional timestep of each ``sigma`` ``(B,)`` (clamped to the schedule's range)."""
+        ls = self.log_sigmas.to(sigma.device)
+        log_sigma = sigma.log().clamp(ls[0], ls[-1])
+        hi = torch.searchsorted(ls, log_sigma.float().contiguous()).clamp(1, len(ls) - 1)
+        lo = hi - 1
+        w = (log_sigma.float() - ls[lo]) / (ls[hi] - ls[lo])
+        t = lo.float() + w
+        return t.round() if self.quantize else t
+
+    def t_to_sigma(self, t: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`sigma_to_t` (log-linear interpolation of the table)."""
+        t = torch.as_tensor(t, dtype=torch.float32).clamp(0, len(self.log_sigmas) - 1)
+        lo = t.floor().long().clamp(max=len(self.log_sigmas) - 2)
+        w = t - lo
+        ls = self.log_sigmas.to(t.device)
+        return ((1 - w) * ls[lo] + w * ls[lo + 1]).exp()
+
+    def denoise(self, x, sigma, **cond):
+        s = append_dims(sigma, x.ndim)
+        x_vp = x / (1 + s ** 2).sqrt()
+        out = _output(self.net(x_vp, self.sigma_to_t(sigma), **cond)).to(x.dtype)
+        if self.prediction_type == "epsilon":
+            return x - s * out
+        return x / (1 + s ** 2) - s / (1 + s ** 2).sqrt() * out
+
+
+class ScoreDenoiser(Denoiser):
+    """A score network ``score(x, sigma, **cond) ~ grad log p_sigma(x)`` as ``D = x + sigma^2 * score``."""
+
+    def __init__(self, score: Callable, *, sigma_min: float, sigma_max: float, sample_shape,
+                 sigma_data: float = 0.5, preset: dict | None = None):
+        super().__init__(sigma_min=sigma_min, sigma_max=sigma_max, sigma_data=sigma_data,
+                         sample_shape=sample_shape, preset=preset)
+        self.score = score
+
+    def denoise(self, x, sigma, **cond):
+        return x + append_dims(sigma, x.ndim) ** 2 * self.score(x, sigma, **cond)
+
+
+def score_of(denoiser: Callable, x: torch.Tensor, sigma, **cond) -> torch.Tensor:
+    """The score ``(D(x, sigma) - x) / sigma^2`` of a denoiser."""
+    s = as_sigma(sigma, x)
+    return (denoiser(x, s, **cond) - x) / append_dims(s, x.ndim) ** 2

@@ -1,0 +1,84 @@
+"""Loading denoisers: shipped models by name, or any steerdiff checkpoint directory.
+
+``load("mnist")`` returns the shipped unconditional MNIST denoiser; ``load("mnist-cond")`` the same
+network used class-conditionally (it was trained with label dropout, so one set of weights is both
+a true unconditional and a true class-conditional denoiser); ``load(path)`` any directory written
+by ``steerdiff train``.
+"""
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from . import checkpoint as ckpt
+from .denoisers import Denoiser, DiscreteDenoiser, EDMDenoiser
+from .errors import SteerdiffError, check
+from .nets import build_unet
+from .schedules_ddpm import ddpm_alphas_cumprod
+
+# name -> (weights folder in steerdiff/weights, options)
+SHIPPED = {
+    "mnist": ("mnist", {}),
+    "mnist-cond": ("mnist", {"require_labels": True}),
+}
+
+
+def weights_dir() -> Path:
+    return Path(str(resources.files("steerdiff") / "weights"))
+
+
+def resolve(name_or_path: str | os.PathLike) -> tuple[Path, dict]:
+    """The checkpoint directory and loading options for a shipped name or a path."""
+    key = str(name_or_path)
+    if key in SHIPPED:
+        folder, opts = SHIPPED[key]
+        path = weights_dir() / folder
+        check(path.is_dir(), f"shipped model {key!r} is not in this installation ({path} missing): reinstall steerdiff")
+        return path, dict(opts)
+    path = Path(key).expanduser()
+    if not path.exists() and os.sep not in key and "/" not in key:
+        raise SteerdiffError(f"unknown model {key!r}: use a shipped name ({', '.join(SHIPPED)}) or a checkpoint directory")
+    return path, {}
+
+
+def load(name_or_path: str | os.PathLike = "mnist", *, device: str | torch.device = "cpu",
+         dtype: torch.dtype = torch.float32) -> Denoiser:
+    """A denoiser from a shipped model name or a checkpoint directory (weights in ``dtype`` on ``device``).
+
+    The result is in eval mode with frozen parameters; gradients with respect to its *input* (which
+    guidance needs) still flow. Its ``config`` attribute is the checkpoint's ``config.json``.
+    """
+    path, opts = resolve(name_or_path)
+    conf, ucfg, state = ckpt.read_checkpoint(path)
+    check(conf.get("format") == "steerdiff-checkpoint", f"{path}/config.json is not a steerdiff checkpoint config")
+    ucfg = {k: v for k, v in ucfg.items() if not k.startswith("_")}
+    net = build_unet(ucfg)
+    try:
+        net.load_state_dict({k: v.to(dtype) for k, v in state.items()})
+    except RuntimeError as e:
+        raise SteerdiffError(f"{path}: weights do not match unet/config.json ({str(e).splitlines()[0]}): the checkpoint is corrupt") from None
+    net = net.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    common = dict(sample_shape=conf["sample_shape"], sigma_data=conf["sigma_data"], preset=conf.get("preset"))
+    if conf["kind"] == "edm":
+        num = conf.get("num_classes")
+        null = conf.get("null_label")
+        model = EDMDenoiser(net, sigma_min=conf["sigma_min"], sigma_max=conf["sigma_max"], time_scale=conf["time_scale"],
+                            num_classes=num, null_label=null,
+                            require_labels=opts.get("require_labels", null is None and num is not None), **common)
+    elif conf["kind"] == "discrete":
+        model = DiscreteDenoiser(net, ddpm_alphas_cumprod(**conf["schedule"]), prediction_type=conf["prediction_type"], **common)
+    else:
+        raise SteerdiffError(f"{path}: unknown model kind {conf['kind']!r}")
+    model.config = conf
+    model.name = str(name_or_path)
+    return model.to(device)
+
+
+def export(src: str | os.PathLike, dst: str | os.PathLike, *, fp16: bool = True) -> Path:
+    """Copy a checkpoint's sampling weights (EMA) and configs to ``dst`` without training state."""
+    conf, ucfg, state = ckpt.read_checkpoint(src)
+    ucfg = {k: v for k, v in ucfg.items() if not k.startswith("_")}
+    return ckpt.save_checkpoint(dst, conf, ucfg, state, dtype=torch.float16 if fp16 else None)
