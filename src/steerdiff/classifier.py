@@ -100,9 +100,18 @@ def train_classifier(out: str | os.PathLike, *, kind: str = "label", dataset: st
     return config
 
 
-def load_classifier(path: str | os.PathLike) -> DigitCNN:
-    """A classifier from its directory (eval mode, frozen); ``.config`` holds its ``config.json``."""
+SHIPPED = {"mnist-evaluator": "mnist-evaluator"}
+
+
+def load_classifier(path: str | os.PathLike = "mnist-evaluator") -> DigitCNN:
+    """A classifier from a shipped name (``mnist-evaluator``) or its directory (eval mode, frozen);
+    ``.config`` holds its ``config.json``."""
+    if str(path) in SHIPPED:
+        from .models import weights_dir
+        path = weights_dir() / SHIPPED[str(path)]
     path = Path(path)
+    check(path.is_dir(), f"classifier directory {path} does not exist: pass 'mnist-evaluator' or a directory written by "
+                         "`steerdiff train-classifier`")
     config = ckpt.read_json(path / "config.json")
     check(config.get("format") == "steerdiff-classifier", f"{path}/config.json is not a steerdiff classifier config")
     model = DigitCNN(**config["arch"])

@@ -45,6 +45,27 @@ def _output(y):
     return y.sample if hasattr(y, "sample") else y
 
 
+def label_cond(x: torch.Tensor, class_labels, num_classes: int | None, null_label: int | None,
+               require_labels: bool) -> dict:
+    """The ``class_labels`` keyword for a network, checked; ``{}`` for unconditional networks.
+
+    Without labels, a network trained with label dropout gets its ``null_label`` (unconditional)."""
+    if num_classes is None:
+        check(class_labels is None, "this model is unconditional: drop class_labels (or load a class-conditional model, e.g. 'mnist-cond')")
+        return {}
+    if class_labels is None:
+        check(null_label is not None and not require_labels,
+              f"this model is class-conditional: pass cond={{'class_labels': ...}} with values in 0..{num_classes - 1}")
+        class_labels = null_label
+    labels = torch.as_tensor(class_labels, device=x.device, dtype=torch.long)
+    if labels.ndim == 0:
+        labels = labels.expand(x.shape[0])
+    check(labels.shape == (x.shape[0],), f"class_labels has shape {tuple(labels.shape)}: pass an int or a ({x.shape[0]},) tensor")
+    allowed = num_classes if null_label is None else max(num_classes, null_label + 1)
+    check(bool(((labels >= 0) & (labels < allowed)).all()), f"class_labels must lie in 0..{num_classes - 1}")
+    return {"class_labels": labels}
+
+
 class Denoiser(nn.Module):
     """Base of steerdiff's denoisers: checks the input, then calls :meth:`denoise`.
 
@@ -81,8 +102,8 @@ class EDMDenoiser(Denoiser):
     ``c_noise = time_scale * ln(s) / 4`` (``time_scale`` spreads the noise level over the range a
     diffusers sinusoidal time embedding expects; 250 maps sigma in [0.002, 80] to about [-390, 275]).
 
-    Class-conditional networks take ``class_labels`` ``(B,)``; with ``null_label`` set (a network
-    trained with label dropout) a call without labels is the unconditional denoiser.
+    Class-conditional networks (``num_classes`` set) take ``class_labels`` ``(B,)``; with ``null_label``
+    set (a network trained with label dropout) a call without labels is the unconditional denoiser.
     """
 
     def __init__(self, net: nn.Module, *, sigma_min=0.002, sigma_max=80.0, sigma_data=0.5, sample_shape,
@@ -93,29 +114,14 @@ class EDMDenoiser(Denoiser):
         self.net, self.time_scale = net, float(time_scale)
         self.num_classes, self.null_label, self.require_labels = num_classes, null_label, require_labels
 
-    def _labels(self, x: torch.Tensor, class_labels):
-        if self.num_classes is None:
-            check(class_labels is None, "this model is unconditional: drop class_labels (or load a class-conditional model, e.g. 'mnist-cond')")
-            return {}
-        if class_labels is None:
-            check(self.null_label is not None and not self.require_labels,
-                  f"this model is class-conditional: pass cond={{'class_labels': ...}} with values in 0..{self.num_classes - 1}")
-            class_labels = self.null_label
-        labels = torch.as_tensor(class_labels, device=x.device, dtype=torch.long)
-        if labels.ndim == 0:
-            labels = labels.expand(x.shape[0])
-        check(labels.shape == (x.shape[0],), f"class_labels has shape {tuple(labels.shape)}: pass an int or a ({x.shape[0]},) tensor")
-        allowed = self.num_classes if self.null_label is None else max(self.num_classes, self.null_label + 1)
-        check(bool(((labels >= 0) & (labels < allowed)).all()), f"class_labels must lie in 0..{self.num_classes - 1}")
-        return {"class_labels": labels}
-
     def denoise(self, x, sigma, class_labels=None, **cond):
         sd2, s = self.sigma_data ** 2, append_dims(sigma, x.ndim)
         c_skip = sd2 / (s ** 2 + sd2)
         c_out = s * self.sigma_data / (s ** 2 + sd2).sqrt()
         c_in = 1 / (s ** 2 + sd2).sqrt()
         c_noise = self.time_scale * sigma.log() / 4
-        f = _output(self.net(c_in * x, c_noise, **self._labels(x, class_labels), **cond))
+        labels = label_cond(x, class_labels, self.num_classes, self.null_label, self.require_labels)
+        f = _output(self.net(c_in * x, c_noise, **labels, **cond))
         return c_skip * x + c_out * f.to(x.dtype)
 
 
@@ -136,7 +142,8 @@ class DiscreteDenoiser(Denoiser):
     """
 
     def __init__(self, net: nn.Module, alphas_cumprod, *, prediction_type: str = "epsilon", sample_shape,
-                 sigma_data: float = 0.5, quantize: bool = False, preset: dict | None = None):
+                 sigma_data: float = 0.5, quantize: bool = False, num_classes: int | None = None,
+                 null_label: int | None = None, require_labels: bool = False, preset: dict | None = None):
         check(prediction_type in ("epsilon", "v_prediction"),
               f"prediction_type {prediction_type!r}: use 'epsilon' or 'v_prediction'")
         sig = sigmas_from_alphas_cumprod(alphas_cumprod)
@@ -144,6 +151,7 @@ class DiscreteDenoiser(Denoiser):
         super().__init__(sigma_min=float(sig[0]), sigma_max=float(sig[-1]), sigma_data=sigma_data,
                          sample_shape=sample_shape, preset=preset)
         self.net, self.prediction_type, self.quantize = net, prediction_type, quantize
+        self.num_classes, self.null_label, self.require_labels = num_classes, null_label, require_labels
         self.register_buffer("log_sigmas", sig.log().float(), persistent=False)
 
     def sigma_to_t(self, sigma: torch.Tensor) -> torch.Tensor:
@@ -164,10 +172,11 @@ class DiscreteDenoiser(Denoiser):
         ls = self.log_sigmas.to(t.device)
         return ((1 - w) * ls[lo] + w * ls[lo + 1]).exp()
 
-    def denoise(self, x, sigma, **cond):
+    def denoise(self, x, sigma, class_labels=None, **cond):
         s = append_dims(sigma, x.ndim)
         x_vp = x / (1 + s ** 2).sqrt()
-        out = _output(self.net(x_vp, self.sigma_to_t(sigma), **cond)).to(x.dtype)
+        labels = label_cond(x, class_labels, self.num_classes, self.null_label, self.require_labels)
+        out = _output(self.net(x_vp, self.sigma_to_t(sigma), **labels, **cond)).to(x.dtype)
         if self.prediction_type == "epsilon":
             return x - s * out
         return x / (1 + s ** 2) - s / (1 + s ** 2).sqrt() * out

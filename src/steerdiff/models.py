@@ -57,17 +57,18 @@ def load(name_or_path: str | os.PathLike = "mnist", *, device: str | torch.devic
     ucfg = {k: v for k, v in ucfg.items() if not k.startswith("_")}
     net = build_unet(ucfg)
     try:
-        net.load_state_dict({k: v.to(dtype) for k, v in state.items()})
+        net.load_state_dict(state)  # copies (and casts fp16 shipped weights) into the float32 parameters
     except RuntimeError as e:
         raise SteerdiffError(f"{path}: weights do not match unet/config.json ({str(e).splitlines()[0]}): the checkpoint is corrupt") from None
-    net = net.to(device=device, dtype=dtype).eval().requires_grad_(False)
-    common = dict(sample_shape=conf["sample_shape"], sigma_data=conf["sigma_data"], preset=conf.get("preset"))
+    net = net.to(device).eval().requires_grad_(False)
+    if dtype != torch.float32:
+        net = net.half() if dtype == torch.float16 else net.to(dtype=dtype)
+    num, null = conf.get("num_classes"), conf.get("null_label")
+    common = dict(sample_shape=conf["sample_shape"], sigma_data=conf["sigma_data"], preset=conf.get("preset"),
+                  num_classes=num, null_label=null, require_labels=opts.get("require_labels", null is None and num is not None))
     if conf["kind"] == "edm":
-        num = conf.get("num_classes")
-        null = conf.get("null_label")
         model = EDMDenoiser(net, sigma_min=conf["sigma_min"], sigma_max=conf["sigma_max"], time_scale=conf["time_scale"],
-                            num_classes=num, null_label=null,
-                            require_labels=opts.get("require_labels", null is None and num is not None), **common)
+                            **common)
     elif conf["kind"] == "discrete":
         model = DiscreteDenoiser(net, ddpm_alphas_cumprod(**conf["schedule"]), prediction_type=conf["prediction_type"], **common)
     else:

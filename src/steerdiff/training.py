@@ -209,14 +209,15 @@ def train(cfg: TrainConfig, out: str | os.PathLike, *, progress: bool = True, co
             loss = edm_loss(denoiser, x0, gen, cfg, **cond)
         else:
             loss = ddpm_loss(net, x0, gen, alphas_cumprod, cfg.objective, **cond)
-        if not torch.isfinite(loss):
+        loss_value = loss.detach()
+        if not torch.isfinite(loss_value):
             raise SteerdiffError(f"loss became {loss.item()} at step {step}: lower --lr; the last good checkpoint in {out} is kept")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         ema_update(ema, net, ema_decay_at(step, cfg.ema_decay))
         step += 1
-        losses.append(round(float(loss), 6))
+        losses.append(round(float(loss_value), 6))
         seen += len(idx)
         bar.update(1)
         bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}",
