@@ -1,22 +1,68 @@
-"""Guidance as a denoiser wrapper.
+"""Guidance as a denoiser wrapper, with sigma windows and weight schedules.
 
 ``guided(denoiser, *terms)`` is a denoiser whose score is the base score plus each term's:
 
-    D'(x, sigma) = D(x, sigma) + sigma^2 * sum_k g_k(x, sigma)
+    D'(x, sigma) = D(x, sigma) + sigma^2 * sum_k w_k(sigma) * g_k(x, sigma)
 
-so a term ``g_k`` is the gradient, with respect to ``x``, of a log-potential, in the units of a score
-(1 / units of x). A term is any callable ``g(x, sigma, **cond) -> tensor like x`` with ``sigma`` a
-``(B,)`` tensor; it sees the whole batch, so terms may couple the samples (particle methods).
-Gradients are enabled inside, so the wrapper works under ``@torch.no_grad`` samplers.
+A term ``g_k`` is the gradient, with respect to ``x``, of a log-potential: a score, in units of
+1 / x. ``w_k`` is the term's weight schedule, zero outside its sigma window. A term sees the whole
+batch, so terms may couple the samples (the batch is the particle set). Gradients are enabled
+inside, so the wrapper works under ``@torch.no_grad`` samplers (steerdiff's and k-diffusion's).
+
+A term is either a plain callable ``g(x, sigma, **cond) -> tensor like x`` (always on, weight 1)
+or an object with ``weight_at(sigma) -> float`` and ``guide(ctx) -> tensor like x`` (the particle
+terms), which may set ``needs_x0 = True`` to receive the denoised estimate with its graph to ``x``.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
 from .denoisers import Denoiser, append_dims
-from .errors import check
+from .errors import SteerdiffError, check
+
+SCHEDULES = ("constant", "sigma", "cosine")
+
+
+def schedule_weight(schedule, sigma: float, window: tuple[float, float]) -> float:
+    """Weight of a term at noise level ``sigma``: 0 outside ``window = (lo, hi)``; inside it
+
+    ``"constant"``: 1; ``"sigma"``: ``sigma`` (proportional to the noise level); ``"cosine"``: a bump
+    ``(1 - cos(2 pi u)) / 2`` in ``u = log(sigma / lo) / log(hi / lo)``, 0 at both ends and 1 in the
+    middle (log-sigma); a callable: ``schedule(sigma)``.
+    """
+    lo, hi = window
+    if not (lo <= sigma <= hi):
+        return 0.0
+    if callable(schedule):
+        return float(schedule(sigma))
+    if schedule == "constant":
+        return 1.0
+    if schedule == "sigma":
+        return float(sigma)
+    if schedule == "cosine":
+        u = math.log(sigma / lo) / math.log(hi / lo) if hi > lo else 0.5
+        return 0.5 * (1 - math.cos(2 * math.pi * u))
+    raise SteerdiffError(f"unknown weight schedule {schedule!r}: use one of {', '.join(SCHEDULES)} or a callable")
+
+
+@dataclass
+class GuideContext:
+    """What a guidance term sees: ``x`` (a leaf that requires grad when a term needs x0), ``sigma``
+    ``(B,)``, the base ``denoised`` estimate (with its graph to ``x`` when ``needs_x0``), ``cond``."""
+    x: torch.Tensor
+    sigma: torch.Tensor
+    denoised: torch.Tensor
+    cond: dict
+    base: Callable
+
+    @property
+    def score(self) -> torch.Tensor:
+        """The base score ``(D(x) - x) / sigma^2`` (detached)."""
+        return (self.denoised.detach() - self.x.detach()) / append_dims(self.sigma, self.x.ndim) ** 2
 
 
 class Guided(Denoiser):
@@ -25,20 +71,34 @@ class Guided(Denoiser):
     def __init__(self, base: Callable, terms):
         super().__init__(sigma_min=base.sigma_min, sigma_max=base.sigma_max, sigma_data=base.sigma_data,
                          sample_shape=base.sample_shape, preset=getattr(base, "preset", None))
+        bound = []
         for t in terms:
-            check(callable(t), f"a guidance term must be callable g(x, sigma, **cond), got {type(t).__name__}")
-        self.base, self.terms = base, list(terms)
+            check(callable(t) or hasattr(t, "guide"), f"a guidance term must be callable g(x, sigma, **cond), got {type(t).__name__}")
+            bound.append(t.bind(base) if hasattr(t, "bind") else t)
+        self.base, self.terms = base, bound
 
     def denoise(self, x, sigma, **cond):
-        d = self.base(x, sigma, **cond)
-        if not self.terms:
-            return d
+        s = float(sigma.max())
+        active = [(t, t.weight_at(s) if hasattr(t, "weight_at") else 1.0) for t in self.terms]
+        active = [(t, w) for t, w in active if w != 0]
+        if not active:
+            return self.base(x, sigma, **cond)
+        needs_x0 = any(getattr(t, "needs_x0", False) for t, _ in active)
         with torch.enable_grad():
-            g = sum(t(x.detach(), sigma, **cond) for t in self.terms)
-        check(g.shape == x.shape, f"a guidance term returned shape {tuple(g.shape)} for x of shape {tuple(x.shape)}")
-        return d + append_dims(sigma, x.ndim) ** 2 * g.detach().to(d.dtype)
+            xg = x.detach().requires_grad_(needs_x0)
+            d = self.base(xg, sigma, **cond)
+            ctx = GuideContext(xg, sigma, d, cond, self.base)
+            g = torch.zeros_like(x)
+            for t, w in active:
+                gk = t.guide(ctx) if hasattr(t, "guide") else t(x.detach(), sigma, **cond)
+                check(gk.shape == x.shape, f"a guidance term returned shape {tuple(gk.shape)} for x of shape {tuple(x.shape)}")
+                g = g + w * gk.detach().to(x.dtype)
+        if not bool(torch.isfinite(g).all()):
+            raise SteerdiffError(f"guidance produced non-finite values at sigma={s:.4g}: lower the strength "
+                                 "or narrow the window")
+        return d.detach() + append_dims(sigma, x.ndim) ** 2 * g
 
 
-def guided(denoiser: Callable, *terms: Callable) -> Guided:
+def guided(denoiser: Callable, *terms) -> Guided:
     """``denoiser`` with guidance ``terms`` added to its score (see module docstring)."""
     return Guided(denoiser, terms)

@@ -75,9 +75,10 @@ class GaussianMixtureDenoiser(Denoiser):
         return torch.cdist(x.double().flatten(1), self.means.flatten(1)).argmin(1)
 
 
-def ring(n_modes: int = 10, radius: float = 1.0, std: float = 0.05, weights: Sequence[float] | None = None,
+def ring(n_modes: int = 10, radius: float = 1.0, std: float = 0.005 ** 0.5, weights: Sequence[float] | None = None,
          **kwargs) -> GaussianMixtureDenoiser:
-    """``n_modes`` Gaussians evenly spaced on a circle of ``radius`` in 2-D (the Particle Guidance toy)."""
+    """``n_modes`` Gaussians evenly spaced on a circle of ``radius`` in 2-D; the defaults (10 modes,
+    radius 1, variance 0.005) are the Particle Guidance paper's synthetic experiment."""
     check(n_modes >= 1, "n_modes must be at least 1")
     angles = torch.arange(n_modes, dtype=torch.float64) * (2 * math.pi / n_modes)
     means = radius * torch.stack([angles.cos(), angles.sin()], dim=1)

@@ -1,0 +1,131 @@
+"""Embeddings: maps ``phi(x, sigma) -> (n, m)`` features in which particles repel.
+
+Names follow the repulsion seed: ``identity``/``latent`` (the raw sample), ``averagedim`` (channel
+averages), ``cnn16``/``cnn64`` (a random CNN, optionally re-drawn each step), ``ro3`` (rule of
+thirds: mean of each channel over a 3x3 grid), ``edges`` (Sobel edge energy on a 7x7 grid),
+``style`` (upper triangle of the Gram matrix of random-CNN feature maps). Any callable
+``f(x)`` or ``f(x, sigma)`` returning ``(n, m)`` works too; noise-conditional classifier features
+are :class:`ClassifierEmbedding`.
+"""
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import SteerdiffError, check
+
+
+def _flat(x: torch.Tensor) -> torch.Tensor:
+    return x.flatten(1)
+
+
+def identity(x: torch.Tensor, sigma=None) -> torch.Tensor:
+    """The sample itself, flattened: ``(n, prod(sample_shape))``."""
+    return _flat(x)
+
+
+def averagedim(x: torch.Tensor, sigma=None) -> torch.Tensor:
+    """Channel averages ``(n, C)`` (for 1-channel images a single number: choose another embedding)."""
+    check(x.ndim >= 3, "averagedim needs (n, C, ...) samples")
+    return x.flatten(2).mean(-1)
+
+
+def ro3(x: torch.Tensor, sigma=None) -> torch.Tensor:
+    """Rule of thirds: the mean of each channel over a 3x3 grid, ``(n, 9 C)``: where the mass is."""
+    check(x.ndim == 4, "ro3 needs images (n, C, H, W)")
+    return F.adaptive_avg_pool2d(x, 3).flatten(1)
+
+
+_SOBEL = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+
+
+def edges(x: torch.Tensor, sigma=None) -> torch.Tensor:
+    """Sobel edge energy (mean over channels) pooled on a 7x7 grid, ``(n, 49)``."""
+    check(x.ndim == 4, "edges needs images (n, C, H, W)")
+    k = torch.stack([_SOBEL, _SOBEL.T])[:, None].to(x)
+    g = F.conv2d(x.mean(1, keepdim=True), k, padding=1)
+    return F.adaptive_avg_pool2d((g ** 2).sum(1, keepdim=True), 7).flatten(1)
+
+
+class RandomCNN(nn.Module):
+    """A fixed random CNN (seeded) mapping images to ``out_dim`` features; ``redraw=True`` draws new
+    weights each call from a stream seeded by ``(seed, call count)``, so runs stay reproducible."""
+
+    def __init__(self, out_dim: int = 16, width: int = 16, seed: int = 0, redraw: bool = False):
+        super().__init__()
+        self.out_dim, self.width, self.seed, self.redraw, self.calls = out_dim, width, seed, redraw, 0
+        self.layers: nn.Module | None = None
+
+    def _build(self, in_channels: int, seed: int) -> nn.Module:
+        g = torch.Generator().manual_seed(seed)
+        w = self.width
+
+        def conv(i, o):
+            c = nn.Conv2d(i, o, 3, padding=1)
+            with torch.no_grad():
+                c.weight.copy_(torch.randn(c.weight.shape, generator=g) * (2 / (i * 9)) ** 0.5)
+                c.bias.zero_()
+            return c
+        lin = nn.Linear(w * 16, self.out_dim)
+        with torch.no_grad():
+            lin.weight.copy_(torch.randn(lin.weight.shape, generator=g) / (w * 16) ** 0.5)
+            lin.bias.zero_()
+        return nn.Sequential(conv(in_channels, w), nn.SiLU(), nn.AvgPool2d(2), conv(w, w), nn.SiLU(),
+                             nn.AdaptiveAvgPool2d(4), nn.Flatten(), lin).requires_grad_(False)
+
+    def feature_maps(self, x: torch.Tensor) -> torch.Tensor:
+        return self._net(x)[:3](x)
+
+    def _net(self, x: torch.Tensor) -> nn.Module:
+        if self.layers is None or self.redraw:
+            from .seeding import stream_seed
+            self.layers = self._build(x.shape[1], stream_seed("cnn", self.seed, self.calls if self.redraw else 0)).to(x)
+        self.calls += 1
+        return self.layers
+
+    def forward(self, x: torch.Tensor, sigma=None) -> torch.Tensor:
+        check(x.ndim == 4, "a CNN embedding needs images (n, C, H, W)")
+        return self._net(x)(x)
+
+
+class Style(nn.Module):
+    """Style features: the upper triangle of the Gram matrix of a random CNN's first feature maps."""
+
+    def __init__(self, width: int = 16, seed: int = 0):
+        super().__init__()
+        self.cnn = RandomCNN(width=width, seed=seed)
+
+    def forward(self, x: torch.Tensor, sigma=None) -> torch.Tensor:
+        fm = self.cnn.feature_maps(x).flatten(2)                        # (n, w, hw)
+        gram = fm @ fm.transpose(1, 2) / fm.shape[-1]
+        i, j = torch.triu_indices(gram.shape[1], gram.shape[2])
+        return gram[:, i, j]
+
+
+def _factories() -> dict[str, Callable[[], Callable]]:
+    return {"identity": lambda: identity, "latent": lambda: identity, "averagedim": lambda: averagedim,
+            "ro3": lambda: ro3, "edges": lambda: edges, "cnn16": lambda: RandomCNN(16), "cnn64": lambda: RandomCNN(64),
+            "style": lambda: Style()}
+
+
+EMBEDDINGS = tuple(_factories())
+
+
+def get_embedding(name_or_fn) -> Callable:
+    """An embedding ``phi(x, sigma) -> (n, m)`` by name (see :data:`EMBEDDINGS`) or from a callable
+    taking ``(x)`` or ``(x, sigma)``."""
+    if callable(name_or_fn):
+        try:
+            n_args = len(inspect.signature(name_or_fn).parameters)
+        except (TypeError, ValueError):
+            n_args = 2
+        return name_or_fn if n_args >= 2 else (lambda x, sigma=None: name_or_fn(x))
+    factories = _factories()
+    if name_or_fn not in factories:
+        raise SteerdiffError(f"unknown embedding {name_or_fn!r}: use one of {', '.join(EMBEDDINGS)}, "
+                             "'classifier:PATH' or a callable")
+    return factories[name_or_fn]()

@@ -1,0 +1,203 @@
+"""Particle terms: Particle Guidance and SVGD-style repulsion, as guidance terms for :func:`guided`.
+
+Both couple the batch (the particle set ``x_1..x_n``) through a kernel ``k`` on features
+``f_i = phi(y_i, sigma)`` where ``y = x`` (``on="x"``, cheap) or ``y = D(x)`` (``on="x0"``, the
+denoised estimate; its gradient is pulled back to ``x`` through the denoiser by an input-only
+vector-Jacobian product).
+
+**ParticleGuidance** (Corso et al. 2023) adds the gradient of the log-potential
+``log Phi = -strength * sum_{i<j} k(f_i, f_j)``: particle ``i`` receives
+``g_i = -strength * grad_{x_i} sum_{j != i} k(f_i, f_j)``. ``strength`` is dimensionless (nats of
+log-potential per unit of kernel similarity); the sampler sees ``D' = D + sigma^2 w(sigma) g``.
+
+**Repulsion** (the repulsion seed's SVGD step, Liu & Wang 2016) adds
+``g_i = strength / n * sum_j grad_{x_j} k(f_j, f_i)``, the kernel gradient taken at the *other*
+particle through the embedding's Jacobian there; with ``share_score=True`` it also replaces each
+particle's score by the kernel-weighted average ``1/n sum_j k_ji score_j`` (full SVGD).
+
+``normalize=True`` makes ``strength`` relative: each particle's force is rescaled to ``strength``
+times its score norm. ``clip`` caps each particle's force at ``clip`` times its score norm.
+``archive`` holds earlier samples (clean, ``(m, *sample_shape)``) to repel from as fixed particles.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import torch
+
+from .embeddings import get_embedding
+from .errors import SteerdiffError, check
+from .guidance import GuideContext, schedule_weight
+from .kernels import get_kernel, rbf
+
+DEFAULTS = {
+    "pg": dict(embedding="identity", kernel="rbf", strength=1.0, on="x0", window=None, weight="constant",
+               bandwidth="median", bandwidth_scale=1.0, normalize=False, clip=None, project=False),
+    "repulsive": dict(embedding="identity", kernel="rbf", strength=1.0, on="x", window=None, weight="constant",
+                      bandwidth="median", bandwidth_scale=1.0, normalize=False, clip=None, project=False),
+}
+
+
+def _kernel_matrix(kernel, a: torch.Tensor, b: torch.Tensor, term, sigma: torch.Tensor) -> torch.Tensor:
+    """``k(a_i, b_j)`` ``(n_a, n_b)``; the RBF bandwidth comes from the reference set ``b``."""
+    if kernel is rbf:
+        return rbf(a, b, term.bandwidth, sigma, term.bandwidth_scale)
+    return kernel(a, b)
+
+
+@dataclass
+class _ParticleTerm:
+    embedding: object = None
+    kernel: object = None
+    strength: float | None = None
+    on: str | None = None
+    window: tuple | None = None
+    weight: object = None
+    bandwidth: object = None
+    bandwidth_scale: float | None = None
+    normalize: bool | None = None
+    clip: float | None = None
+    project: bool | None = None
+    archive: object = None
+    preset_key = "pg"
+
+    def bind(self, denoiser) -> "_ParticleTerm":
+        """A copy with every unset argument taken from the model's preset, then the library default."""
+        preset = dict(DEFAULTS[self.preset_key])
+        preset.update((getattr(denoiser, "preset", {}) or {}).get("particles", {}).get(self.preset_key, {}))
+        t = copy.copy(self)
+        for f in fields(_ParticleTerm):
+            if getattr(t, f.name) is None and f.name in preset:
+                setattr(t, f.name, preset[f.name])
+        t.window = tuple(t.window) if t.window is not None else (denoiser.sigma_min, denoiser.sigma_max)
+        check(len(t.window) == 2 and 0 <= t.window[0] <= t.window[1], f"window must be (lo, hi) sigmas, got {t.window}")
+        check(t.on in ("x", "x0"), f"on={t.on!r}: use 'x' (features of the noisy sample) or 'x0' (of the denoised estimate)")
+        t._phi = get_embedding(t.embedding)
+        t._k = get_kernel(t.kernel)
+        t.needs_x0 = t.on == "x0"
+        schedule_weight(t.weight, t.window[1], t.window)  # validates the schedule name now, not mid-sampling
+        return t
+
+    def weight_at(self, sigma: float) -> float:
+        return float(self.strength) * schedule_weight(self.weight, sigma, self.window)
+
+    def _inputs(self, ctx: GuideContext) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(leaf, y)``: the tensor to differentiate with respect to, and what the embedding sees."""
+        if self.on == "x0":
+            return ctx.x, ctx.denoised
+        leaf = ctx.x.detach().requires_grad_(True)
+        return leaf, leaf
+
+    def _archive_feats(self, sigma: torch.Tensor) -> torch.Tensor | None:
+        if self.archive is None:
+            return None
+        a = self.archive.samples if isinstance(self.archive, Archive) else torch.as_tensor(self.archive)
+        if len(a) == 0:
+            return None
+        return self._phi(a.to(sigma.device), sigma[:1].expand(len(a))).flatten(1).detach()
+
+    def _finish(self, ctx: GuideContext, force: torch.Tensor) -> torch.Tensor:
+        """Apply normalisation / clipping relative to the score norm (per particle)."""
+        if not (self.normalize or self.clip or self.project):
+            return force
+        dims = (-1,) + (1,) * (force.ndim - 1)
+        score = ctx.score
+        s_norm = score.flatten(1).norm(dim=1).reshape(dims)
+        if self.project:
+            # keep the density: drop the component along the score, so particles move along
+            # (not across) the level sets of log p_sigma
+            along = (force * score).flatten(1).sum(1).reshape(dims) / s_norm.clamp(min=1e-12) ** 2
+            force = force - along * score
+        f_norm = force.flatten(1).norm(dim=1).reshape(dims).clamp(min=1e-12)
+        if self.normalize:
+            force = force / f_norm * s_norm
+            f_norm = s_norm.clamp(min=1e-12)
+        if self.clip:
+            force = force * (self.clip * s_norm / f_norm).clamp(max=1.0)
+        return force
+
+
+class ParticleGuidance(_ParticleTerm):
+    """Particle Guidance (see module docstring). Unset arguments come from the model's preset
+    (``config.json`` -> ``preset.particles.pg``), then from :data:`DEFAULTS`."""
+    preset_key = "pg"
+
+    def guide(self, ctx: GuideContext) -> torch.Tensor:
+        leaf, y = self._inputs(ctx)
+        feats = self._phi(y, ctx.sigma).flatten(1)
+        n = feats.shape[0]
+        arch = self._archive_feats(ctx.sigma)
+        allf = feats if arch is None else torch.cat([feats, arch])
+        k = _kernel_matrix(self._k, feats, allf, self, ctx.sigma)                       # (n, n + archive)
+        # sum_{i<j} over the particles, plus every particle-archive pair (the archive does not move)
+        potential = (k[:, :n].sum() - k[:, :n].diagonal().sum()) / 2 + k[:, n:].sum()
+        grad, = torch.autograd.grad(potential, leaf, retain_graph=self.on == "x0")
+        return self._finish(ctx, -grad)
+
+
+class Repulsion(_ParticleTerm):
+    """SVGD-style repulsion (see module docstring); ``share_score`` adds SVGD's kernel-averaged score."""
+    preset_key = "repulsive"
+    share_score: bool = False
+
+    def __init__(self, *args, share_score: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.share_score = share_score
+
+    def guide(self, ctx: GuideContext) -> torch.Tensor:
+        leaf, y = self._inputs(ctx)
+        feats = self._phi(y, ctx.sigma).flatten(1)
+        n = feats.shape[0]
+        arch = self._archive_feats(ctx.sigma)
+        ref = feats.detach() if arch is None else torch.cat([feats.detach(), arch])
+        # a_ji = grad_{f_j} k(f_j, f_i): differentiate k(rows, columns) with the columns held fixed
+        fj = feats.detach().requires_grad_(True)
+        with torch.enable_grad():
+            kmat = _kernel_matrix(self._k, fj, ref, self, ctx.sigma)                          # (n_j, n + archive)
+            cot = torch.stack([torch.autograd.grad(kmat[:, i].sum(), fj, retain_graph=True)[0]
+                               for i in range(n)])                                             # (n_i, n_j, m)
+        # force_i = sum_j J_phi(x_j)^T a_ji: one batched VJP through the embedding, a cotangent per i
+        grads, = torch.autograd.grad(feats, leaf, grad_outputs=cot, is_grads_batched=True,
+                                     retain_graph=self.on == "x0" or arch is not None)          # (n_i, n_j, ...)
+        force = grads.sum(1) / n
+        if arch is not None:
+            # archive points are fixed: their push on particle i is -grad_{x_i} k(f_i, a)
+            ka = _kernel_matrix(self._k, feats, ref, self, ctx.sigma)[:, n:].sum()
+            force = force - torch.autograd.grad(ka, leaf, retain_graph=self.on == "x0")[0] / n
+        force = self._finish(ctx, force)
+        if self.share_score:
+            kw = _kernel_matrix(self._k, feats.detach(), feats.detach(), self, ctx.sigma)
+            score = ctx.score
+            force = force + (kw.T @ score.flatten(1) / n).reshape(score.shape) - score
+        return force
+
+
+class Archive:
+    """Earlier samples to repel from, so batch after batch avoids repeats. ``add`` appends a batch;
+    ``save``/``load`` use a ``.npy`` file (no pickle)."""
+
+    def __init__(self, samples: torch.Tensor | None = None, max_size: int | None = None):
+        self.samples = samples.detach().clone() if samples is not None else torch.empty(0)
+        self.max_size = max_size
+
+    def add(self, batch: torch.Tensor) -> "Archive":
+        batch = batch.detach().float().cpu()
+        self.samples = batch if len(self.samples) == 0 else torch.cat([self.samples, batch])
+        if self.max_size is not None:
+            self.samples = self.samples[-self.max_size:]
+        return self
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def save(self, path) -> Path:
+        from .io import save_samples
+        check(str(path).endswith(".npy"), f"archive file {path}: use a .npy path")
+        return save_samples(self.samples, path)
+
+    @classmethod
+    def load(cls, path, max_size: int | None = None) -> "Archive":
+        from .io import load_array
+        return cls(load_array(path).float(), max_size)

@@ -1,0 +1,83 @@
+"""The command line: outputs by suffix, help text, one-line errors, python -m equivalence."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from steerdiff.cli import main
+from steerdiff.training import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ckpt") / "tiny"
+    train(TrainConfig(dataset="digits8", net="tiny", steps=2, batch_size=8, class_conditional=True, p_uncond=0.5),
+          out, progress=False)
+    return out
+
+
+def test_sample_writes_each_format(tiny_ckpt, tmp_path):
+    for name in ("x.npy", "x.pt", "x.png", "x.npz"):
+        assert main(["sample", "--model", str(tiny_ckpt), "--n", "3", "--steps", "3", "--seed", "1",
+                     "--out", str(tmp_path / name), "--quiet"]) == 0
+    a = np.load(tmp_path / "x.npy")
+    assert a.shape == (3, 1, 8, 8) and a.min() >= -1 and a.max() <= 1
+    np.testing.assert_array_equal(torch.load(tmp_path / "x.pt", weights_only=True).numpy(), a)
+    np.testing.assert_array_equal(np.load(tmp_path / "x.npz")["samples"], a)
+    from PIL import Image
+    assert Image.open(tmp_path / "x.png").size[0] > 8
+
+
+def test_same_seed_same_output_and_aliases(tiny_ckpt, tmp_path):
+    main(["sample", "--model", str(tiny_ckpt), "--particles", "4", "--steps", "3", "--seed", "5", "--out", str(tmp_path / "a.npy"), "--quiet"])
+    main(["sample", "--model", str(tiny_ckpt), "--nparticles", "4", "--steps", "3", "--seed", "5", "--batch-size", "2",
+          "--out", str(tmp_path / "b.npy"), "--quiet"])
+    main(["sample", "--model", str(tiny_ckpt), "--n", "4", "--steps", "3", "--seed", "6", "--out", str(tmp_path / "c.npy"), "--quiet"])
+    a, b, c = (np.load(tmp_path / f"{k}.npy") for k in "abc")
+    np.testing.assert_allclose(a, b, atol=1e-4)  # batched float32 convolutions round differently
+    assert np.abs(a - c).max() > 0.1
+
+
+def test_class_labels(tiny_ckpt, tmp_path):
+    assert main(["sample", "--model", str(tiny_ckpt), "--n", "4", "--steps", "2", "--class-label", "cycle",
+                 "--out", str(tmp_path / "l.npz"), "--quiet"]) == 0
+    assert np.load(tmp_path / "l.npz")["labels"].tolist() == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["sample", "--model", "nope", "--out", "x.npy"], "unknown model 'nope'"),
+    (["sample", "--model", "TINY", "--n", "0", "--out", "x.npy"], "--n must be at least 1"),
+    (["sample", "--model", "TINY", "--out", "x.txt"], "use a suffix among"),
+    (["sample", "--model", "TINY", "--sampler", "rk4", "--out", "x.npy"], "unknown sampler 'rk4'"),
+    (["sample", "--model", "TINY", "--class-label", "12", "--out", "x.npy"], "--class-label '12'"),
+    (["sample", "--model", "missing/dir", "--out", "x.npy"], "does not exist"),
+])
+def test_bad_input_is_one_line(tiny_ckpt, tmp_path, capsys, args, message):
+    args = [str(tiny_ckpt) if a == "TINY" else (str(tmp_path / a) if a.startswith("x.") else a) for a in args]
+    assert main(args + ["--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_help_is_a_manual(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    for cmd in ("train", "train-classifier", "sample", "export"):
+        assert cmd in text
+    with pytest.raises(SystemExit):
+        main(["sample", "--help"])
+    text = capsys.readouterr().out
+    assert "--particles" in text and "Examples" in text
+
+
+def test_python_m_equals_console_script(tiny_ckpt, tmp_path):
+    outs = []
+    for launcher in ([sys.executable, "-m", "steerdiff"], ["steerdiff"]):
+        out = tmp_path / f"{len(outs)}.npy"
+        subprocess.run(launcher + ["sample", "--model", str(tiny_ckpt), "--n", "2", "--steps", "2", "--seed", "3",
+                                   "--out", str(out), "--quiet"], check=True, capture_output=True)
+        outs.append(np.load(out))
+    np.testing.assert_array_equal(*outs)
