@@ -9,10 +9,11 @@ from .denoisers import Denoiser, DiscreteDenoiser, EDMDenoiser, ScoreDenoiser, s
 from .errors import SteerdiffError
 from .guidance import guided
 from .models import load
+from .particles import Archive, ParticleGuidance, Repulsion
 from .sampling import get_sigmas_karras, get_sigmas_ve, sigmas_from_scheduler
 from .toy import GaussianMixtureDenoiser, ring
 
 __version__ = "0.1.0"
 __all__ = ["sample", "load", "guided", "sampling", "get_sigmas_karras", "get_sigmas_ve", "sigmas_from_scheduler",
            "Denoiser", "EDMDenoiser", "DiscreteDenoiser", "ScoreDenoiser", "score_of", "GaussianMixtureDenoiser",
-           "ring", "SteerdiffError"]
+           "ring", "SteerdiffError", "ParticleGuidance", "Repulsion", "Archive"]

@@ -19,7 +19,7 @@ from .data import load_dataset
 from .errors import SteerdiffError, check
 from .seeding import stream_seed
 
-KINDS = ("label",)
+KINDS = ("label", "noisy-label")
 
 
 class DigitCNN(nn.Module):
@@ -44,6 +44,34 @@ class DigitCNN(nn.Module):
         return self.head(self.body(x))
 
 
+class NoisyDigitCNN(DigitCNN):
+    """A noise-conditional classifier ``(x, sigma) -> logits``: ``x`` is a noisy sample at VE scale.
+
+    The input is preconditioned like EDM's (``x / sqrt(sigma^2 + sigma_data^2)``) and the noise level
+    enters as an extra constant channel ``log(sigma) / 4``, so the real noise level is always seen.
+    """
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, width: int = 24, feature_dim: int = 128,
+                 image_size: int = 28, sigma_data: float = 0.5):
+        super().__init__(in_channels + 1, num_classes, width, feature_dim, image_size)
+        self.sigma_data = sigma_data
+        self.arch = dict(in_channels=in_channels, num_classes=num_classes, width=width, feature_dim=feature_dim,
+                         image_size=image_size, sigma_data=sigma_data)
+
+    def _input(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1)
+        sigma = sigma.expand(x.shape[0]) if sigma.numel() == 1 else sigma
+        s = sigma.view(-1, 1, 1, 1)
+        c_noise = (s.clamp(min=1e-8).log() / 4).expand(x.shape[0], 1, *x.shape[2:])
+        return torch.cat([x / (s ** 2 + self.sigma_data ** 2).sqrt(), c_noise], 1)
+
+    def features(self, x: torch.Tensor, sigma=0.0) -> torch.Tensor:
+        return self.body(self._input(x, sigma))
+
+    def forward(self, x: torch.Tensor, sigma=0.0) -> torch.Tensor:
+        return self.head(self.features(x, sigma))
+
+
 def random_shift(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tensor:
     """Translate each image by up to ``max_shift`` pixels (background -1 fills in)."""
     b, _, h, w = x.shape
@@ -60,16 +88,27 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch
     return float((pred == labels).float().mean())
 
 
+class _AtSigma(nn.Module):
+    def __init__(self, model, sigma):
+        super().__init__()
+        self.model, self.sigma = model, sigma
+
+    def forward(self, x):
+        return self.model(x, self.sigma)
+
+
 def train_classifier(out: str | os.PathLike, *, kind: str = "label", dataset: str = "mnist", epochs: int = 20,
-                     batch_size: int = 64, lr: float = 1e-3, seed: int = 0, width: int = 32, progress: bool = True,
+                     batch_size: int = 64, lr: float = 1e-3, seed: int = 0, width: int | None = None, progress: bool = True,
                      command: str | None = None) -> dict:
     """Train a classifier and write it to directory ``out``; returns its config (with held-out accuracy)."""
     check(kind in KINDS, f"classifier kind {kind!r}: use one of {', '.join(KINDS)}")
+    width = width or (24 if kind == "noisy-label" else 32)  # a different architecture from the evaluator
     train, held = load_dataset(dataset, "train"), load_dataset(dataset, "heldout")
     check(train.labels is not None, f"dataset {dataset} has no labels")
     num_classes = int(train.labels.max()) + 1
     torch.manual_seed(stream_seed("classifier-init", seed))
-    model = DigitCNN(train.images.shape[1], num_classes, width, image_size=train.images.shape[-1])
+    cls = NoisyDigitCNN if kind == "noisy-label" else DigitCNN
+    model = cls(train.images.shape[1], num_classes, width, image_size=train.images.shape[-1])
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * (len(train) // batch_size))
     bar = tqdm(range(epochs), disable=not progress, desc=f"train-classifier {kind}/{dataset}", unit="epoch")
@@ -81,14 +120,27 @@ def train_classifier(out: str | os.PathLike, *, kind: str = "label", dataset: st
         for k in range(len(train) // batch_size):
             idx = perm[k * batch_size:(k + 1) * batch_size]
             x = random_shift(train.images[idx], 2, gen)
-            loss = F.cross_entropy(model(x), train.labels[idx])
+            if kind == "noisy-label":
+                # EDM's training noise distribution, plus 10% clean images
+                sigma = (-1.2 + 1.2 * torch.randn(len(idx), generator=gen)).exp()
+                sigma = torch.where(torch.rand(len(idx), generator=gen) < 0.1, torch.zeros_like(sigma), sigma)
+                logits = model(x + sigma.view(-1, 1, 1, 1) * torch.randn(x.shape, generator=gen), sigma)
+            else:
+                logits = model(x)
+            loss = F.cross_entropy(logits, train.labels[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
         bar.set_postfix(loss=f"{loss.item():.3f}", heldout_acc=f"{accuracy(model, held.images, held.labels):.4f}")
     acc = accuracy(model, held.images, held.labels)
-    config = {"format": "steerdiff-classifier", "version": 1, "kind": kind, "dataset": dataset, "arch": model.arch,
+    extra = {}
+    if kind == "noisy-label":
+        g = torch.Generator().manual_seed(stream_seed("classifier-eval", seed))
+        noise = torch.randn(held.images.shape, generator=g)
+        extra["heldout_accuracy_by_sigma"] = {
+            str(s): accuracy(_AtSigma(model, s), held.images + s * noise, held.labels) for s in (0.25, 0.5, 1.0, 2.0)}
+    config = {**extra, "format": "steerdiff-classifier", "version": 1, "kind": kind, "dataset": dataset, "arch": model.arch,
               "heldout_accuracy": acc, "seed": seed, "epochs": epochs, "command": command}
 
     def verify(d: Path) -> None:
@@ -100,7 +152,7 @@ def train_classifier(out: str | os.PathLike, *, kind: str = "label", dataset: st
     return config
 
 
-SHIPPED = {"mnist-evaluator": "mnist-evaluator"}
+SHIPPED = {"mnist-evaluator": "mnist-evaluator", "mnist-noisy": "mnist-noisy"}
 
 
 def load_classifier(path: str | os.PathLike = "mnist-evaluator") -> DigitCNN:
@@ -114,7 +166,7 @@ def load_classifier(path: str | os.PathLike = "mnist-evaluator") -> DigitCNN:
                          "`steerdiff train-classifier`")
     config = ckpt.read_json(path / "config.json")
     check(config.get("format") == "steerdiff-classifier", f"{path}/config.json is not a steerdiff classifier config")
-    model = DigitCNN(**config["arch"])
+    model = (NoisyDigitCNN if config["kind"] == "noisy-label" else DigitCNN)(**config["arch"])
     try:
         model.load_state_dict(ckpt.read_safetensors(path / "model.safetensors"))
     except RuntimeError as e:

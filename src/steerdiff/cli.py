@@ -85,8 +85,27 @@ Examples:
     p.add_argument("--model", default="mnist", help="shipped model name or checkpoint directory (default mnist)")
     p.add_argument("--n", "--particles", "--nparticles", dest="n", type=int, default=16,
                    help="number of samples (particles) (default 16)")
-    p.add_argument("--method", default="iid", choices=["iid"],
-                   help="iid: independent samples from the plain sampler (default)")
+    p.add_argument("--method", default="iid", choices=["iid", "pg", "repulsive"],
+                   help="iid: independent samples (default); pg: Particle Guidance; repulsive: SVGD-style repulsion. "
+                        "The particle options below default to the model's recorded preset")
+    g = p.add_argument_group("particle methods (pg, repulsive)")
+    g.add_argument("--embedding", default=None,
+                   help="feature space: identity, averagedim, cnn16, cnn64, ro3, edges, style, classifier, "
+                        "classifier-probs, classifier:PATH, vgg_noise, vgg_noisero3")
+    g.add_argument("--kernel", default=None, help="rbf, cosine or iou")
+    g.add_argument("--strength", type=float, default=None,
+                   help="coefficient of the log-potential (dimensionless; relative to the score norm with --normalize)")
+    g.add_argument("--window", default=None, help="LO,HI: the sigma range where the term acts")
+    g.add_argument("--on", default=None, choices=["x", "x0"], help="embed the noisy sample (x) or the denoised estimate (x0)")
+    g.add_argument("--bandwidth", default=None, help="rbf bandwidth: median, per-particle, sigma, or a number")
+    g.add_argument("--bandwidth-scale", type=float, default=None, help="multiplies the rbf bandwidth")
+    g.add_argument("--weight", default=None, help="weight schedule inside the window: constant, sigma, cosine")
+    g.add_argument("--project", default=None, action=argparse.BooleanOptionalAction,
+                   help="drop the force's component along the score (keeps particles on the density's level sets)")
+    g.add_argument("--normalize", default=None, action=argparse.BooleanOptionalAction,
+                   help="rescale each particle's force to --strength times its score norm")
+    g.add_argument("--archive", default=None,
+                   help=".npy of earlier samples to repel from; the new samples are appended to it")
     p.add_argument("--sampler", default=None, help="euler, heun, euler_ancestral, ddim, dpmpp_2m, pc (default: the model's preset)")
     p.add_argument("--steps", type=int, default=None, help="number of noise levels (default: the model's preset, 18 for mnist)")
     p.add_argument("--s-churn", type=float, default=None, help="EDM churn for euler/heun (default 0: deterministic)")
@@ -121,11 +140,42 @@ def cmd_sample(a) -> int:
         cond["class_labels"] = labels
         extra["labels"] = labels
     kwargs = {k: v for k, v in (("s_churn", a.s_churn), ("eta", a.eta), ("snr", a.snr)) if v is not None}
+    guidance, archive = particle_terms(a)
     x = sample(model, a.n, sampler=a.sampler, steps=a.steps, seed=a.seed, cond=cond, progress=not a.quiet,
-               batch_size=a.batch_size, **kwargs)
+               batch_size=a.batch_size, guidance=guidance, **kwargs)
     save_samples(x, a.out, **extra)
+    if archive is not None:
+        archive.add(x).save(a.archive)
     print(f"wrote {a.n} samples {tuple(x.shape[1:])} to {a.out}")
     return 0
+
+
+def particle_terms(a):
+    """The guidance terms (and archive) that ``--method`` and the particle options ask for."""
+    from .errors import check
+    from .particles import Archive, ParticleGuidance, Repulsion
+    if a.method == "iid":
+        return [], None
+    opts = {"embedding": a.embedding, "kernel": a.kernel, "strength": a.strength, "on": a.on, "weight": a.weight,
+            "bandwidth_scale": a.bandwidth_scale, "project": a.project, "normalize": a.normalize}
+    if a.window is not None:
+        parts = a.window.split(",")
+        check(len(parts) == 2, f"--window {a.window!r}: use LO,HI (two sigmas), e.g. 0.1,20")
+        try:
+            opts["window"] = (float(parts[0]), float(parts[1]))
+        except ValueError:
+            raise SteerdiffError(f"--window {a.window!r}: use LO,HI (two numbers), e.g. 0.1,20") from None
+    if a.bandwidth is not None:
+        try:
+            opts["bandwidth"] = float(a.bandwidth)
+        except ValueError:
+            opts["bandwidth"] = a.bandwidth
+    archive = None
+    if a.archive:
+        archive = Archive.load(a.archive) if Path(a.archive).exists() else Archive()
+        opts["archive"] = archive
+    cls = ParticleGuidance if a.method == "pg" else Repulsion
+    return [cls(**{k: v for k, v in opts.items() if v is not None})], archive
 
 
 def _classifier_parser(sub) -> None:
@@ -135,8 +185,12 @@ Train a classifier and write a directory with config.json and model.safetensors.
 
 kind label : a digit classifier on the training split (random shifts as augmentation); its held-out
              accuracy is recorded in config.json. The shipped MNIST evaluator was made with
-             steerdiff train-classifier --kind label --dataset mnist --epochs 20 --seed 0 --out DIR""")
-    p.add_argument("--kind", default="label", choices=["label"], help="classifier kind (default label)")
+             steerdiff train-classifier --kind label --dataset mnist --epochs 20 --seed 0 --out DIR
+kind noisy-label : a noise-conditional digit classifier (x, sigma) trained on forward-noised digits
+             (EDM's noise distribution); its features drive Particle Guidance on MNIST. It has a
+             different architecture and seed from the evaluator, so PG does not optimise its own judge:
+             steerdiff train-classifier --kind noisy-label --dataset mnist --epochs 20 --seed 1 --out DIR""")
+    p.add_argument("--kind", default="label", choices=["label", "noisy-label"], help="classifier kind (default label)")
     p.add_argument("--dataset", default="mnist", help="dataset (default mnist)")
     p.add_argument("--epochs", type=int, default=20, help="training epochs (default 20)")
     p.add_argument("--batch-size", type=int, default=64, help="batch size (default 64)")

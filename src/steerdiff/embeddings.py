@@ -3,9 +3,11 @@
 Names follow the repulsion seed: ``identity``/``latent`` (the raw sample), ``averagedim`` (channel
 averages), ``cnn16``/``cnn64`` (a random CNN, optionally re-drawn each step), ``ro3`` (rule of
 thirds: mean of each channel over a 3x3 grid), ``edges`` (Sobel edge energy on a 7x7 grid),
-``style`` (upper triangle of the Gram matrix of random-CNN feature maps). Any callable
-``f(x)`` or ``f(x, sigma)`` returning ``(n, m)`` works too; noise-conditional classifier features
-are :class:`ClassifierEmbedding`.
+``style`` (upper triangle of the Gram matrix of random-CNN feature maps), ``classifier`` (features
+of the shipped noise-conditional MNIST classifier ``mnist-noisy``; ``classifier:PATH`` for another;
+``vgg_noise``/``vgg_noisero3`` as the seed spells them, the latter with rule-of-thirds features
+appended), ``classifier-probs`` (its class probabilities). Any callable ``f(x)`` or
+``f(x, sigma)`` returning ``(n, m)`` works too.
 """
 from __future__ import annotations
 
@@ -106,10 +108,36 @@ class Style(nn.Module):
         return gram[:, i, j]
 
 
+class ClassifierEmbedding(nn.Module):
+    """Features of a noise-conditional classifier trained by steerdiff (``train-classifier --kind
+    noisy-label``), fed the real noise level: ``output="features"`` (penultimate layer, default),
+    ``"probs"`` (class probabilities) or ``"logits"``. ``with_ro3`` appends rule-of-thirds features
+    (the repulsion seed's ``vgg_noisero3``)."""
+
+    def __init__(self, classifier="mnist-noisy", output: str = "features", with_ro3: bool = False):
+        super().__init__()
+        from .classifier import load_classifier
+        check(output in ("features", "probs", "logits"), f"output {output!r}: use features, probs or logits")
+        self.classifier = load_classifier(classifier) if isinstance(classifier, (str, bytes)) or hasattr(classifier, "__fspath__") else classifier
+        check(hasattr(self.classifier, "sigma_data"), "the classifier is not noise-conditional: train one with "
+                                                       "`steerdiff train-classifier --kind noisy-label`")
+        self.output, self.with_ro3 = output, with_ro3
+
+    def forward(self, x: torch.Tensor, sigma=None) -> torch.Tensor:
+        sigma = torch.zeros(x.shape[0], device=x.device) if sigma is None else sigma
+        f = self.classifier.features(x, sigma)
+        if self.output != "features":
+            f = self.classifier.head(f)
+            f = f.softmax(1) if self.output == "probs" else f
+        return torch.cat([f, ro3(x)], 1) if self.with_ro3 else f
+
+
 def _factories() -> dict[str, Callable[[], Callable]]:
     return {"identity": lambda: identity, "latent": lambda: identity, "averagedim": lambda: averagedim,
             "ro3": lambda: ro3, "edges": lambda: edges, "cnn16": lambda: RandomCNN(16), "cnn64": lambda: RandomCNN(64),
-            "style": lambda: Style()}
+            "style": lambda: Style(), "classifier": lambda: ClassifierEmbedding(),
+            "classifier-probs": lambda: ClassifierEmbedding(output="probs"),
+            "vgg_noise": lambda: ClassifierEmbedding(), "vgg_noisero3": lambda: ClassifierEmbedding(with_ro3=True)}
 
 
 EMBEDDINGS = tuple(_factories())
@@ -125,6 +153,8 @@ def get_embedding(name_or_fn) -> Callable:
             n_args = 2
         return name_or_fn if n_args >= 2 else (lambda x, sigma=None: name_or_fn(x))
     factories = _factories()
+    if isinstance(name_or_fn, str) and name_or_fn.startswith("classifier:"):
+        return ClassifierEmbedding(name_or_fn.split(":", 1)[1])
     if name_or_fn not in factories:
         raise SteerdiffError(f"unknown embedding {name_or_fn!r}: use one of {', '.join(EMBEDDINGS)}, "
                              "'classifier:PATH' or a callable")

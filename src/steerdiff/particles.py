@@ -83,12 +83,13 @@ class _ParticleTerm:
     def weight_at(self, sigma: float) -> float:
         return float(self.strength) * schedule_weight(self.weight, sigma, self.window)
 
-    def _inputs(self, ctx: GuideContext) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(leaf, y)``: the tensor to differentiate with respect to, and what the embedding sees."""
+    def _inputs(self, ctx: GuideContext) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(leaf, y, sigma_y)``: the tensor to differentiate with respect to, what the embedding
+        sees, and its noise level (0 for the denoised estimate, which estimates a clean sample)."""
         if self.on == "x0":
-            return ctx.x, ctx.denoised
+            return ctx.x, ctx.denoised, torch.zeros_like(ctx.sigma)
         leaf = ctx.x.detach().requires_grad_(True)
-        return leaf, leaf
+        return leaf, leaf, ctx.sigma
 
     def _archive_feats(self, sigma: torch.Tensor) -> torch.Tensor | None:
         if self.archive is None:
@@ -96,7 +97,8 @@ class _ParticleTerm:
         a = self.archive.samples if isinstance(self.archive, Archive) else torch.as_tensor(self.archive)
         if len(a) == 0:
             return None
-        return self._phi(a.to(sigma.device), sigma[:1].expand(len(a))).flatten(1).detach()
+        # archived samples are clean: they are embedded at noise level 0
+        return self._phi(a.to(sigma.device), torch.zeros(len(a), device=sigma.device)).flatten(1).detach()
 
     def _finish(self, ctx: GuideContext, force: torch.Tensor) -> torch.Tensor:
         """Apply normalisation / clipping relative to the score norm (per particle)."""
@@ -125,8 +127,8 @@ class ParticleGuidance(_ParticleTerm):
     preset_key = "pg"
 
     def guide(self, ctx: GuideContext) -> torch.Tensor:
-        leaf, y = self._inputs(ctx)
-        feats = self._phi(y, ctx.sigma).flatten(1)
+        leaf, y, sigma_y = self._inputs(ctx)
+        feats = self._phi(y, sigma_y).flatten(1)
         n = feats.shape[0]
         arch = self._archive_feats(ctx.sigma)
         allf = feats if arch is None else torch.cat([feats, arch])
@@ -147,8 +149,8 @@ class Repulsion(_ParticleTerm):
         self.share_score = share_score
 
     def guide(self, ctx: GuideContext) -> torch.Tensor:
-        leaf, y = self._inputs(ctx)
-        feats = self._phi(y, ctx.sigma).flatten(1)
+        leaf, y, sigma_y = self._inputs(ctx)
+        feats = self._phi(y, sigma_y).flatten(1)
         n = feats.shape[0]
         arch = self._archive_feats(ctx.sigma)
         ref = feats.detach() if arch is None else torch.cat([feats.detach(), arch])

@@ -75,6 +75,19 @@ class GaussianMixtureDenoiser(Denoiser):
         return torch.cdist(x.double().flatten(1), self.means.flatten(1)).argmin(1)
 
 
+# Particle presets for the ring, found by the sweep in benchmarks/bench_ring.py: PG on the denoised
+# estimate with a narrow RBF (0.3 x the median heuristic) and the force projected off the score.
+RING_PRESET = {
+    "sampler": "heun", "steps": 32,
+    "particles": {
+        "pg": dict(embedding="identity", kernel="rbf", on="x0", strength=4.0, window=(0.1, 20.0),
+                   bandwidth="median", bandwidth_scale=0.3, project=True),
+        "repulsive": dict(embedding="identity", kernel="rbf", on="x0", strength=40.0, window=(0.1, 20.0),
+                          bandwidth="median", bandwidth_scale=0.3, project=True),
+    },
+}
+
+
 def ring(n_modes: int = 10, radius: float = 1.0, std: float = 0.005 ** 0.5, weights: Sequence[float] | None = None,
          **kwargs) -> GaussianMixtureDenoiser:
     """``n_modes`` Gaussians evenly spaced on a circle of ``radius`` in 2-D; the defaults (10 modes,
@@ -82,4 +95,5 @@ def ring(n_modes: int = 10, radius: float = 1.0, std: float = 0.005 ** 0.5, weig
     check(n_modes >= 1, "n_modes must be at least 1")
     angles = torch.arange(n_modes, dtype=torch.float64) * (2 * math.pi / n_modes)
     means = radius * torch.stack([angles.cos(), angles.sin()], dim=1)
+    kwargs.setdefault("preset", RING_PRESET)
     return GaussianMixtureDenoiser(means, std, weights, **kwargs)
