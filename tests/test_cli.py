@@ -81,3 +81,35 @@ def test_python_m_equals_console_script(tiny_ckpt, tmp_path):
                                    "--out", str(out), "--quiet"], check=True, capture_output=True)
         outs.append(np.load(out))
     np.testing.assert_array_equal(*outs)
+
+
+def test_particle_methods_from_the_cli(tiny_ckpt, tmp_path):
+    for method in ("pg", "repulsive"):
+        out = tmp_path / f"{method}.npy"
+        assert main(["sample", "--model", str(tiny_ckpt), "--n", "4", "--steps", "3", "--method", method,
+                     "--embedding", "cnn16", "--kernel", "rbf", "--strength", "2", "--window", "0.01,100",
+                     "--out", str(out), "--quiet"]) == 0
+        assert np.load(out).shape == (4, 1, 8, 8)
+    iid = tmp_path / "iid.npy"
+    main(["sample", "--model", str(tiny_ckpt), "--n", "4", "--steps", "3", "--out", str(iid), "--quiet"])
+    assert np.abs(np.load(iid) - np.load(tmp_path / "pg.npy")).max() > 0
+    arch = tmp_path / "arch.npy"
+    for _ in range(2):
+        main(["sample", "--model", str(tiny_ckpt), "--n", "3", "--steps", "3", "--method", "pg", "--embedding", "identity",
+              "--archive", str(arch), "--out", str(tmp_path / "a.npy"), "--quiet"])
+    assert np.load(arch).shape == (6, 1, 8, 8)
+    assert main(["repulse", "--method", "repulsive", "--model", "ro3", "--strength", "10", "--nparticles", "3",
+                 "--diffusion-model", str(tiny_ckpt), "--out", str(tmp_path / "r.npy"), "--quiet"]) == 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--method", "pg", "--embedding", "vgg"], "unknown embedding 'vgg'"),
+    (["--method", "pg", "--kernel", "laplace"], "unknown kernel 'laplace'"),
+    (["--method", "pg", "--window", "1"], "--window '1'"),
+    (["--corrector-plan", "langevin:0-1"], "--corrector-plan needs --sampler pc"),
+])
+def test_bad_particle_options(tiny_ckpt, tmp_path, capsys, args, message):
+    assert main(["sample", "--model", str(tiny_ckpt), "--n", "2", "--steps", "2", "--out", str(tmp_path / "x.npy"),
+                 "--quiet"] + args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1

@@ -169,3 +169,19 @@ def test_embeddings_on_images(name):
     assert f.ndim == 2 and f.shape[0] == 3
     f.sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+def test_corrector_plan():
+    from steerdiff.sampling import parse_plan
+    assert parse_plan("repulsive:1-20:2,langevin:0.05-1") == [
+        {"kind": "repulsive", "window": (1.0, 20.0), "steps": 2}, {"kind": "langevin", "window": (0.05, 1.0), "steps": 1}]
+    with pytest.raises(SteerdiffError, match="KIND:LO-HI"):
+        parse_plan("repulsive:1")
+    m = sd.ring()
+    with pytest.raises(SteerdiffError, match="corrector plan kind 'jump'"):
+        sd.sample(m, 2, sampler="pc", steps=4, plan=[{"kind": "jump", "window": (0, 1)}])
+    plain = sd.sample(m, 6, seed=0, sampler="pc", steps=12)
+    unused = sd.sample(m, 6, seed=0, sampler="pc", steps=12, plan=parse_plan("repulsive:500-600:3"))
+    assert torch.equal(plain, unused)
+    pushed = sd.sample(m, 6, seed=0, sampler="pc", steps=12, plan=parse_plan("repulsive_no_noise:0.5-20:2"))
+    assert not torch.equal(plain, pushed) and bool(torch.isfinite(pushed).all())

@@ -111,6 +111,9 @@ Examples:
     p.add_argument("--s-churn", type=float, default=None, help="EDM churn for euler/heun (default 0: deterministic)")
     p.add_argument("--eta", type=float, default=None, help="noise scale for ddim / euler_ancestral")
     p.add_argument("--snr", type=float, default=None, help="Langevin signal-to-noise ratio for pc (default 0.16)")
+    p.add_argument("--corrector-plan", default=None,
+                   help="with --sampler pc: extra corrector steps KIND:LO-HI[:COUNT],... where KIND is langevin, "
+                        "repulsive, repulsive_no_noise or random, e.g. repulsive:1-20:2")
     p.add_argument("--class-label", default=None,
                    help="for class-conditional models: a label (e.g. 7) or 'cycle' for 0,1,...,9,0,...")
     p.add_argument("--batch-size", type=int, default=None, help="samples per network call (default: all at once)")
@@ -140,6 +143,10 @@ def cmd_sample(a) -> int:
         cond["class_labels"] = labels
         extra["labels"] = labels
     kwargs = {k: v for k, v in (("s_churn", a.s_churn), ("eta", a.eta), ("snr", a.snr)) if v is not None}
+    if a.corrector_plan:
+        from .sampling import parse_plan
+        check((a.sampler or model.preset.get("sampler")) == "pc", "--corrector-plan needs --sampler pc")
+        kwargs["plan"] = parse_plan(a.corrector_plan)
     guidance, archive = particle_terms(a)
     x = sample(model, a.n, sampler=a.sampler, steps=a.steps, seed=a.seed, cond=cond, progress=not a.quiet,
                batch_size=a.batch_size, guidance=guidance, **kwargs)
@@ -176,6 +183,37 @@ def particle_terms(a):
         opts["archive"] = archive
     cls = ParticleGuidance if a.method == "pg" else Repulsion
     return [cls(**{k: v for k, v in opts.items() if v is not None})], archive
+
+
+def _repulse_parser(sub) -> None:
+    p = sub.add_parser("repulse", help="the repulsion seed's command: particles repelled in an embedding",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, description="""\
+The repulsion seed's interface, kept for its users: --model names the EMBEDDING (averagedim, cnn16,
+ro3, vgg_noise, vgg_noisero3, ...), --method the particle method, --nparticles the batch. The
+diffusion model is --diffusion-model (default mnist). Prompts need a Stable Diffusion pipeline
+(--pipeline DIR), which the diffusers-integration issue adds; without one --prompt is refused.
+
+  steerdiff repulse --method repulsive --model cnn16 --strength 100 --nparticles 5 --seed 0 --out r.png""")
+    p.add_argument("--method", default="repulsive", choices=["iid", "pg", "repulsive"], help="default repulsive")
+    p.add_argument("--model", default="cnn16", help="the embedding to repel in (the seed's --model)")
+    p.add_argument("--strength", type=float, default=None, help="repulsion strength")
+    p.add_argument("--nparticles", "--n", "--particles", dest="n", type=int, default=5, help="particles (default 5)")
+    p.add_argument("--diffusion-model", default="mnist", help="shipped model or checkpoint (default mnist)")
+    p.add_argument("--prompt", default=None, help="text prompt (needs --pipeline)")
+    p.add_argument("--pipeline", default=None, help="a Stable Diffusion pipeline directory")
+    _add_common(p, "output file (.png grid, .npy/.pt raw, .npz)")
+
+
+def cmd_repulse(a) -> int:
+    from .errors import check
+    check(a.prompt is None and a.pipeline is None,
+          "--prompt/--pipeline need the Stable Diffusion integration, not in this version: drop them to repel "
+          "particles of --diffusion-model")
+    args = build_parser().parse_args(
+        ["sample", "--model", a.diffusion_model, "--n", str(a.n), "--method", a.method, "--embedding", a.model,
+         "--seed", str(a.seed), "--out", a.out, "--on", "x"] + (["--strength", str(a.strength)] if a.strength is not None else [])
+        + (["--quiet"] if a.quiet else []))
+    return cmd_sample(args)
 
 
 def _classifier_parser(sub) -> None:
@@ -230,11 +268,13 @@ def build_parser() -> argparse.ArgumentParser:
     _train_parser(sub)
     _classifier_parser(sub)
     _sample_parser(sub)
+    _repulse_parser(sub)
     _export_parser(sub)
     return parser
 
 
-COMMANDS = {"train": cmd_train, "train-classifier": cmd_train_classifier, "sample": cmd_sample, "export": cmd_export}
+COMMANDS = {"train": cmd_train, "train-classifier": cmd_train_classifier, "sample": cmd_sample, "repulse": cmd_repulse,
+            "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:

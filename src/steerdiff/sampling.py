@@ -252,22 +252,76 @@ def langevin_step_size(score: torch.Tensor, z: torch.Tensor, sigma: torch.Tensor
     return (2 * (snr * norm_z / norm_s.clamp(min=1e-12)) ** 2).reshape(shape)
 
 
+PLAN_KINDS = ("langevin", "repulsive", "repulsive_no_noise", "random")
+
+
+def parse_plan(text: str) -> list[dict]:
+    """A corrector plan from its command-line form ``KIND:LO-HI[:COUNT],...``, e.g.
+    ``"repulsive:1-20:2,langevin:0.05-1"`` (``COUNT`` defaults to 1)."""
+    plan = []
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        parts = item.split(":")
+        try:
+            kind, (lo, hi), count = parts[0], map(float, parts[1].split("-")), int(parts[2]) if len(parts) > 2 else 1
+        except (IndexError, ValueError):
+            raise SteerdiffError(f"corrector plan entry {item!r}: use KIND:LO-HI[:COUNT], e.g. repulsive:1-20:2") from None
+        plan.append({"kind": kind, "window": (lo, hi), "steps": count})
+    return plan
+
+
+def _plan_steps(plan, sigma: float):
+    for entry in plan or ():
+        lo, hi = entry["window"]
+        if lo <= sigma <= hi:
+            yield entry["kind"], int(entry.get("steps", 1)), entry.get("term")
+
+
 @torch.no_grad()
 def sample_pc(model, x, sigmas, extra_args=None, callback=None, disable=None, snr=0.16, n_corrector=1,
-              s_noise=1.0, noise_sampler=None, step_size="sigma"):
+              s_noise=1.0, noise_sampler=None, step_size="sigma", plan=None):
     """Predictor-corrector (score SDE, VE): ``n_corrector`` Langevin steps at each level, then a
     reverse-diffusion predictor step ``x + (sigma^2 - sigma'^2) score + sqrt(sigma^2 - sigma'^2) z``.
     The Langevin step size follows ``step_size`` (see :func:`langevin_step_size`). The last step
-    to sigma 0 returns the denoised mean (no noise), as score SDE's final denoising does."""
+    to sigma 0 returns the denoised mean (no noise), as score SDE's final denoising does.
+
+    ``plan`` (the repulsion seed's steps API) adds corrector steps at chosen noise levels: a list of
+    ``{"kind", "window": (lo, hi), "steps": k, "term": optional guidance term}``; at each level inside
+    a window, ``k`` extra steps of ``kind``: ``langevin`` (a Langevin step on the model's score),
+    ``repulsive`` (Langevin on the score plus the repulsion term, default :class:`Repulsion`),
+    ``repulsive_no_noise`` (the repulsion force alone, no noise), ``random`` (noise alone,
+    ``sqrt(2 eps) z``). :func:`parse_plan` reads the command-line form."""
     extra_args, s_in, noise_sampler = _prepare(x, sigmas, extra_args, noise_sampler)
     check(int(n_corrector) == n_corrector and n_corrector >= 0, f"n_corrector must be a non-negative integer, got {n_corrector}")
+    for entry in plan or ():
+        check(entry.get("kind") in PLAN_KINDS, f"corrector plan kind {entry.get('kind')!r}: use one of {', '.join(PLAN_KINDS)}")
+    repulsed = {}
+
+    def corrector(kind, sigma, term):
+        nonlocal x
+        z = noise_sampler(sigma, sigma)
+        base = (model(x, sigma * s_in, **extra_args) - x) / sigma ** 2
+        if kind in ("repulsive", "repulsive_no_noise"):
+            from .guidance import guided
+            from .particles import Repulsion
+            key = id(term)
+            if key not in repulsed:
+                repulsed[key] = guided(model, term if term is not None else Repulsion())
+            full = (repulsed[key](x, sigma * s_in, **extra_args) - x) / sigma ** 2
+            drift = full if kind == "repulsive" else full - base
+        else:
+            drift = base if kind == "langevin" else torch.zeros_like(x)
+        step = langevin_step_size(base, z, sigma, snr, step_size)
+        x = x + step * drift
+        if kind != "repulsive_no_noise":
+            x = x + (2 * step).sqrt() * z * s_noise
+
     for i in trange(len(sigmas) - 1, disable=disable, desc="pc"):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         for _ in range(int(n_corrector)):
-            score = (model(x, sigma * s_in, **extra_args) - x) / sigma ** 2
-            z = noise_sampler(sigma, sigma)
-            step = langevin_step_size(score, z, sigma, snr, step_size)
-            x = x + step * score + (2 * step).sqrt() * z * s_noise
+            corrector("langevin", sigma, None)
+        for kind, count, term in _plan_steps(plan, float(sigma)):
+            for _ in range(count):
+                corrector(kind, sigma, term)
         denoised = model(x, sigma * s_in, **extra_args)
         if callback is not None:
             callback({"x": x, "i": i, "sigma": sigma, "sigma_hat": sigma, "denoised": denoised})
