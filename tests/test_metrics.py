@@ -4,7 +4,8 @@ import torch
 from scipy import linalg
 
 from steerdiff.errors import SteerdiffError
-from steerdiff.metrics import frechet_distance, mode_count, near_copy_rate
+from steerdiff.metrics import (frechet_distance, in_batch_similarity, kid, mode_count, near_copy_rate,
+                               pairwise_distances, prdc, vendi_score)
 
 
 def scipy_fid(a, b):
@@ -42,3 +43,50 @@ def test_mode_count_and_near_copy():
     copies = train[:50] + 1e-3
     assert near_copy_rate(copies, train, held)["near_copy_rate"] == 1.0
     assert near_copy_rate(held, train, held)["near_copy_rate"] == pytest.approx(0.05, abs=0.011)
+
+
+def test_prdc_matches_the_prdc_package():
+    prdc_pkg = pytest.importorskip("prdc")
+    rng = np.random.default_rng(0)
+    real, fake = rng.normal(size=(300, 6)), rng.normal(size=(250, 6)) * 1.3 + 0.2
+    ref = prdc_pkg.compute_prdc(real, fake, nearest_k=5)
+    ours = prdc(real, fake, k=5)
+    for key in ("precision", "recall", "density", "coverage"):
+        assert ours[key] == pytest.approx(float(ref[key]), abs=1e-9), key
+
+
+def test_vendi_known_answers():
+    assert vendi_score(np.ones((7, 4))) == pytest.approx(1.0)
+    assert vendi_score(np.eye(5) * 3.0) == pytest.approx(5.0)
+    assert vendi_score(np.eye(5), q=2) == pytest.approx(5.0) and vendi_score(np.eye(5), q=np.inf) == pytest.approx(5.0)
+    two = np.array([[1.0, 0], [1.0, 0], [0, 1.0], [0, 1.0]])
+    assert vendi_score(two) == pytest.approx(2.0)
+    # q changes the answer when eigenvalues are unequal
+    three = np.array([[1.0, 0], [1.0, 0], [1.0, 0], [0, 1.0]])
+    assert vendi_score(three, q=1) != pytest.approx(vendi_score(three, q=2))
+
+
+def test_kid_against_a_direct_computation():
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=(40, 3)), rng.normal(size=(30, 3)) + 0.5
+    k = lambda x, y: (x @ y.T / 3 + 1) ** 3
+    m = 30
+    direct = []
+    rs = np.random.default_rng(7)
+    for _ in range(4):
+        x, y = a[rs.choice(40, m, replace=False)], b[rs.choice(30, m, replace=False)]
+        xx = sum(k(x[i:i + 1], x[j:j + 1])[0, 0] for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+        yy = sum(k(y[i:i + 1], y[j:j + 1])[0, 0] for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+        xy = sum(k(x[i:i + 1], y[j:j + 1])[0, 0] for i in range(m) for j in range(m)) / (m * m)
+        direct.append(xx + yy - 2 * xy)
+    assert kid(a, b, subsets=4, subset_size=30, seed=7)["mean"] == pytest.approx(np.mean(direct), rel=1e-9)
+    same = kid(rng.normal(size=(500, 3)), rng.normal(size=(500, 3)), subsets=20, subset_size=200)
+    shifted = kid(rng.normal(size=(500, 3)), rng.normal(size=(500, 3)) + 0.5, subsets=20, subset_size=200)
+    assert abs(same["mean"]) < 3 * same["std"] + 1e-3 and shifted["mean"] > 10 * abs(same["mean"])
+
+
+def test_similarity_and_pairwise():
+    x = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 0.0]])
+    assert in_batch_similarity(x) == pytest.approx((0 + 1 + 0) / 3)
+    d = pairwise_distances(x, top=1)
+    assert d["closest"] == [(0, 1, pytest.approx(5 ** 0.5))] and d["farthest"] == [(1, 2, pytest.approx(13 ** 0.5))]

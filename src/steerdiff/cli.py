@@ -251,12 +251,15 @@ def _export_parser(sub) -> None:
                                    "(how the shipped models were made).")
     p.add_argument("src", help="checkpoint directory written by steerdiff train")
     p.add_argument("--fp32", action="store_true", help="keep float32 weights")
+    p.add_argument("--preset", default=None, help="JSON file whose object replaces the sampling preset in config.json "
+                                                  "(sampler, steps, particles: the defaults of sample and ParticleGuidance())")
     p.add_argument("--out", required=True, help="directory to write")
 
 
 def cmd_export(a) -> int:
+    from .checkpoint import read_json
     from .models import export
-    export(a.src, a.out, fp16=not a.fp32)
+    export(a.src, a.out, fp16=not a.fp32, preset=read_json(a.preset) if a.preset else None)
     print(f"exported {a.src} to {a.out}")
     return 0
 

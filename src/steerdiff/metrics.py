@@ -37,6 +37,87 @@ def frechet_distance(feats_a, feats_b) -> float:
     return float(max(fd, 0.0))  # round-off can leave -1e-7 for identical sets
 
 
+def kid(feats_a, feats_b, *, subsets: int = 100, subset_size: int = 1000, degree: int = 3, coef0: float = 1.0,
+        seed: int = 0) -> dict:
+    """Kernel Inception Distance (Bińkowski et al. 2018): the unbiased MMD^2 with the polynomial kernel
+    ``(<a, b> / d + coef0)^degree``, averaged over random subsets. Returns ``{"mean", "std"}``."""
+    a, b = _features(feats_a), _features(feats_b)
+    check(a.shape[1] == b.shape[1], f"feature dims differ: {a.shape[1]} vs {b.shape[1]}")
+    m = min(subset_size, len(a), len(b))
+    check(m >= 2, "KID needs at least 2 samples in each set")
+    rng = np.random.default_rng(seed)
+    d = a.shape[1]
+    vals = []
+    for _ in range(subsets):
+        x, y = a[rng.choice(len(a), m, replace=False)], b[rng.choice(len(b), m, replace=False)]
+        kxx, kyy, kxy = ((x @ x.T) / d + coef0) ** degree, ((y @ y.T) / d + coef0) ** degree, ((x @ y.T) / d + coef0) ** degree
+        vals.append((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+                    - 2 * kxy.mean())
+    return {"mean": float(np.mean(vals)), "std": float(np.std(vals))}
+
+
+def vendi_score(feats, q: float = 1.0, kernel: str = "cosine") -> float:
+    """Vendi score (Friedman & Dieng 2023): the exponential of the order-``q`` Rényi entropy of the
+    eigenvalues of ``K / n``; ``n`` identical points score 1, ``n`` orthogonal ones score ``n``.
+    ``kernel``: ``"cosine"`` (default) or ``"linear"`` (features assumed unit-normalised)."""
+    x = _features(feats)
+    check(kernel in ("cosine", "linear"), f"kernel {kernel!r}: use cosine or linear")
+    if kernel == "cosine":
+        x = x / np.clip(np.linalg.norm(x, axis=1, keepdims=True), 1e-12, None)
+    lam = np.clip(np.linalg.eigvalsh(x @ x.T / len(x)), 0, None)
+    lam = lam[lam > 1e-15]
+    lam = lam / lam.sum()
+    if q == 1:
+        return float(np.exp(-(lam * np.log(lam)).sum()))
+    if np.isinf(q):
+        return float(1 / lam.max())
+    return float(np.exp(np.log((lam ** q).sum()) / (1 - q)))
+
+
+def prdc(real, fake, k: int = 5) -> dict:
+    """Precision, recall, density and coverage (Naeem et al. 2020) with ``k``-nearest-neighbour balls."""
+    r, f = _features(real), _features(fake)
+    check(len(r) > k and len(f) > k, f"PRDC needs more than k={k} samples in each set")
+    d_rr, d_ff = _pairwise(r, r), _pairwise(f, f)
+    d_rf = _pairwise(r, f)                                   # (n_real, n_fake)
+    r_real = np.sort(d_rr, axis=1)[:, k]                     # k-th neighbour, excluding the point itself
+    r_fake = np.sort(d_ff, axis=1)[:, k]
+    inside = d_rf < r_real[:, None]
+    return {"precision": float(inside.any(axis=0).mean()),
+            "recall": float((d_rf < r_fake[None, :]).any(axis=1).mean()),
+            "density": float(inside.sum() / (k * len(f))),
+            "coverage": float((d_rf.min(axis=1) < r_real).mean())}
+
+
+def _pairwise(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    sq = (a ** 2).sum(1)[:, None] + (b ** 2).sum(1)[None, :] - 2 * a @ b.T
+    return np.sqrt(np.clip(sq, 0, None))
+
+
+def in_batch_similarity(feats) -> float:
+    """Mean cosine similarity over distinct pairs of a batch (lower means more diverse)."""
+    x = _features(feats)
+    check(len(x) >= 2, "in-batch similarity needs at least 2 samples")
+    u = x / np.clip(np.linalg.norm(x, axis=1, keepdims=True), 1e-12, None)
+    s = u @ u.T
+    n = len(x)
+    return float((s.sum() - np.trace(s)) / (n * (n - 1)))
+
+
+def pairwise_distances(feats, top: int = 3) -> dict:
+    """Euclidean distances between all pairs: mean, min, max and the ``top`` closest / farthest pairs
+    as ``(i, j, distance)`` with ``i < j``."""
+    x = _features(feats)
+    check(len(x) >= 2, "pairwise distances need at least 2 samples")
+    d = _pairwise(x, x)
+    i, j = np.triu_indices(len(x), 1)
+    v = d[i, j]
+    order = np.argsort(v)
+    pairs = lambda idx: [(int(i[t]), int(j[t]), float(v[t])) for t in idx]
+    return {"mean": float(v.mean()), "min": float(v.min()), "max": float(v.max()),
+            "closest": pairs(order[:top]), "farthest": pairs(order[::-1][:top])}
+
+
 def mode_count(labels, num_classes: int | None = None, min_count: int = 1) -> int:
     """Number of distinct labels seen at least ``min_count`` times."""
     counts = np.bincount(np.asarray(labels, dtype=np.int64).ravel(), minlength=num_classes or 0)

@@ -78,8 +78,11 @@ def load(name_or_path: str | os.PathLike = "mnist", *, device: str | torch.devic
     return model.to(device)
 
 
-def export(src: str | os.PathLike, dst: str | os.PathLike, *, fp16: bool = True) -> Path:
-    """Copy a checkpoint's sampling weights (EMA) and configs to ``dst`` without training state."""
+def export(src: str | os.PathLike, dst: str | os.PathLike, *, fp16: bool = True, preset: dict | None = None) -> Path:
+    """Copy a checkpoint's sampling weights (EMA) and configs to ``dst`` without training state;
+    ``preset`` replaces the recorded sampling preset."""
     conf, ucfg, state = ckpt.read_checkpoint(src)
+    if preset is not None:
+        conf["preset"] = preset
     ucfg = {k: v for k, v in ucfg.items() if not k.startswith("_")}
     return ckpt.save_checkpoint(dst, conf, ucfg, state, dtype=torch.float16 if fp16 else None)
