@@ -89,4 +89,4 @@ def test_similarity_and_pairwise():
     x = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 0.0]])
     assert in_batch_similarity(x) == pytest.approx((0 + 1 + 0) / 3)
     d = pairwise_distances(x, top=1)
-    assert d["closest"] == [(0, 1, pytest.approx(5 ** 0.5))] and d["farthest"] == [(1, 2, pytest.approx(13 ** 0.5))]
+    assert d["closest"] == [(0, 2, pytest.approx(2.0))] and d["farthest"] == [(1, 2, pytest.approx(13 ** 0.5))]
