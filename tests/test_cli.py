@@ -113,3 +113,33 @@ def test_bad_particle_options(tiny_ckpt, tmp_path, capsys, args, message):
                  "--quiet"] + args) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_evaluate_writes_the_documented_json(tiny_ckpt, tmp_path):
+    import json
+
+    class Feat(torch.nn.Module):
+        def forward(self, x):
+            return torch.cat([x.flatten(1).mean(1, keepdim=True), x.flatten(1)[:, :7]], 1)
+    torch.export.save(torch.export.export(Feat(), (torch.zeros(2, 1, 8, 8),),
+                                          dynamic_shapes=({0: torch.export.Dim("batch")},)), str(tmp_path / "feat.pt2"))
+    real = torch.rand(40, 1, 8, 8) * 2 - 1
+    np.save(tmp_path / "real.npy", real.numpy())
+    out = tmp_path / "m.json"
+    assert main(["evaluate", "--model", str(tiny_ckpt), "--n", "6", "--batches", "3", "--steps", "2", "--method", "pg",
+                 "--embedding", "identity", "--features", str(tmp_path / "feat.pt2"), "--real", str(tmp_path / "real.npy"),
+                 "--k", "3", "--out", str(out), "--quiet"]) == 0
+    d = json.loads(out.read_text())
+    assert d["schema"] == "steerdiff-evaluate/1" and len(d["batches"]) == 3
+    assert [b["seed"] for b in d["batches"]] == [0, 1, 2]
+    agg = d["aggregate"]["vendi"]
+    assert agg["n_batches"] == 3 and agg["ci95"][0] <= agg["mean"] <= agg["ci95"][1]
+    assert {"frechet", "kid", "prdc", "vendi"} <= set(d["overall"])
+    # the same samples read back from a file give the same per-batch numbers
+    samples = tmp_path / "s.npy"
+    main(["sample", "--model", str(tiny_ckpt), "--n", "6", "--steps", "2", "--seed", "0", "--out", str(samples), "--quiet"])
+    out2 = tmp_path / "m2.json"
+    assert main(["evaluate", "--samples", str(samples), "--batch-size", "3", "--features", str(tmp_path / "feat.pt2"),
+                 "--classifier", "none", "--out", str(out2), "--quiet"]) == 0
+    assert len(json.loads(out2.read_text())["batches"]) == 2
+    assert main(["evaluate", "--samples", str(samples), "--out", str(tmp_path / "x.json"), "--quiet"]) == 2

@@ -90,3 +90,16 @@ def test_similarity_and_pairwise():
     assert in_batch_similarity(x) == pytest.approx((0 + 1 + 0) / 3)
     d = pairwise_distances(x, top=1)
     assert d["closest"] == [(0, 2, pytest.approx(2.0))] and d["farthest"] == [(1, 2, pytest.approx(13 ** 0.5))]
+
+
+def test_torchscript_features_still_load(tmp_path):
+    import warnings
+
+    from steerdiff.features import load_features
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(torch.nn.Flatten()).save(str(tmp_path / "f.pt"))
+    x = torch.rand(3, 1, 4, 4)
+    torch.testing.assert_close(load_features(tmp_path / "f.pt", "01")(x * 2 - 1), x.flatten(1))
+    with pytest.raises(SteerdiffError, match="unknown feature network"):
+        load_features(tmp_path / "missing.pt")

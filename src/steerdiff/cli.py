@@ -68,23 +68,10 @@ def cmd_train(a) -> int:
     return 0
 
 
-def _sample_parser(sub) -> None:
-    p = sub.add_parser("sample", help="draw samples from a model", formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="""\
-Draw samples from a shipped model (mnist, mnist-cond) or a checkpoint directory and write them to
---out: .png an image grid, .npy/.pt the raw (n, C, H, W) tensor in [-1, 1], .npz with 'samples'
-(and 'labels' for class-conditional sampling).
-
-Sample i uses its own noise stream seeded by (--seed, i): the same seed gives the same samples,
-whatever --n or --batch-size.
-
-Examples:
-  steerdiff sample --model mnist --n 64 --seed 0 --out digits.png
-  steerdiff sample --model mnist-cond --class-label 7 --n 16 --out sevens.npy
-  steerdiff sample --model mnist --sampler euler_ancestral --steps 40 --n 8 --out x.pt""")
+def _add_sampling_args(p: argparse.ArgumentParser, n_default: int) -> None:
     p.add_argument("--model", default="mnist", help="shipped model name or checkpoint directory (default mnist)")
-    p.add_argument("--n", "--particles", "--nparticles", dest="n", type=int, default=16,
-                   help="number of samples (particles) (default 16)")
+    p.add_argument("--n", "--particles", "--nparticles", dest="n", type=int, default=n_default,
+                   help=f"number of samples (particles){' per batch' if n_default == 10 else ''} (default {n_default})")
     p.add_argument("--method", default="iid", choices=["iid", "pg", "repulsive"],
                    help="iid: independent samples (default); pg: Particle Guidance; repulsive: SVGD-style repulsion. "
                         "The particle options below default to the model's recorded preset")
@@ -118,19 +105,47 @@ Examples:
                    help="for class-conditional models: a label (e.g. 7) or 'cycle' for 0,1,...,9,0,...")
     p.add_argument("--batch-size", type=int, default=None, help="samples per network call (default: all at once)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+
+
+def _sample_parser(sub) -> None:
+    p = sub.add_parser("sample", help="draw samples from a model", formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="""\
+Draw samples from a shipped model (mnist, mnist-cond) or a checkpoint directory and write them to
+--out: .png an image grid, .npy/.pt the raw (n, C, H, W) tensor in [-1, 1], .npz with 'samples'
+(and 'labels' for class-conditional sampling).
+
+Sample i uses its own noise stream seeded by (--seed, i): the same seed gives the same samples,
+whatever --n or --batch-size.
+
+Examples:
+  steerdiff sample --model mnist --n 64 --seed 0 --out digits.png
+  steerdiff sample --model mnist-cond --class-label 7 --n 16 --out sevens.npy
+  steerdiff sample --model mnist --sampler euler_ancestral --steps 40 --n 8 --out x.pt""")
+    _add_sampling_args(p, n_default=16)
     _add_common(p, "output file: .png grid, .npy/.pt raw tensor in [-1, 1], .npz arrays")
 
 
 def cmd_sample(a) -> int:
+    from .errors import check
+    from .io import SAMPLE_SUFFIXES, save_samples
+    check(a.n >= 1, f"--n must be at least 1, got {a.n}")
+    check(Path(a.out).suffix.lower() in SAMPLE_SUFFIXES, f"--out {a.out}: use a suffix among {', '.join(SAMPLE_SUFFIXES)}")
+    x, extra, archive = _draw(a, a.seed)
+    save_samples(x, a.out, **extra)
+    if archive is not None:
+        archive.add(x).save(a.archive)
+    print(f"wrote {a.n} samples {tuple(x.shape[1:])} to {a.out}")
+    return 0
+
+
+def _draw(a, seed: int, model=None):
+    """Samples as the sampling options of ``a`` ask: ``(x, extra arrays, archive)``."""
     import torch
 
     from .api import sample
     from .errors import check
-    from .io import SAMPLE_SUFFIXES, save_samples
     from .models import load
-    check(a.n >= 1, f"--n must be at least 1, got {a.n}")
-    check(Path(a.out).suffix.lower() in SAMPLE_SUFFIXES, f"--out {a.out}: use a suffix among {', '.join(SAMPLE_SUFFIXES)}")
-    model = load(a.model, device=a.device)
+    model = model or load(a.model, device=a.device)
     cond, extra = {}, {}
     if a.class_label is not None:
         check(getattr(model, "num_classes", None) is not None, f"--class-label: model {a.model} is unconditional; use mnist-cond")
@@ -148,13 +163,9 @@ def cmd_sample(a) -> int:
         check((a.sampler or model.preset.get("sampler")) == "pc", "--corrector-plan needs --sampler pc")
         kwargs["plan"] = parse_plan(a.corrector_plan)
     guidance, archive = particle_terms(a)
-    x = sample(model, a.n, sampler=a.sampler, steps=a.steps, seed=a.seed, cond=cond, progress=not a.quiet,
+    x = sample(model, a.n, sampler=a.sampler, steps=a.steps, seed=seed, cond=cond, progress=not a.quiet,
                batch_size=a.batch_size, guidance=guidance, **kwargs)
-    save_samples(x, a.out, **extra)
-    if archive is not None:
-        archive.add(x).save(a.archive)
-    print(f"wrote {a.n} samples {tuple(x.shape[1:])} to {a.out}")
-    return 0
+    return x, extra, archive
 
 
 def particle_terms(a):
@@ -216,6 +227,72 @@ def cmd_repulse(a) -> int:
     return cmd_sample(args)
 
 
+def _evaluate_parser(sub) -> None:
+    p = sub.add_parser("evaluate", help="diversity and quality metrics of samples, as JSON",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, description="""\
+Sample --batches batches of --n particles (batch b uses seed --seed + b), or read --samples, and
+write one JSON with per-batch metrics (distinct classes, confidence, Vendi, in-batch similarity,
+mean pairwise distance), their mean and 95% interval over batches, and overall metrics against real
+data (Fréchet distance, KID, precision/recall/density/coverage, near-copy rate). The schema is in
+steerdiff.evaluate's docstring.
+
+  steerdiff evaluate --model mnist --method pg --n 10 --batches 20 --seed 0 --out pg.json
+  steerdiff evaluate --samples samples.npy --batch-size 10 --out metrics.json""")
+    _add_sampling_args(p, n_default=10)
+    p.add_argument("--batches", type=int, default=20, help="number of batches to sample (default 20)")
+    p.add_argument("--samples", default=None, help="evaluate these samples (.npy/.pt/.npz or an image folder) instead")
+    p.add_argument("--features", default=None, help="feature network: mnist-evaluator (default for 28x28 digits), "
+                                                     "classifier:DIR, or a TorchScript .pt file")
+    p.add_argument("--feature-input", default="-11", choices=["-11", "01"], help="pixel range the feature file expects")
+    p.add_argument("--classifier", default=None, help="classifier for class metrics (default mnist-evaluator for "
+                                                       "28x28 digits; 'none' to skip)")
+    p.add_argument("--real", default=None, help="real images to compare with (.npy/.pt/.npz/folder); default: "
+                                                 "the 1,000 held-out MNIST digits for 28x28 digits")
+    p.add_argument("--k", type=int, default=5, help="nearest neighbours for PRDC (default 5)")
+    _add_common(p, "JSON file to write")
+
+
+def cmd_evaluate(a) -> int:
+    from tqdm.auto import tqdm
+
+    from .checkpoint import write_json_atomic
+    from .classifier import load_classifier
+    from .data import load_mnist
+    from .errors import check
+    from .evaluate import evaluate_batches, read_images
+    from .features import load_features
+    from .models import load
+    check(a.out.endswith(".json"), f"--out {a.out}: evaluate writes a .json file")
+    check(a.n >= 1 and a.batches >= 1, "--n and --batches must be at least 1")
+    if a.samples:
+        x = read_images(a.samples)
+        size = a.batch_size or a.n
+        batches, seeds = [x[i:i + size] for i in range(0, len(x), size)], None
+    else:
+        model = load(a.model, device=a.device)
+        seeds = [a.seed + b for b in range(a.batches)]
+        batches = [_draw(a, s, model)[0] for s in tqdm(seeds, desc="evaluate: sampling", disable=a.quiet, unit="batch")]
+    shape = tuple(batches[0].shape[1:])
+    digits = shape == (1, 28, 28)
+    features = load_features(a.features or ("mnist-evaluator" if digits else None) or _need("--features"), a.feature_input)
+    clf_name = a.classifier or ("mnist-evaluator" if digits else "none")
+    classifier = None if clf_name == "none" else load_classifier(clf_name)
+    real = read_images(a.real) if a.real else (load_mnist("heldout").images if digits else None)
+    train = load_mnist("train").images if digits and not a.real else None
+    result = evaluate_batches(batches, features, None if real is None else features(real), classifier, seeds,
+                              train_images=train, heldout_images=real if train is not None else None, k=a.k)
+    config = {k: v for k, v in vars(a).items() if k not in ("quiet",)}
+    write_json_atomic(a.out, {"schema": "steerdiff-evaluate/1", "config": config, **result})
+    agg = result["aggregate"]
+    line = ", ".join(f"{m} {agg[m]['mean']:.3f}" for m in agg if agg[m]["mean"] is not None)
+    print(f"{len(batches)} batches: {line}; overall Fréchet {result['overall'].get('frechet', float('nan')):.2f}; wrote {a.out}")
+    return 0
+
+
+def _need(flag: str):
+    raise SteerdiffError(f"these samples are not 28x28 digits: pass {flag}")
+
+
 def _classifier_parser(sub) -> None:
     p = sub.add_parser("train-classifier", help="train a classifier (the MNIST evaluator)",
                        formatter_class=argparse.RawDescriptionHelpFormatter, description="""\
@@ -272,11 +349,12 @@ def build_parser() -> argparse.ArgumentParser:
     _classifier_parser(sub)
     _sample_parser(sub)
     _repulse_parser(sub)
+    _evaluate_parser(sub)
     _export_parser(sub)
     return parser
 
 
-COMMANDS = {"train": cmd_train, "train-classifier": cmd_train_classifier, "sample": cmd_sample, "repulse": cmd_repulse,
+COMMANDS = {"train": cmd_train, "train-classifier": cmd_train_classifier, "sample": cmd_sample, "repulse": cmd_repulse, "evaluate": cmd_evaluate,
             "export": cmd_export}
 
 
