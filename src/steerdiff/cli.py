@@ -293,6 +293,57 @@ def _need(flag: str):
     raise SteerdiffError(f"these samples are not 28x28 digits: pass {flag}")
 
 
+def _report_parser(sub) -> None:
+    p = sub.add_parser("report", help="strength sweep as grids, plots, JSON and index.html",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, description="""\
+Sweep the particle strength (strength 0 is iid sampling with the same seeds) and, with --vs, a second
+setting; write to the directory --out: an image grid per setting, diversity-against-quality and
+PCA-of-features plots, heatmaps for --vs sweeps, report.json and a self-contained index.html.
+
+  steerdiff report --model mnist --out report/ --strengths 0,30,100,300 --batches 8
+  steerdiff report --model mnist --out report/ --vs kernel:dot,rbf --strengths 0,100
+  steerdiff report --model mnist --out report/ --vs churn:0,10,40 --sampler heun""")
+    p.add_argument("--model", default="mnist", help="shipped model or checkpoint (default mnist)")
+    p.add_argument("--method", default="pg", choices=["pg", "repulsive"], help="particle method (default pg)")
+    p.add_argument("--strengths", default="0,10,30,100,300", help="comma-separated strengths (default 0,10,30,100,300)")
+    p.add_argument("--vs", default=None, help="second sweep PARAM:V1,V2 over a particle setting (kernel, embedding, "
+                                               "on, weight, bandwidth_scale, ...) or churn / steps / sampler")
+    p.add_argument("--n", "--particles", "--nparticles", dest="n", type=int, default=10, help="particles per batch (default 10)")
+    p.add_argument("--batches", type=int, default=8, help="batches per setting (default 8)")
+    p.add_argument("--embedding", default=None, help="embedding (default: the model's preset)")
+    p.add_argument("--kernel", default=None, help="kernel (default: the model's preset)")
+    p.add_argument("--on", default=None, choices=["x", "x0"], help="embed x or the denoised estimate")
+    p.add_argument("--sampler", default=None, help="sampler (default: the model's preset)")
+    p.add_argument("--steps", type=int, default=None, help="noise levels (default: the model's preset)")
+    p.add_argument("--features", default=None, help="feature network (default mnist-evaluator for 28x28 digits)")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    _add_common(p, "report directory to write (replaced atomically)")
+
+
+def cmd_report(a) -> int:
+    from .classifier import load_classifier
+    from .data import load_mnist
+    from .errors import check
+    from .features import load_features
+    from .models import load
+    from .report import parse_vs, run_report
+    model = load(a.model, device=a.device)
+    try:
+        strengths = [float(v) for v in a.strengths.split(",") if v]
+    except ValueError:
+        raise SteerdiffError(f"--strengths {a.strengths!r}: use comma-separated numbers, e.g. 0,10,100") from None
+    digits = tuple(model.sample_shape) == (1, 28, 28)
+    check(digits or a.features, "this model does not make 28x28 digits: pass --features")
+    params = {k: v for k, v in (("embedding", a.embedding), ("kernel", a.kernel), ("on", a.on)) if v is not None}
+    kw = {k: v for k, v in (("sampler", a.sampler), ("steps", a.steps)) if v is not None}
+    run_report(model, a.out, method=a.method, strengths=strengths, n=a.n, batches=a.batches, seed=a.seed,
+               vs=parse_vs(a.vs), params=params, sample_kwargs=kw, features=load_features(a.features or "mnist-evaluator"),
+               classifier=load_classifier("mnist-evaluator") if digits else None,
+               real=load_mnist("heldout").images if digits else None, progress=not a.quiet)
+    print(f"report in {a.out}/index.html")
+    return 0
+
+
 def _classifier_parser(sub) -> None:
     p = sub.add_parser("train-classifier", help="train a classifier (the MNIST evaluator)",
                        formatter_class=argparse.RawDescriptionHelpFormatter, description="""\
@@ -350,11 +401,12 @@ def build_parser() -> argparse.ArgumentParser:
     _sample_parser(sub)
     _repulse_parser(sub)
     _evaluate_parser(sub)
+    _report_parser(sub)
     _export_parser(sub)
     return parser
 
 
-COMMANDS = {"train": cmd_train, "train-classifier": cmd_train_classifier, "sample": cmd_sample, "repulse": cmd_repulse, "evaluate": cmd_evaluate,
+COMMANDS = {"train": cmd_train, "train-classifier": cmd_train_classifier, "sample": cmd_sample, "repulse": cmd_repulse, "evaluate": cmd_evaluate, "report": cmd_report,
             "export": cmd_export}
 
 
