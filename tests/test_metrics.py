@@ -103,3 +103,30 @@ def test_torchscript_features_still_load(tmp_path):
     torch.testing.assert_close(load_features(tmp_path / "f.pt", "01")(x * 2 - 1), x.flatten(1))
     with pytest.raises(SteerdiffError, match="unknown feature network"):
         load_features(tmp_path / "missing.pt")
+
+
+def test_reference_distances_prefer_the_matching_set():
+    from steerdiff.metrics import reference_distances
+    torch.manual_seed(0)
+    ref = torch.rand(80, 1, 12, 12) * 2 - 1
+    near = (ref + 0.05 * torch.randn_like(ref)).clamp(-1, 1)
+    far = torch.full((80, 1, 12, 12), -1.0)
+    far[:, :, :6, :6] = torch.rand(80, 1, 6, 6)
+    flat = lambda x: x.flatten(1)
+    d_near, d_far = reference_distances(near, ref, flat), reference_distances(far, ref, flat)
+    for k in ("global", "location", "style"):
+        assert d_near[k] < d_far[k], k
+    with pytest.raises(SteerdiffError, match="differ in shape"):
+        reference_distances(near[:, :, :6], ref)
+
+
+def test_evaluate_input_errors(tmp_path):
+    from steerdiff.evaluate import read_images
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SteerdiffError, match="no .png"):
+        read_images(tmp_path / "empty")
+    np.save(tmp_path / "flat.npy", np.zeros((4, 10)))
+    with pytest.raises(SteerdiffError, match=r"expected \(N, C, H, W\)"):
+        read_images(tmp_path / "flat.npy")
+    with pytest.raises(SteerdiffError, match="at least 2 samples"):
+        frechet_distance(np.zeros((1, 3)), np.zeros((5, 3)))

@@ -249,6 +249,8 @@ steerdiff.evaluate's docstring.
     p.add_argument("--real", default=None, help="real images to compare with (.npy/.pt/.npz/folder); default: "
                                                  "the 1,000 held-out MNIST digits for 28x28 digits")
     p.add_argument("--k", type=int, default=5, help="nearest neighbours for PRDC (default 5)")
+    p.add_argument("--reference", default=None, help="maximum-diversity reference set (from `steerdiff reference`): "
+                                                      "adds Fréchet distances to it (global, location, style)")
     _add_common(p, "JSON file to write")
 
 
@@ -280,7 +282,8 @@ def cmd_evaluate(a) -> int:
     real = read_images(a.real) if a.real else (load_mnist("heldout").images if digits else None)
     train = load_mnist("train").images if digits and not a.real else None
     result = evaluate_batches(batches, features, None if real is None else features(real), classifier, seeds,
-                              train_images=train, heldout_images=real if train is not None else None, k=a.k)
+                              train_images=train, heldout_images=real if train is not None else None, k=a.k,
+                              reference=read_images(a.reference) if a.reference else None)
     config = {k: v for k, v in vars(a).items() if k not in ("quiet",)}
     write_json_atomic(a.out, {"schema": "steerdiff-evaluate/1", "config": config, **result})
     agg = result["aggregate"]
@@ -344,6 +347,47 @@ def cmd_report(a) -> int:
     return 0
 
 
+def _reference_parser(sub) -> None:
+    p = sub.add_parser("reference", help="build a maximum-diversity reference set (class-balanced)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, description="""\
+Write a class-balanced reference set for `steerdiff evaluate --reference` (the repulsion seed's
+data_generator): --source real takes the held-out MNIST digits, an equal number per class;
+--source model samples a class-conditional model with labels 0,1,...,9 in turn.
+
+  steerdiff reference --source real --n 1000 --out ref.npy
+  steerdiff reference --source model --model mnist-cond --n 1000 --seed 0 --out ref.npy""")
+    p.add_argument("--source", default="real", choices=["real", "model"], help="real digits or model samples (default real)")
+    p.add_argument("--model", default="mnist-cond", help="class-conditional model for --source model")
+    p.add_argument("--n", type=int, default=1000, help="size of the set (default 1000)")
+    _add_common(p, ".npy/.pt/.npz file to write")
+
+
+def cmd_reference(a) -> int:
+    import torch
+
+    from .api import sample
+    from .data import load_mnist
+    from .errors import check
+    from .io import save_samples
+    from .models import load
+    check(a.n >= 10, "--n must be at least 10 (one per class)")
+    if a.source == "real":
+        held = load_mnist("heldout")
+        per = a.n // 10
+        check(per <= 100, "--source real has 100 held-out digits per class: use --n 1000 or less")
+        g = torch.Generator().manual_seed(a.seed)
+        idx = torch.cat([torch.nonzero(held.labels == c).flatten()[torch.randperm(100, generator=g)[:per]] for c in range(10)])
+        x, labels = held.images[idx], held.labels[idx]
+    else:
+        model = load(a.model)
+        check(getattr(model, "num_classes", None) is not None, f"--model {a.model} is unconditional: use mnist-cond")
+        labels = torch.arange(a.n) % model.num_classes
+        x = sample(model, a.n, seed=a.seed, cond={"class_labels": labels}, batch_size=250, progress=not a.quiet)
+    save_samples(x, a.out, labels=labels)
+    print(f"wrote a class-balanced reference set of {len(x)} to {a.out}")
+    return 0
+
+
 def _classifier_parser(sub) -> None:
     p = sub.add_parser("train-classifier", help="train a classifier (the MNIST evaluator)",
                        formatter_class=argparse.RawDescriptionHelpFormatter, description="""\
@@ -402,11 +446,12 @@ def build_parser() -> argparse.ArgumentParser:
     _repulse_parser(sub)
     _evaluate_parser(sub)
     _report_parser(sub)
+    _reference_parser(sub)
     _export_parser(sub)
     return parser
 
 
-COMMANDS = {"train": cmd_train, "train-classifier": cmd_train_classifier, "sample": cmd_sample, "repulse": cmd_repulse, "evaluate": cmd_evaluate, "report": cmd_report,
+COMMANDS = {"train": cmd_train, "train-classifier": cmd_train_classifier, "sample": cmd_sample, "repulse": cmd_repulse, "evaluate": cmd_evaluate, "report": cmd_report, "reference": cmd_reference,
             "export": cmd_export}
 
 

@@ -7,7 +7,7 @@ Schema (``"schema": "steerdiff-evaluate/1"``)::
                   "in_batch_similarity", "pairwise_mean"}, ...],
      "aggregate": {METRIC: {"mean", "ci95": [lo, hi], "n_batches"}},   # over batches, Student-t interval
      "overall": {"n", "frechet", "kid": {"mean", "std"}, "prdc": {...}, "vendi", "near_copy_rate",
-                 "class_fractions"}}
+                 "class_fractions", "reference_distance": {"global", "location", "style"}}}
 
 Class metrics (``distinct_classes``, ``mean_confidence``, ``class_fractions``) need a classifier (the
 shipped MNIST evaluator for 28x28 digits); the rest use the feature network.
@@ -62,7 +62,8 @@ def read_images(path: str | Path) -> torch.Tensor:
 
 def evaluate_batches(batches: list[torch.Tensor], features, real_feats: torch.Tensor | None = None,
                      classifier=None, seeds: list[int] | None = None, train_images: torch.Tensor | None = None,
-                     heldout_images: torch.Tensor | None = None, k: int = 5) -> dict:
+                     heldout_images: torch.Tensor | None = None, k: int = 5,
+                     reference: torch.Tensor | None = None) -> dict:
     """Metrics of a list of batches ``(n_b, C, H, W)``; see the module docstring for the result."""
     from .metrics import pairwise_distances
     rows, all_feats, all_probs = [], [], []
@@ -92,6 +93,9 @@ def evaluate_batches(batches: list[torch.Tensor], features, real_feats: torch.Te
         probs = torch.cat(all_probs)
         overall["class_fractions"] = (np.bincount(probs.argmax(1).numpy(), minlength=probs.shape[1]) / len(probs)).round(4).tolist()
         overall["mean_confidence"] = float(probs.max(1).values.mean())
+    if reference is not None:
+        from .metrics import reference_distances
+        overall["reference_distance"] = reference_distances(torch.cat(batches), reference, features)
     if train_images is not None and heldout_images is not None:
         overall.update(near_copy_rate(torch.cat(batches), train_images, heldout_images))
     return {"batches": rows, "aggregate": {m: interval(r.get(m) for r in rows) for m in PER_BATCH}, "overall": overall}

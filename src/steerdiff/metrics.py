@@ -137,3 +137,20 @@ def near_copy_rate(samples: torch.Tensor, train: torch.Tensor, heldout: torch.Te
     threshold = float(torch.quantile(nearest_distances(heldout, train), quantile))
     d = nearest_distances(samples, train)
     return {"near_copy_rate": float((d < threshold).double().mean()), "threshold": threshold}
+
+
+def reference_distances(samples: torch.Tensor, reference: torch.Tensor, features=None) -> dict:
+    """Fréchet distance of samples to a maximum-diversity reference set (the repulsion seed's
+    evaluation), in three feature spaces: ``global`` (``features``, e.g. the evaluator's),
+    ``location`` (rule-of-thirds mass on a 3x3 grid) and ``style`` (Gram matrix of random-CNN maps).
+    Images ``(N, C, H, W)`` in ``[-1, 1]``; lower is closer to the diverse reference."""
+    from .embeddings import Style, ro3
+    check(samples.shape[1:] == reference.shape[1:],
+          f"samples {tuple(samples.shape[1:])} and reference {tuple(reference.shape[1:])} differ in shape")
+    style = Style()
+    with torch.no_grad():
+        out = {"location": frechet_distance(ro3(samples.float()), ro3(reference.float())),
+               "style": frechet_distance(style(samples.float()), style(reference.float()))}
+        if features is not None:
+            out["global"] = frechet_distance(features(samples), features(reference))
+    return out
