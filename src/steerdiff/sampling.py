@@ -122,37 +122,19 @@ def _churn(x, sigma, n, s_churn, s_tmin, s_tmax, s_noise, noise_sampler, sigma_n
     return x, sigma_hat
 
 
-@torch.no_grad()
-def sample_euler(model, x, sigmas, extra_args=None, callback=None, disable=None, s_churn=0.0, s_tmin=0.0,
-                 s_tmax=float("inf"), s_noise=1.0, noise_sampler=None):
-    """Euler steps on the probability-flow ODE, with optional EDM churn."""
+def _ode_with_churn(model, x, sigmas, extra_args, callback, disable, s_churn, s_tmin, s_tmax, s_noise,
+                    noise_sampler, heun: bool):
+    """Euler (``heun=False``) or Heun steps on the probability-flow ODE after EDM's churn."""
     extra_args, s_in, noise_sampler = _prepare(x, sigmas, extra_args, noise_sampler)
     n = len(sigmas) - 1
-    for i in trange(n, disable=disable, desc="euler"):
-        x, sigma_hat = _churn(x, sigmas[i], n, s_churn, s_tmin, s_tmax, s_noise, noise_sampler, sigmas[i + 1])
-        denoised = model(x, sigma_hat * s_in, **extra_args)
-        d = to_d(x, sigma_hat, denoised)
-        if callback is not None:
-            callback({"x": x, "i": i, "sigma": sigmas[i], "sigma_hat": sigma_hat, "denoised": denoised})
-        x = x + d * (sigmas[i + 1] - sigma_hat)
-        _check_finite(x, i, sigmas[i])
-    return x
-
-
-@torch.no_grad()
-def sample_heun(model, x, sigmas, extra_args=None, callback=None, disable=None, s_churn=0.0, s_tmin=0.0,
-                s_tmax=float("inf"), s_noise=1.0, noise_sampler=None):
-    """EDM's Algorithm 2: Heun's second-order method with churn; Euler on the last step (to sigma 0)."""
-    extra_args, s_in, noise_sampler = _prepare(x, sigmas, extra_args, noise_sampler)
-    n = len(sigmas) - 1
-    for i in trange(n, disable=disable, desc="heun"):
+    for i in trange(n, disable=disable, desc="heun" if heun else "euler"):
         x, sigma_hat = _churn(x, sigmas[i], n, s_churn, s_tmin, s_tmax, s_noise, noise_sampler, sigmas[i + 1])
         denoised = model(x, sigma_hat * s_in, **extra_args)
         d = to_d(x, sigma_hat, denoised)
         if callback is not None:
             callback({"x": x, "i": i, "sigma": sigmas[i], "sigma_hat": sigma_hat, "denoised": denoised})
         dt = sigmas[i + 1] - sigma_hat
-        if sigmas[i + 1] == 0:
+        if not heun or sigmas[i + 1] == 0:
             x = x + d * dt
         else:
             x_2 = x + d * dt
@@ -160,6 +142,22 @@ def sample_heun(model, x, sigmas, extra_args=None, callback=None, disable=None, 
             x = x + (d + d_2) / 2 * dt
         _check_finite(x, i, sigmas[i])
     return x
+
+
+@torch.no_grad()
+def sample_euler(model, x, sigmas, extra_args=None, callback=None, disable=None, s_churn=0.0, s_tmin=0.0,
+                 s_tmax=float("inf"), s_noise=1.0, noise_sampler=None):
+    """Euler steps on the probability-flow ODE, with optional EDM churn."""
+    return _ode_with_churn(model, x, sigmas, extra_args, callback, disable, s_churn, s_tmin, s_tmax, s_noise,
+                           noise_sampler, heun=False)
+
+
+@torch.no_grad()
+def sample_heun(model, x, sigmas, extra_args=None, callback=None, disable=None, s_churn=0.0, s_tmin=0.0,
+                s_tmax=float("inf"), s_noise=1.0, noise_sampler=None):
+    """EDM's Algorithm 2: Heun's second-order method with churn; Euler on the last step (to sigma 0)."""
+    return _ode_with_churn(model, x, sigmas, extra_args, callback, disable, s_churn, s_tmin, s_tmax, s_noise,
+                           noise_sampler, heun=True)
 
 
 @torch.no_grad()
