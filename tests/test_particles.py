@@ -161,7 +161,7 @@ def test_schedules():
     assert schedule_weight(lambda s: 3 * s, 0.5, (0.1, 1.0)) == 1.5
 
 
-@pytest.mark.parametrize("name", ["identity", "averagedim", "ro3", "edges", "cnn16", "cnn64", "style"])
+@pytest.mark.parametrize("name", ["identity", "averagedim", "ro3", "edges", "cnn16", "cnn64", "cnn16-redraw", "style"])
 def test_embeddings_on_images(name):
     from steerdiff.embeddings import get_embedding
     x = torch.randn(3, 2, 16, 16, requires_grad=True)
@@ -185,3 +185,14 @@ def test_corrector_plan():
     assert torch.equal(plain, unused)
     pushed = sd.sample(m, 6, seed=0, sampler="pc", steps=12, plan=parse_plan("repulsive_no_noise:0.5-20:2"))
     assert not torch.equal(plain, pushed) and bool(torch.isfinite(pushed).all())
+
+
+def test_redrawn_cnn_changes_per_call_and_is_reproducible():
+    from steerdiff.embeddings import get_embedding
+    x = torch.randn(2, 1, 8, 8)
+    a, b = get_embedding("cnn16-redraw"), get_embedding("cnn16-redraw")
+    first, second = a(x), a(x)
+    assert not torch.allclose(first, second)
+    torch.testing.assert_close(b(x), first)
+    fixed = get_embedding("cnn16")
+    torch.testing.assert_close(fixed(x), fixed(x))

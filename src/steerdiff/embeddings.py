@@ -1,7 +1,8 @@
 """Embeddings: maps ``phi(x, sigma) -> (n, m)`` features in which particles repel.
 
 Names follow the repulsion seed: ``identity``/``latent`` (the raw sample), ``averagedim`` (channel
-averages), ``cnn16``/``cnn64`` (a random CNN, optionally re-drawn each step), ``ro3`` (rule of
+averages), ``cnn16``/``cnn64`` (a fixed random CNN; ``cnn16-redraw``/``cnn64-redraw`` draw new
+weights at every call, from a seeded stream), ``ro3`` (rule of
 thirds: mean of each channel over a 3x3 grid), ``edges`` (Sobel edge energy on a 7x7 grid),
 ``style`` (upper triangle of the Gram matrix of random-CNN feature maps), ``classifier`` (features
 of the shipped noise-conditional MNIST classifier ``mnist-noisy``; ``classifier:PATH`` for another;
@@ -135,6 +136,7 @@ class ClassifierEmbedding(nn.Module):
 def _factories() -> dict[str, Callable[[], Callable]]:
     return {"identity": lambda: identity, "latent": lambda: identity, "averagedim": lambda: averagedim,
             "ro3": lambda: ro3, "edges": lambda: edges, "cnn16": lambda: RandomCNN(16), "cnn64": lambda: RandomCNN(64),
+            "cnn16-redraw": lambda: RandomCNN(16, redraw=True), "cnn64-redraw": lambda: RandomCNN(64, redraw=True),
             "style": lambda: Style(), "classifier": lambda: ClassifierEmbedding(),
             "classifier-probs": lambda: ClassifierEmbedding(output="probs"),
             "vgg_noise": lambda: ClassifierEmbedding(), "vgg_noisero3": lambda: ClassifierEmbedding(with_ro3=True)}
