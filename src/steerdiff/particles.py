@@ -15,8 +15,12 @@ log-potential per unit of kernel similarity); the sampler sees ``D' = D + sigma^
 particle through the embedding's Jacobian there; with ``share_score=True`` it also replaces each
 particle's score by the kernel-weighted average ``1/n sum_j k_ji score_j`` (full SVGD).
 
-``normalize=True`` makes ``strength`` relative: each particle's force is rescaled to ``strength``
-times its score norm. ``clip`` caps each particle's force at ``clip`` times its score norm.
+``project=True`` removes from each particle's force its component along the particle's score, so
+the force moves particles along the level sets of ``log p_sigma`` instead of off the data: this is
+what lets strong repulsion keep quality (ring: 9.95 modes of 10 with 99% of particles on a mode,
+against 35% without it; benchmarks/bench_ring.py). ``normalize=True`` makes ``strength`` relative:
+each particle's force is rescaled to ``strength`` times its score norm. ``clip`` caps each
+particle's force at ``clip`` times its score norm.
 ``archive`` holds earlier samples (clean, ``(m, *sample_shape)``) to repel from as fixed particles.
 """
 from __future__ import annotations
