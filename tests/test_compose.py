@@ -64,3 +64,26 @@ def test_bad_compositions():
         compose([P1, other], clf)
     with pytest.raises(SteerdiffError, match="trained for 2 bases, not 3"):
         compose([P1, P2, P3], clf, y=(1, 2))
+
+
+def test_conjunction_is_a_product_of_experts_on_exact_conditionals():
+    """With conditionals p(x|c) = mixtures over component subsets, AND of two conditions is
+    p(x|c1) p(x|c2) / p(x): on separated components, the weights multiply and divide exactly."""
+    from steerdiff.compose import conjunction
+    w_all = torch.tensor([0.25, 0.25, 0.25, 0.25], dtype=torch.float64)
+    w_c = {0: torch.tensor([0.4, 0.4, 0.1, 0.1]), 1: torch.tensor([0.1, 0.4, 0.4, 0.1])}
+
+    class Cond(torch.nn.Module):
+        sigma_min, sigma_max, sigma_data, sample_shape, preset = 0.002, 40.0, 1.0, (2,), {}
+
+        def forward(self, x, sigma, c=None):
+            w = w_all if c is None else w_c[c]
+            return GaussianMixtureDenoiser(MEANS, 0.1, w)(x, sigma)
+    model = Cond()
+    and_ = conjunction(model, [{"c": 0}, {"c": 1}])
+    x = sd.sample(and_, 3000, seed=0, steps=64)
+    target = w_c[0].double() * w_c[1].double() / w_all
+    assert tv(x, target / target.sum()) < 0.04
+    only = conjunction(model, [{"c": 0}])
+    xx = torch.randn(5, 2, dtype=torch.float64)
+    torch.testing.assert_close(only(xx, 0.4), model(xx, 0.4, c=0))

@@ -152,3 +152,27 @@ class ExactLabelPosterior(torch.nn.Module):
         """Component weights ``(C,)`` of the exact composition ``p_mix prod_j p(y_j | x)``."""
         w = self.mix.weights * torch.stack([self.q[v - 1] for v in y]).prod(0)
         return w / w.sum()
+
+
+class Conjunction(Denoiser):
+    """Composable Diffusion's AND / NOT (Liu et al. 2022) over one conditional denoiser:
+    ``D = D(x | uncond) + sum_i w_i (D(x | c_i) - D(x | uncond))``; a negative weight is NOT ``c_i``.
+    Scores are linear in ``D`` at a fixed sigma, so this is the paper's score combination."""
+
+    def __init__(self, model, conds: Sequence[dict], weights: Sequence[float], uncond: dict | None = None):
+        super().__init__(sigma_min=model.sigma_min, sigma_max=model.sigma_max, sigma_data=model.sigma_data,
+                         sample_shape=model.sample_shape, preset=getattr(model, "preset", None))
+        check(len(conds) >= 1 and len(conds) == len(weights), "give one weight per condition")
+        check(all(isinstance(c, dict) for c in conds), "each condition is a dict of keyword arguments, e.g. {'class_labels': 3}")
+        self.model, self.conds, self.weights, self.uncond = model, list(conds), [float(w) for w in weights], dict(uncond or {})
+
+    def denoise(self, x, sigma, **cond):
+        base = self.model(x, sigma, **{**cond, **self.uncond})
+        return base + sum(w * (self.model(x, sigma, **{**cond, **c}) - base) for c, w in zip(self.conds, self.weights))
+
+
+def conjunction(model, conds: Sequence[dict], weights: Sequence[float] | None = None, negate: Sequence[dict] = (),
+                negative_weight: float = 1.0, uncond: dict | None = None) -> Conjunction:
+    """``c_1 AND c_2 ... AND NOT n_1 ...`` for a conditional denoiser (weights default to 1)."""
+    weights = list(weights) if weights is not None else [1.0] * len(conds)
+    return Conjunction(model, list(conds) + list(negate), weights + [-negative_weight] * len(negate), uncond)
