@@ -17,9 +17,15 @@ BANDWIDTHS = ("median", "per-particle", "sigma")
 
 
 def pairwise_sq_dists(a: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
-    """``|a_i - b_j|^2`` ``(n_a, n_b)``, computed by differences (exact zeros where points coincide)."""
+    """``|a_i - b_j|^2`` ``(n_a, n_b)`` by ``|a|^2 + |b|^2 - 2 a.b`` (memory ``n_a n_b``, not
+    ``n_a n_b m``: thousands of particles with image-sized features fit), clamped at 0, with exact
+    zeros on the diagonal when ``b`` is ``a``."""
+    same = b is None or b is a
     b = a if b is None else b
-    return (a[:, None, :] - b[None, :, :]).pow(2).sum(-1)
+    d2 = (a.pow(2).sum(1)[:, None] + b.pow(2).sum(1)[None, :] - 2 * a @ b.T).clamp(min=0)
+    if same:
+        d2 = d2 * (1 - torch.eye(len(a), dtype=d2.dtype, device=d2.device))
+    return d2
 
 
 def rbf_bandwidth(d2_ref: torch.Tensor, mode="median", sigma=None, scale: float = 1.0,
