@@ -1,0 +1,85 @@
+"""Moving-digit datasets follow their motion rules exactly; the direction detector is right."""
+import numpy as np
+import pytest
+import torch
+
+from steerdiff.data import load_mnist
+from steerdiff.errors import SteerdiffError
+from steerdiff.sequences import (CENTRE, LIMIT, centroid, circle_positions, detect_direction, direction_shifts,
+                                 direction_metrics, frame_quality, free_positions, horizontal_positions, moving_digits,
+                                 p_right, shift_frames)
+
+
+def test_direction_shifts():
+    s = direction_shifts(8)
+    assert s.tolist() == [[0, 4], [-3, 3], [-4, 0], [-3, -3], [0, -4], [3, -3], [4, 0], [3, 3]]
+    assert direction_shifts(2).tolist() == [[0, 4], [0, -4]]
+
+
+@pytest.mark.parametrize("n_dir", [2, 4, 8])
+def test_circle_rule_and_prior(n_dir):
+    g = torch.Generator().manual_seed(0)
+    pos, dirs = circle_positions(4000, 5, n_directions=n_dir, p_first=0.5, generator=g)
+    shifts = direction_shifts(n_dir)
+    assert (pos[:, 0::2] == CENTRE).all()                                  # back to the centre every other frame
+    assert torch.equal(pos[:, 1::2], CENTRE + shifts[dirs[:, 1::2]])       # out by the chosen direction's shift
+    frac0 = float((dirs[:, 1] == 0).double().mean())
+    assert abs(frac0 - 0.5) < 0.03                                         # 4,000 draws: std 0.008
+    counts = torch.bincount(dirs[:, 1], minlength=n_dir)[1:].double() / 4000
+    assert float((counts - 0.5 / (n_dir - 1)).abs().max()) < 0.03
+
+
+def test_horizontal_rule():
+    g = torch.Generator().manual_seed(1)
+    pos, dirs = horizontal_positions(3000, 40, p_right=0.7, generator=g)
+    col = pos[..., 1]
+    assert (pos[..., 0] == CENTRE).all() and ((col >= 0) & (col <= LIMIT)).all()
+    assert ((col[:, 1:] - col[:, :-1]).abs() == 2).all()                   # 2 px every frame
+    # the direction changes only at the centre (a re-draw) or at a wall (a bounce)
+    change = dirs[:, 1:] != dirs[:, :-1]
+    at = col[:, 1:]
+    assert bool(((at[change] == CENTRE) | (at[change] == 0) | (at[change] == LIMIT)).all())
+    # re-draws at the centre go right with probability 0.7
+    redrawn = dirs[col == CENTRE]
+    assert abs(float((redrawn > 0).double().mean()) - 0.7) < 0.02
+
+
+def test_free_rule_bounces():
+    g = torch.Generator().manual_seed(2)
+    pos, vel = free_positions(500, 30, generator=g)
+    assert ((pos >= 0) & (pos <= LIMIT)).all()
+    assert not (vel == 0).all(-1).any()
+    step = pos[:, 1:] - pos[:, :-1]
+    same = (step == vel[:, :-1])                                           # moved by the velocity ...
+    flipped = vel[:, 1:] == -vel[:, :-1]                                   # ... or bounced (velocity reversed)
+    assert bool((same | flipped).all())
+
+
+def test_direction_detector_on_ground_truth_shifts():
+    digits = moving_digits("circle", load_mnist("heldout").images[:64], length=2, seed=3)
+    cond, pred = digits["frames"][:, 0], digits["frames"][:, 1]
+    d, _ = detect_direction(pred, cond, direction_shifts(8))
+    assert torch.equal(d, digits["motion"][:, 1])
+    m = direction_metrics(pred[:8], cond[:8], 8)
+    assert m["accuracy"] == 1.0 and m["l2"] < 1e-6 and m["iou"] == 1.0
+
+
+def test_quality_and_shift_helpers():
+    f = torch.full((1, 32, 32), -1.0)
+    f[0, 10:14, 10:14] = 1.0
+    moved = shift_frames(f, torch.tensor([[2, -3]]))
+    torch.testing.assert_close(centroid(moved) - centroid(f), torch.tensor([[2.0, -3.0]], dtype=torch.float64))
+    assert frame_quality(moved, f, torch.tensor([[2, -3]]))["iou"] == 1.0
+
+
+def test_p_right_binomial():
+    r = p_right([1] * 70 + [-1] * 30, p0=0.5)
+    assert r["p_right"] == 0.7 and r["p_value"] < 1e-4 and r["ci95"][0] < 0.7 < r["ci95"][1]
+    assert p_right([1] * 50 + [-1] * 50)["p_value"] == pytest.approx(1.0)
+
+
+def test_bad_dataset_options():
+    with pytest.raises(SteerdiffError, match="n_directions"):
+        direction_shifts(6)
+    with pytest.raises(SteerdiffError, match="unknown moving-digit dataset"):
+        moving_digits("zigzag", torch.zeros(1, 1, 28, 28))
