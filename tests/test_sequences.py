@@ -83,3 +83,21 @@ def test_bad_dataset_options():
         direction_shifts(6)
     with pytest.raises(SteerdiffError, match="unknown moving-digit dataset"):
         moving_digits("zigzag", torch.zeros(1, 1, 28, 28))
+
+
+def test_frame_conditional_training_and_sampling(tmp_path):
+    from steerdiff.cli import main
+    from steerdiff.training import TrainConfig, train
+    import steerdiff as sd
+    train(TrainConfig(dataset="circle", cond_frames=1, net="tiny", steps=2, batch_size=4), tmp_path / "c", progress=False)
+    model = sd.load(tmp_path / "c")
+    assert model.cond_frames == 1 and model.sample_shape == (1, 32, 32)
+    frames = moving_digits("circle", load_mnist("heldout").images[:1], length=1)["frames"]   # (1, 1, 32, 32): centred
+    np.save(tmp_path / "cond.npy", frames.numpy())
+    assert main(["sample", "--model", str(tmp_path / "c"), "--cond", str(tmp_path / "cond.npy"), "--n", "3", "--steps", "2",
+                 "--method", "pg", "--embedding", "ro3", "--out", str(tmp_path / "next.npy"), "--quiet"]) == 0
+    assert np.load(tmp_path / "next.npy").shape == (3, 1, 32, 32)
+    with pytest.raises(SteerdiffError, match="pass cond"):
+        model(torch.zeros(2, 1, 32, 32), 1.0)
+    with pytest.raises(SteerdiffError, match=r"expected \(1, 1, 32, 32\)"):
+        model(torch.zeros(2, 1, 32, 32), 1.0, frames=torch.zeros(1, 2, 32, 32))

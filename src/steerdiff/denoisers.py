@@ -66,6 +66,17 @@ def label_cond(x: torch.Tensor, class_labels, num_classes: int | None, null_labe
     return {"class_labels": labels}
 
 
+def frame_cond(x: torch.Tensor, frames, k: int) -> torch.Tensor:
+    """The ``k`` previous frames ``(B or 1, k, H, W)`` in ``[-1, 1]`` for a frame-conditional network,
+    checked and broadcast to the batch (all particles share one condition)."""
+    check(frames is not None, f"this model predicts the next frame: pass cond={{'frames': (1, {k}, H, W) array}}")
+    frames = torch.as_tensor(frames, dtype=x.dtype, device=x.device)
+    check(frames.ndim == 4 and frames.shape[1] == k and tuple(frames.shape[2:]) == tuple(x.shape[2:]),
+          f"frames has shape {tuple(frames.shape)}: expected (1, {k}, {x.shape[2]}, {x.shape[3]}) (K previous frames)")
+    check(frames.shape[0] in (1, x.shape[0]), f"frames has batch {frames.shape[0]}: use 1 (shared) or {x.shape[0]}")
+    return frames.expand(x.shape[0], -1, -1, -1)
+
+
 class Denoiser(nn.Module):
     """Base of steerdiff's denoisers: checks the input, then calls :meth:`denoise`.
 
@@ -108,20 +119,22 @@ class EDMDenoiser(Denoiser):
 
     def __init__(self, net: nn.Module, *, sigma_min=0.002, sigma_max=80.0, sigma_data=0.5, sample_shape,
                  time_scale: float = 250.0, num_classes: int | None = None, null_label: int | None = None,
-                 require_labels: bool = False, preset: dict | None = None):
+                 require_labels: bool = False, cond_frames: int = 0, preset: dict | None = None):
         super().__init__(sigma_min=sigma_min, sigma_max=sigma_max, sigma_data=sigma_data,
                          sample_shape=sample_shape, preset=preset)
-        self.net, self.time_scale = net, float(time_scale)
+        self.net, self.time_scale, self.cond_frames = net, float(time_scale), int(cond_frames)
         self.num_classes, self.null_label, self.require_labels = num_classes, null_label, require_labels
 
-    def denoise(self, x, sigma, class_labels=None, **cond):
+    def denoise(self, x, sigma, class_labels=None, frames=None, **cond):
         sd2, s = self.sigma_data ** 2, append_dims(sigma, x.ndim)
         c_skip = sd2 / (s ** 2 + sd2)
         c_out = s * self.sigma_data / (s ** 2 + sd2).sqrt()
         c_in = 1 / (s ** 2 + sd2).sqrt()
         c_noise = self.time_scale * sigma.log() / 4
         labels = label_cond(x, class_labels, self.num_classes, self.null_label, self.require_labels)
-        f = _output(self.net(c_in * x, c_noise, **labels, **cond))
+        inp = torch.cat([c_in * x, frame_cond(x, frames, self.cond_frames)], 1) if self.cond_frames else c_in * x
+        check(self.cond_frames or frames is None, "this model is not frame-conditional: drop frames")
+        f = _output(self.net(inp, c_noise, **labels, **cond))
         return c_skip * x + c_out * f.to(x.dtype)
 
 

@@ -68,7 +68,7 @@ def load(name_or_path: str | os.PathLike = "mnist", *, device: str | torch.devic
                   num_classes=num, null_label=null, require_labels=opts.get("require_labels", null is None and num is not None))
     if conf["kind"] == "edm":
         model = EDMDenoiser(net, sigma_min=conf["sigma_min"], sigma_max=conf["sigma_max"], time_scale=conf["time_scale"],
-                            **common)
+                            cond_frames=conf.get("cond_frames", 0), **common)
     elif conf["kind"] == "discrete":
         model = DiscreteDenoiser(net, ddpm_alphas_cumprod(**conf["schedule"]), prediction_type=conf["prediction_type"], **common)
     else:

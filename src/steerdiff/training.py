@@ -28,6 +28,20 @@ from .schedules_ddpm import ddpm_alphas_cumprod
 from .seeding import stream_seed
 
 OBJECTIVES = ("edm", "eps", "v")
+MOVING = ("circle", "horizontal", "free")
+
+
+def frame_pairs(cfg, digits: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """A training batch of moving digits: ``(next frame (B, 1, 32, 32), K previous frames (B, K, 32, 32))``,
+    a window of ``K + 1`` frames at a random offset of a fresh sequence per digit."""
+    from .sequences import moving_digits
+    k = cfg.cond_frames
+    opts = {"circle": {"n_directions": cfg.n_directions, "p_first": cfg.p_first},
+            "horizontal": {"p_right": cfg.p_right}, "free": {}}[cfg.dataset]
+    seq = moving_digits(cfg.dataset, digits, length=k + 4, seed=int(torch.randint(0, 2 ** 31, (1,), generator=gen)), **opts)
+    start = torch.randint(0, 4, (len(digits),), generator=gen)
+    frames = torch.stack([seq["frames"][i, s:s + k + 1] for i, s in enumerate(start.tolist())])
+    return frames[:, k:k + 1], frames[:, :k]
 
 
 @dataclass
@@ -58,6 +72,11 @@ class TrainConfig:
     beta_start: float = 1e-4
     beta_end: float = 0.02
     idx_dir: str | None = None
+    # moving digits (dataset circle / horizontal / free): K previous frames condition the next one
+    cond_frames: int = 0
+    n_directions: int = 8
+    p_first: float | None = None
+    p_right: float = 0.7
     extra: dict = field(default_factory=dict)
 
 
@@ -119,7 +138,7 @@ def model_config(cfg: TrainConfig, sample_shape, num_classes: int | None, step: 
         "format": "steerdiff-checkpoint", "version": 1, "dataset": cfg.dataset, "objective": cfg.objective,
         "sample_shape": list(sample_shape), "sigma_data": cfg.sigma_data, "step": step,
         "num_classes": num_classes, "null_label": num_classes if (num_classes and cfg.p_uncond > 0) else None,
-        "preset": {"sampler": "heun", "steps": 18},
+        "preset": {"sampler": "heun", "steps": 18}, "cond_frames": cfg.cond_frames,
         "train": {k: v for k, v in asdict(cfg).items() if k != "extra"},
     }
     if cfg.objective == "edm":
@@ -145,13 +164,16 @@ def train(cfg: TrainConfig, out: str | os.PathLike, *, progress: bool = True, co
     check(cfg.steps > 0 and cfg.batch_size > 0, "steps and batch size must be positive")
     check(0 <= cfg.p_uncond < 1, "p_uncond must lie in [0, 1)")
     out = Path(out)
+    moving = cfg.dataset in MOVING
+    check(not moving or cfg.cond_frames >= 1, f"dataset {cfg.dataset} predicts frames: set --cond-frames (1 for circle, 2 for free/horizontal)")
+    check(not moving or cfg.objective == "edm", "frame-conditional training uses --objective edm")
     kwargs = {"idx_dir": cfg.idx_dir} if cfg.idx_dir else {}
-    data = load_dataset(cfg.dataset, "train", **kwargs)
+    data = load_dataset("mnist" if moving else cfg.dataset, "train", **kwargs)
     check(not cfg.class_conditional or data.labels is not None, f"dataset {cfg.dataset} has no labels for class-conditional training")
-    sample_shape = tuple(data.images.shape[1:])
+    sample_shape = (1, 32, 32) if moving else tuple(data.images.shape[1:])
     num_classes = int(data.labels.max()) + 1 if cfg.class_conditional else None
     n_embeds = None if num_classes is None else num_classes + (1 if cfg.p_uncond > 0 else 0)
-    ucfg = unet_config(cfg.net, sample_size=sample_shape[-1], in_channels=sample_shape[0],
+    ucfg = unet_config(cfg.net, sample_size=sample_shape[-1], in_channels=sample_shape[0] + cfg.cond_frames,
                        out_channels=sample_shape[0], num_class_embeds=n_embeds, dropout=cfg.dropout)
     torch.manual_seed(stream_seed("init", cfg.seed))
     net = build_unet(ucfg)
@@ -171,7 +193,8 @@ def train(cfg: TrainConfig, out: str | os.PathLike, *, progress: bool = True, co
         _load_optimizer(opt, state, meta["param_groups"])
         step, losses = int(meta["step"]), list(meta["losses"])
     denoiser = EDMDenoiser(net, sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max, sigma_data=cfg.sigma_data,
-                           sample_shape=sample_shape, time_scale=cfg.time_scale, num_classes=n_embeds)
+                           sample_shape=sample_shape, time_scale=cfg.time_scale, num_classes=n_embeds,
+                           cond_frames=cfg.cond_frames)
     alphas_cumprod = ddpm_alphas_cumprod(cfg.num_train_timesteps, cfg.beta_start, cfg.beta_end)
 
     def save(at_step: int) -> None:
@@ -198,6 +221,8 @@ def train(cfg: TrainConfig, out: str | os.PathLike, *, progress: bool = True, co
         torch.manual_seed(stream_seed("dropout", cfg.seed, step))
         x0 = data.images[idx]
         cond = {}
+        if moving:
+            x0, cond["frames"] = frame_pairs(cfg, data.images[idx], gen)
         if num_classes is not None:
             labels = data.labels[idx].clone()
             if cfg.p_uncond > 0:
