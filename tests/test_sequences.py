@@ -101,3 +101,21 @@ def test_frame_conditional_training_and_sampling(tmp_path):
         model(torch.zeros(2, 1, 32, 32), 1.0)
     with pytest.raises(SteerdiffError, match=r"expected \(1, 1, 32, 32\)"):
         model(torch.zeros(2, 1, 32, 32), 1.0, frames=torch.zeros(1, 2, 32, 32))
+
+
+@pytest.mark.parametrize("dataset, k", [("circle_jumping", 1), ("horizontal", 2)])
+def test_conditional_evaluate_cli(tmp_path, dataset, k):
+    import json
+
+    from steerdiff.cli import main
+    from steerdiff.training import TrainConfig, train
+    name = {"circle_jumping": "circle"}.get(dataset, dataset)
+    train(TrainConfig(dataset=name, cond_frames=k, net="tiny", steps=1, batch_size=4), tmp_path / "m", progress=False)
+    out = tmp_path / "e.json"
+    assert main(["evaluate", "--task", "conditional", "--dataset", dataset, "--model", str(tmp_path / "m"),
+                 "--method", "pg", "--embedding", "ro3", "--pg_factor", "1", "--batch_size", "4", "--batches", "2",
+                 "--steps", "2", "--seed", "0", "--out", str(out), "--quiet"]) == 0
+    d = json.loads(out.read_text())
+    assert len(d["batches"]) == 2 and len(d["batches"][0]["directions"]) == 4
+    assert d["aggregate"]["l2"]["n_batches"] == 2
+    assert ("p_right" in d) == (name == "horizontal")

@@ -77,7 +77,7 @@ def cmd_train(a) -> int:
 
 def _add_sampling_args(p: argparse.ArgumentParser, n_default: int) -> None:
     p.add_argument("--model", default="mnist", help="shipped model name or checkpoint directory (default mnist)")
-    p.add_argument("--n", "--particles", "--nparticles", dest="n", type=int, default=n_default,
+    p.add_argument("--n", "--particles", "--nparticles", "--batch_size", dest="n", type=int, default=n_default,
                    help=f"number of samples (particles){' per batch' if n_default == 10 else ''} (default {n_default})")
     p.add_argument("--method", default="iid", choices=["iid", "pg", "repulsive"],
                    help="iid: independent samples (default); pg: Particle Guidance; repulsive: SVGD-style repulsion. "
@@ -87,7 +87,7 @@ def _add_sampling_args(p: argparse.ArgumentParser, n_default: int) -> None:
                    help="feature space: identity, averagedim, cnn16, cnn64, ro3, edges, style, classifier, "
                         "classifier-probs, classifier:PATH, vgg_noise, vgg_noisero3")
     g.add_argument("--kernel", default=None, help="rbf, cosine or iou")
-    g.add_argument("--strength", type=float, default=None,
+    g.add_argument("--strength", "--pg_factor", dest="strength", type=float, default=None,
                    help="coefficient of the log-potential (dimensionless; relative to the score norm with --normalize)")
     g.add_argument("--window", default=None, help="LO,HI: the sigma range where the term acts")
     g.add_argument("--on", default=None, choices=["x", "x0"], help="embed the noisy sample (x) or the denoised estimate (x0)")
@@ -253,6 +253,9 @@ steerdiff.evaluate's docstring.
   steerdiff evaluate --samples samples.npy --batch-size 10 --out metrics.json""")
     _add_sampling_args(p, n_default=10)
     p.add_argument("--batches", type=int, default=20, help="number of batches to sample (default 20)")
+    p.add_argument("--task", default="unconditional", choices=["unconditional", "conditional"],
+                   help="conditional: next-frame prediction of moving digits (needs --dataset and a frame-conditional --model)")
+    p.add_argument("--dataset", default=None, help="conditional task: circle (alias circle_jumping), horizontal or free")
     p.add_argument("--samples", default=None, help="evaluate these samples (.npy/.pt/.npz or an image folder) instead")
     p.add_argument("--features", default=None, help="feature network: mnist-evaluator (default for 28x28 digits), "
                                                      "classifier:DIR, or a TorchScript .pt file")
@@ -279,6 +282,8 @@ def cmd_evaluate(a) -> int:
     from .models import load
     check(a.out.endswith(".json"), f"--out {a.out}: evaluate writes a .json file")
     check(a.n >= 1 and a.batches >= 1, "--n and --batches must be at least 1")
+    if a.task == "conditional":
+        return _evaluate_conditional(a)
     if a.samples:
         x = read_images(a.samples)
         size = a.batch_size or a.n
@@ -303,6 +308,65 @@ def cmd_evaluate(a) -> int:
     line = ", ".join(f"{m} {agg[m]['mean']:.3f}" for m in agg if agg[m]["mean"] is not None)
     print(f"{len(batches)} batches: {line}; overall Fréchet {result['overall'].get('frechet', float('nan')):.2f}; wrote {a.out}")
     return 0
+
+
+def _evaluate_conditional(a) -> int:
+    """Next-frame prediction: per batch one held-out condition shared by all particles."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from .checkpoint import write_json_atomic
+    from .data import load_mnist
+    from .errors import check
+    from .evaluate import interval
+    from .models import load
+    from .sequences import direction_metrics, frame_quality, moving_digits, p_right
+    dataset = {"circle_jumping": "circle"}.get(a.dataset, a.dataset)
+    check(dataset in ("circle", "horizontal", "free"), f"--dataset {a.dataset!r}: use circle (circle_jumping), horizontal or free")
+    model = load(a.model, device=a.device)
+    k = getattr(model, "cond_frames", 0)
+    check(k > 0, f"--model {a.model} is not frame-conditional: train one with steerdiff train --dataset {dataset} --cond-frames K")
+    train = model.config.get("train", {})
+    held = load_mnist("heldout").images
+    rows, horizontal = [], []
+    for b in tqdm(range(a.batches), desc="evaluate: conditional", disable=a.quiet, unit="batch"):
+        digit = held[(a.seed + b) % len(held)][None]
+        if dataset == "circle":
+            seq = moving_digits("circle", digit, length=1, seed=a.seed + b)["frames"]           # the centred frame
+        else:
+            opts = {"p_right": train.get("p_right", 0.7)} if dataset == "horizontal" else {}
+            seq = moving_digits(dataset, digit, length=k, seed=a.seed + b, **opts)["frames"]
+        cond = seq[:, -k:]
+        x = _draw_with_frames(a, a.seed + b, model, cond)
+        last = cond[:, -1:]
+        if dataset == "circle":
+            row = direction_metrics(x, last, train.get("n_directions", 8))
+        else:
+            from .sequences import centroid
+            dcol = centroid(x)[:, 1] - centroid(last.expand_as(x))[:, 1]
+            dirs = torch.where(dcol >= 0, 1, -1)
+            horizontal.extend(dirs.tolist())
+            motion = torch.stack([torch.zeros_like(dirs), 2 * dirs], 1)
+            row = {"directions": dirs.tolist(), "distinct": len(set(dirs.tolist())),
+                   **frame_quality(x, last.expand_as(x), motion)}
+        rows.append({"index": b, "seed": a.seed + b, **row})
+    metrics = ("distinct", "accuracy", "l2", "iou")
+    result = {"schema": "steerdiff-evaluate-conditional/1", "config": {k2: v for k2, v in vars(a).items() if k2 != "quiet"},
+              "batches": rows, "aggregate": {m: interval(r.get(m) for r in rows) for m in metrics if m in rows[0]}}
+    if dataset == "horizontal":
+        result["p_right"] = p_right(horizontal, p0=train.get("p_right", 0.7))
+    write_json_atomic(a.out, result)
+    agg = result["aggregate"]
+    print(", ".join(f"{m} {agg[m]['mean']:.3f}" for m in agg) + f"; wrote {a.out}")
+    return 0
+
+
+def _draw_with_frames(a, seed, model, frames):
+    from .api import sample
+    guidance, _ = particle_terms(a)
+    kwargs = {k: v for k, v in (("s_churn", a.s_churn), ("eta", a.eta), ("snr", a.snr)) if v is not None}
+    return sample(model, a.n, sampler=a.sampler, steps=a.steps, seed=seed, cond={"frames": frames},
+                  guidance=guidance, **kwargs)
 
 
 def _need(flag: str):
