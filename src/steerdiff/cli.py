@@ -10,11 +10,15 @@ from .errors import SteerdiffError
 DESCRIPTION = """\
 steerdiff: steer the sampling of diffusion models at inference time.
 
-Every command takes --seed (same seed, same output) and writes to --out, whose suffix picks the
-format: .png an image grid, .npy/.pt the raw tensor in [-1, 1], .npz several arrays, .json
-metrics, a directory for checkpoints.
+Every command that draws random numbers takes --seed (same seed, same output); every command writes
+to --out, whose suffix picks the format: .png an image grid, .npy/.pt the raw tensor in [-1, 1],
+.npz several arrays, .json metrics, a directory for checkpoints and reports. `steerdiff COMMAND
+--help` is the manual of each command.
 
   steerdiff sample --model mnist --n 16 --seed 0 --out digits.png
+  steerdiff sample --model mnist --n 10 --method pg --seed 0 --out diverse.png
+  steerdiff evaluate --model mnist --method pg --n 10 --batches 20 --out pg.json
+  steerdiff report --model mnist --strengths 0,30,100,300 --out report/
   steerdiff train --dataset mnist --out runs/mnist --steps 20000
   steerdiff train-classifier --kind label --dataset mnist --out runs/evaluator
 """
