@@ -151,8 +151,9 @@ def cmd_sample(a) -> int:
     return 0
 
 
-def _draw(a, seed: int, model=None):
-    """Samples as the sampling options of ``a`` ask: ``(x, extra arrays, archive)``."""
+def _draw(a, seed: int, model=None, frames=None):
+    """Samples as the sampling options of ``a`` ask: ``(x, extra arrays, archive)``; ``frames``
+    (the previous frames of a frame-conditional model) take the place of ``--cond``."""
     import torch
 
     from .api import sample
@@ -164,6 +165,8 @@ def _draw(a, seed: int, model=None):
         from .io import load_array
         check(getattr(model, "cond_frames", 0) > 0, f"--cond: model {a.model} is not frame-conditional")
         cond["frames"] = load_array(a.cond).float()
+    if frames is not None:
+        cond["frames"] = frames
     if a.class_label is not None:
         check(getattr(model, "num_classes", None) is not None, f"--class-label: model {a.model} is unconditional; use mnist-cond")
         if a.class_label == "cycle":
@@ -341,7 +344,7 @@ def _evaluate_conditional(a) -> int:
             opts = {"p_right": train.get("p_right", 0.7)} if dataset == "horizontal" else {}
             seq = moving_digits(dataset, digit, length=k, seed=a.seed + b, **opts)["frames"]
         cond = seq[:, -k:]
-        x = _draw_with_frames(a, a.seed + b, model, cond)
+        x = _draw(a, a.seed + b, model, frames=cond)[0]
         last = cond[:, -1:]
         if dataset == "circle":
             row = direction_metrics(x, last, train.get("n_directions", 8))
@@ -363,14 +366,6 @@ def _evaluate_conditional(a) -> int:
     agg = result["aggregate"]
     print(", ".join(f"{m} {agg[m]['mean']:.3f}" for m in agg) + f"; wrote {a.out}")
     return 0
-
-
-def _draw_with_frames(a, seed, model, frames):
-    from .api import sample
-    guidance, _ = particle_terms(a)
-    kwargs = {k: v for k, v in (("s_churn", a.s_churn), ("eta", a.eta), ("snr", a.snr)) if v is not None}
-    return sample(model, a.n, sampler=a.sampler, steps=a.steps, seed=seed, cond={"frames": frames},
-                  guidance=guidance, **kwargs)
 
 
 def _need(flag: str):
