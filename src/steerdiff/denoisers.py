@@ -16,13 +16,12 @@ Adapters here turn networks into denoisers:
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
-from .errors import SteerdiffError, check
+from .errors import check
 
 
 def as_sigma(sigma, x: torch.Tensor) -> torch.Tensor:

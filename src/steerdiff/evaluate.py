@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import SteerdiffError, check
+from .errors import check
 from .metrics import frechet_distance, in_batch_similarity, kid, near_copy_rate, prdc, vendi_score
 
 PER_BATCH = ("distinct_classes", "mean_confidence", "vendi", "in_batch_similarity", "pairwise_mean")

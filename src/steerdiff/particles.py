@@ -28,13 +28,13 @@ particle's force at ``clip`` times its score norm.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
 
 from .embeddings import get_embedding
-from .errors import SteerdiffError, check
+from .errors import check
 from .guidance import GuideContext, schedule_weight
 from .kernels import get_kernel, rbf
 

@@ -8,7 +8,6 @@ checkpoint at step ``k`` therefore repeats exactly the losses an uninterrupted r
 from __future__ import annotations
 
 import copy
-import math
 import os
 import shlex
 import sys
