@@ -6,7 +6,7 @@ compositions and edits are functions of denoisers. See README.md.
 from . import sampling
 from .api import sample
 from .compose import compose, mixture
-from .denoisers import Denoiser, DiscreteDenoiser, EDMDenoiser, ScoreDenoiser, score_of
+from .denoisers import Denoiser, condition, DiscreteDenoiser, EDMDenoiser, ScoreDenoiser, score_of
 from .errors import SteerdiffError
 from .guidance import guided
 from .models import load
@@ -17,4 +17,4 @@ from .toy import GaussianMixtureDenoiser, ring
 __version__ = "0.1.0"
 __all__ = ["sample", "load", "guided", "sampling", "get_sigmas_karras", "get_sigmas_ve", "sigmas_from_scheduler",
            "Denoiser", "EDMDenoiser", "DiscreteDenoiser", "ScoreDenoiser", "score_of", "GaussianMixtureDenoiser",
-           "ring", "SteerdiffError", "ParticleGuidance", "Repulsion", "Archive", "compose", "mixture"]
+           "ring", "SteerdiffError", "ParticleGuidance", "Repulsion", "Archive", "compose", "mixture", "condition"]

@@ -79,8 +79,9 @@ def cmd_train(a) -> int:
     return 0
 
 
-def _add_sampling_args(p: argparse.ArgumentParser, n_default: int) -> None:
-    p.add_argument("--model", default="mnist", help="shipped model name or checkpoint directory (default mnist)")
+def _add_sampling_args(p: argparse.ArgumentParser, n_default: int, model: bool = True) -> None:
+    if model:
+        p.add_argument("--model", default="mnist", help="shipped model name or checkpoint directory (default mnist)")
     p.add_argument("--n", "--particles", "--nparticles", "--batch_size", dest="n", type=int, default=n_default,
                    help=f"number of samples (particles){' per batch' if n_default == 10 else ''} (default {n_default})")
     p.add_argument("--method", default="iid", choices=["iid", "pg", "repulsive"],
@@ -465,7 +466,7 @@ def cmd_reference(a) -> int:
 
 
 def _classifier_parser(sub) -> None:
-    p = sub.add_parser("train-classifier", help="train a classifier (the MNIST evaluator)",
+    p = sub.add_parser("train-classifier", help="train a classifier (evaluator, noisy, or joint for compositions)",
                        formatter_class=argparse.RawDescriptionHelpFormatter, description="""\
 Train a classifier and write a directory with config.json and model.safetensors.
 
@@ -475,21 +476,89 @@ kind label : a digit classifier on the training split (random shifts as augmenta
 kind noisy-label : a noise-conditional digit classifier (x, sigma) trained on forward-noised digits
              (EDM's noise distribution); its features drive Particle Guidance on MNIST. It has a
              different architecture and seed from the evaluator, so PG does not optimise its own judge:
-             steerdiff train-classifier --kind noisy-label --dataset mnist --epochs 20 --seed 1 --out DIR""")
-    p.add_argument("--kind", default="label", choices=["label", "noisy-label"], help="classifier kind (default label)")
+             steerdiff train-classifier --kind noisy-label --dataset mnist --epochs 20 --seed 1 --out DIR
+kind joint / joint3 : for compositions (steerdiff compose): a classifier of "which base drew x0" for
+             2 / 3 independent draws, on forward-noised samples of the --bases datasets, symmetric in
+             its labels by construction, with the paper's bootstrapped soft labels:
+             steerdiff train-classifier --kind joint --bases colormnist-m1 colormnist-m2 --out DIR
+             steerdiff train-classifier --kind joint3 --bases MN1 MN2 MN3 --out DIR""")
+    p.add_argument("--kind", default="label", choices=["label", "noisy-label", "joint", "joint3"],
+                   help="classifier kind (default label)")
     p.add_argument("--dataset", default="mnist", help="dataset (default mnist)")
+    p.add_argument("--bases", nargs="+", default=None, help="joint kinds: the base datasets, in label order")
     p.add_argument("--epochs", type=int, default=20, help="training epochs (default 20)")
-    p.add_argument("--batch-size", type=int, default=64, help="batch size (default 64)")
-    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of the one-cycle schedule (default 1e-3)")
+    p.add_argument("--batch-size", type=int, default=None, help="batch size (default 64; joint kinds 96)")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate of the one-cycle schedule (default 1e-3; joint kinds 2e-3)")
     _add_common(p, "classifier directory to write")
 
 
 def cmd_train_classifier(a) -> int:
     from .classifier import train_classifier
+    from .errors import check
     from .training import command_line
+    if a.kind in ("joint", "joint3"):
+        from .joint import train_joint_classifier
+        check(a.bases is not None, f"--kind {a.kind} needs --bases DATASET1 DATASET2 ...")
+        opts = {k: v for k, v in (("batch_size", a.batch_size), ("lr", a.lr)) if v is not None}
+        conf = train_joint_classifier(a.out, a.bases, num_labels=2 if a.kind == "joint" else 3, epochs=a.epochs,
+                                      seed=a.seed, progress=not a.quiet, command=command_line(), **opts)
+        print(f"held-out accuracy of y1 by sigma {conf['heldout_accuracy_y1']}; classifier in {a.out}")
+        return 0
+    check(a.bases is None, f"--bases is for --kind joint/joint3, not {a.kind}")
+    a.batch_size, a.lr = a.batch_size or 64, a.lr or 1e-3
     conf = train_classifier(a.out, kind=a.kind, dataset=a.dataset, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
                             seed=a.seed, progress=not a.quiet, command=command_line())
     print(f"held-out accuracy {conf['heldout_accuracy']:.4f}; classifier in {a.out}")
+    return 0
+
+
+def _compose_parser(sub) -> None:
+    p = sub.add_parser("compose", help="sample from a composition of base models (compositional sculpting)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, description="""\
+Sample from p~(x | y) ∝ p_mix(x) prod_j p(y_j | x): base models 1..m, a classifier of "which base
+drew x" on noisy samples, and observed labels y. Two bases: --y 1 2 is the harmonic mean (what
+both share), --y 1 1 and --y 2 2 the contrasts (what only base 1 / only base 2 has); three
+bases: --y 1 2 3. A larger --guidance-scale sharpens the classifier term (1 is the exact
+composition). The particle options (--method pg, ...) apply to the composition like to any model.
+
+Shipped bases: colormnist-m1/-m2/-mn1/-mn2/-mn3 (short M1, M2, MN1, MN2, MN3; 3x28x28) and
+mnist-0to5 / mnist-4to9; the classifiers for (M1, M2), (MN1, MN2, MN3) and the sub-digits ship too,
+with the default guidance scale of each composition set to the benchmark's best.
+
+Examples:
+  steerdiff compose --base M1 M2 --y 1 2 --n 64 --seed 0 --out green0.png
+  steerdiff compose --base M1 M2 --y 1 1 --guidance-scale 10 --n 64 --out red0.npy
+  steerdiff compose --base MN1 MN2 MN3 --y 1 2 3 --n 64 --out x.png
+  steerdiff compose --base mnist-0to5 mnist-4to9 --y 1 2 --n 64 --out fours_fives.png""")
+    p.add_argument("--base", nargs="+", required=True, help="base models: shipped names or checkpoint directories")
+    p.add_argument("--y", nargs="+", type=int, required=True, help="observed labels, each in 1..number of bases")
+    p.add_argument("--guidance-scale", type=float, default=None,
+                   help="multiplies the classifier term (default: the composition's benchmarked best, else 1)")
+    p.add_argument("--classifier", default=None, help="joint classifier directory (default: the shipped one for these bases)")
+    _add_sampling_args(p, n_default=16, model=False)
+    _add_common(p, "output file: .png grid, .npy/.pt raw tensor in [-1, 1], .npz arrays")
+
+
+def cmd_compose(a) -> int:
+    from .compose import compose
+    from .errors import check
+    from .io import SAMPLE_SUFFIXES, save_samples
+    from .joint import load_joint_classifier, shipped_joint_classifier
+    from .models import load
+    check(a.n >= 1, f"--n must be at least 1, got {a.n}")
+    check(Path(a.out).suffix.lower() in SAMPLE_SUFFIXES, f"--out {a.out}: use a suffix among {', '.join(SAMPLE_SUFFIXES)}")
+    check(len(a.base) >= 2, f"--base: give at least 2 base models, got {len(a.base)}")
+    bases = [load(b, device=a.device) for b in a.base]
+    clf = load_joint_classifier(a.classifier) if a.classifier else shipped_joint_classifier(a.base)
+    key = ",".join(map(str, a.y))
+    scale = a.guidance_scale if a.guidance_scale is not None else clf.config.get("default_guidance_scale", {}).get(key, 1.0)
+    a.model, a.cond, a.class_label = "composition", None, None
+    comp = compose(bases, clf.to(a.device), y=tuple(a.y), guidance_scale=scale)
+    x, extra, archive = _draw(a, a.seed, model=comp)
+    save_samples(x, a.out, **extra)
+    if archive is not None:
+        archive.add(x).save(a.archive)
+    print(f"wrote {a.n} samples {tuple(x.shape[1:])} of y={tuple(a.y)} (guidance scale {scale:g}) to {a.out}")
     return 0
 
 
@@ -524,11 +593,12 @@ def build_parser() -> argparse.ArgumentParser:
     _report_parser(sub)
     _reference_parser(sub)
     _export_parser(sub)
+    _compose_parser(sub)
     return parser
 
 
 COMMANDS = {"train": cmd_train, "train-classifier": cmd_train_classifier, "sample": cmd_sample, "repulse": cmd_repulse, "evaluate": cmd_evaluate, "report": cmd_report, "reference": cmd_reference,
-            "export": cmd_export}
+            "export": cmd_export, "compose": cmd_compose}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -119,11 +119,79 @@ def load_mnist_idx(idx_dir: str | os.PathLike, split: str = "train") -> ImageDat
                      torch.from_numpy(y.astype(np.int64)), f"mnist-idx:{split}")
 
 
-DATASETS = {"mnist": load_mnist, "digits8": load_digits8}
+# ------------------------------------------------------------------------------------ ColorMNIST
+RED, GREEN = 0, 1
+COLOR_NAMES = ("red", "green")
+# the compositional-sculpting seed's sets: allowed (digit, colour) pairs, each drawn equally often
+COLOR_SETS = {
+    "colormnist-m1": [(0, RED), (0, GREEN)],
+    "colormnist-m2": [(0, GREEN), (1, GREEN)],
+    "colormnist-mn1": [(d, GREEN) for d in range(4)],
+    "colormnist-mn2": [(d, c) for d in (0, 1) for c in (RED, GREEN)],
+    "colormnist-mn3": [(d, c) for d in (0, 2) for c in (RED, GREEN)],
+    "colormnist": [(d, c) for d in range(10) for c in (RED, GREEN)],
+}
+SET_ORDER = tuple(COLOR_SETS)   # class id of each set in the set-conditional ``colormnist-sets`` data
+SHORT_NAMES = {"M1": "colormnist-m1", "M2": "colormnist-m2", "MN1": "colormnist-mn1", "MN2": "colormnist-mn2",
+               "MN3": "colormnist-mn3"}
+SUBDIGIT_SETS = {"mnist-0to5": tuple(range(6)), "mnist-4to9": tuple(range(4, 10))}
+
+
+def colorize(gray: torch.Tensor, colors: torch.Tensor) -> torch.Tensor:
+    """``(N, 1, H, W)`` digits in ``[-1, 1]`` -> ``(N, 3, H, W)``: the digit in channel ``colors[i]``
+    (0 red, 1 green), the other channels black (-1)."""
+    out = torch.full((len(gray), 3, *gray.shape[2:]), -1.0)
+    out[torch.arange(len(gray)), colors] = gray[:, 0]
+    return out
+
+
+def color_class(digits: torch.Tensor, colors: torch.Tensor) -> torch.Tensor:
+    """The (digit, colour) class id ``digit + 10 * colour`` of ColorMNIST images."""
+    return digits + 10 * colors
+
+
+def load_colormnist(name: str, split: str = "train", idx_dir=None) -> ImageData:
+    """A ColorMNIST set (see :data:`COLOR_SETS`) as ``(N, 3, 28, 28)`` with labels ``digit + 10 * colour``.
+
+    Each digit of the allowed classes appears in every allowed colour of its class, so the colours of
+    a digit are equally likely (``colormnist``: every digit in red and in green)."""
+    check(name in COLOR_SETS, f"unknown ColorMNIST set {name!r}: use one of {', '.join(COLOR_SETS)}")
+    base = load_mnist(split, idx_dir)
+    pairs = COLOR_SETS[name]
+    imgs, labels = [], []
+    for d, c in pairs:
+        sel = base.labels == d
+        imgs.append(colorize(base.images[sel], torch.full((int(sel.sum()),), c)))
+        labels.append(torch.full((int(sel.sum()),), d + 10 * c))
+    return ImageData(torch.cat(imgs), torch.cat(labels), f"{name}:{split}")
+
+
+def load_colormnist_sets(split: str = "train", idx_dir=None) -> ImageData:
+    """All ColorMNIST sets for one set-conditional network: labels are the set's index in
+    :data:`SET_ORDER`, and every set is tiled to the size of the largest so each is seen equally often."""
+    sets = [load_colormnist(n, split, idx_dir) for n in SET_ORDER]
+    size = max(len(s) for s in sets)
+    imgs = [s.images[torch.arange(size) % len(s)] for s in sets]
+    labels = [torch.full((size,), i) for i in range(len(sets))]
+    return ImageData(torch.cat(imgs), torch.cat(labels), f"colormnist-sets:{split}")
+
+
+def load_subdigits(name: str, split: str = "train", idx_dir=None) -> ImageData:
+    """MNIST restricted to the digits of ``mnist-0to5`` / ``mnist-4to9`` (labels are the digits)."""
+    check(name in SUBDIGIT_SETS, f"unknown sub-digit set {name!r}: use one of {', '.join(SUBDIGIT_SETS)}")
+    base = load_mnist(split, idx_dir)
+    sel = torch.isin(base.labels, torch.tensor(SUBDIGIT_SETS[name]))
+    return ImageData(base.images[sel], base.labels[sel], f"{name}:{split}")
+
+
+DATASETS = {"mnist": load_mnist, "digits8": load_digits8, "colormnist-sets": load_colormnist_sets,
+            **{n: functools.partial(load_colormnist, n) for n in COLOR_SETS},
+            **{n: functools.partial(load_subdigits, n) for n in SUBDIGIT_SETS}}
 
 
 def load_dataset(name: str, split: str = "train", **kwargs) -> ImageData:
-    """An image dataset by name (see :data:`DATASETS`)."""
+    """An image dataset by name (see :data:`DATASETS`; ``M1``..``MN3`` are short for ``colormnist-*``)."""
+    name = SHORT_NAMES.get(name, name)
     if name not in DATASETS:
         raise SteerdiffError(f"unknown dataset {name!r}: use one of {', '.join(sorted(DATASETS))}")
     return DATASETS[name](split, **kwargs)

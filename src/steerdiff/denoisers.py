@@ -137,6 +137,24 @@ class EDMDenoiser(Denoiser):
         return c_skip * x + c_out * f.to(x.dtype)
 
 
+class Conditioned(Denoiser):
+    """A conditional denoiser with its condition fixed: ``D(x, s) = model(x, s, **cond)`` (a call's own
+    keyword arguments override). One set-conditional network thereby serves as one denoiser per set."""
+
+    def __init__(self, model, **cond):
+        super().__init__(sigma_min=model.sigma_min, sigma_max=model.sigma_max, sigma_data=model.sigma_data,
+                         sample_shape=model.sample_shape, preset=getattr(model, "preset", None))
+        self.model, self.cond = model, cond
+
+    def denoise(self, x, sigma, **cond):
+        return self.model(x, sigma, **{**self.cond, **cond})
+
+
+def condition(model, **cond) -> Conditioned:
+    """``model`` with the keyword condition ``cond`` fixed, e.g. ``condition(load("mnist-cond"), class_labels=3)``."""
+    return Conditioned(model, **cond)
+
+
 def sigmas_from_alphas_cumprod(alphas_cumprod: torch.Tensor) -> torch.Tensor:
     """VE noise levels of a discrete VP schedule: ``sigma_t = sqrt((1 - abar_t) / abar_t)``, increasing in t."""
     ac = torch.as_tensor(alphas_cumprod, dtype=torch.float64)

@@ -17,12 +17,18 @@ from . import checkpoint as ckpt
 from .denoisers import Denoiser, DiscreteDenoiser, EDMDenoiser
 from .errors import SteerdiffError, check
 from .nets import build_unet
+from .data import SET_ORDER, SHORT_NAMES, SUBDIGIT_SETS
 from .schedules_ddpm import ddpm_alphas_cumprod
 
 # name -> (weights folder in steerdiff/weights, options)
 SHIPPED = {
     "mnist": ("mnist", {}),
     "mnist-cond": ("mnist", {"require_labels": True}),
+    # one set-conditional network (class label = set index in data.SET_ORDER) serves every ColorMNIST set
+    "colormnist-sets": ("colormnist", {"require_labels": True}),
+    **{name: ("colormnist", {"set": name}) for name in SET_ORDER},
+    # MNIST sub-digit sets: mixtures of mnist-cond's class conditionals, weighted by the noisy classifier
+    **{name: ("mnist", {"digits": digits}) for name, digits in SUBDIGIT_SETS.items()},
 }
 
 
@@ -32,7 +38,7 @@ def weights_dir() -> Path:
 
 def resolve(name_or_path: str | os.PathLike) -> tuple[Path, dict]:
     """The checkpoint directory and loading options for a shipped name or a path."""
-    key = str(name_or_path)
+    key = SHORT_NAMES.get(str(name_or_path), str(name_or_path))
     if key in SHIPPED:
         folder, opts = SHIPPED[key]
         path = weights_dir() / folder
@@ -75,7 +81,43 @@ def load(name_or_path: str | os.PathLike = "mnist", *, device: str | torch.devic
         raise SteerdiffError(f"{path}: unknown model kind {conf['kind']!r}")
     model.config = conf
     model.name = str(name_or_path)
-    return model.to(device)
+    model = model.to(device)
+    if "set" in opts:
+        return _set_model(model, opts["set"])
+    if "digits" in opts:
+        return _subdigit_model(model, opts["digits"], device)
+    return model
+
+
+def _set_model(model: Denoiser, set_name: str) -> Denoiser:
+    """The denoiser of one ColorMNIST set: the set-conditional network with its set index fixed."""
+    from .denoisers import condition
+    out = condition(model, class_labels=SET_ORDER.index(set_name))
+    out.config, out.name = model.config, set_name
+    return out
+
+
+class _ClassSubset(torch.nn.Module):
+    """``log p_sigma(c | x, c in subset)`` ``(B, len(subset))`` from a noisy classifier's logits."""
+
+    def __init__(self, classifier, subset):
+        super().__init__()
+        self.classifier, self.subset = classifier, list(subset)
+
+    def forward(self, x, sigma):
+        return torch.log_softmax(self.classifier(x, sigma)[:, self.subset], 1)
+
+
+def _subdigit_model(model: Denoiser, digits, device) -> Denoiser:
+    """The denoiser of MNIST restricted to ``digits``: ``sum_c p_sigma(c | x, digits) D(x | c)``, the
+    exact mixture identity with the posterior from the shipped noise-conditional classifier."""
+    from .classifier import load_classifier
+    from .compose import mixture
+    from .denoisers import condition
+    bases = [condition(model, class_labels=c) for c in digits]
+    out = mixture(bases, classifier=_ClassSubset(load_classifier("mnist-noisy").to(device), digits))
+    out.config, out.name = model.config, f"mnist digits {list(digits)}"
+    return out
 
 
 def export(src: str | os.PathLike, dst: str | os.PathLike, *, fp16: bool = True, preset: dict | None = None) -> Path:
