@@ -221,3 +221,24 @@ def test_subset_estimator_is_unbiased_and_pushes_apart():
     assert float((draws.mean(0) - full).norm() / full.norm()) < 0.15
     one = t.guide(GuideContext(x, sigma, m(x, sigma), {}, m))
     assert float((one - full).norm() / full.norm()) > 0.05  # a single draw is an estimate, not the full sum
+
+
+def test_prior_preserving_pg_keeps_the_mode_frequencies():
+    """Two modes with mass 0.7 / 0.3: plain PG splits batches of 8 about evenly (the edm_mnist
+    thesis's p(right) 0.50); weighted by the model's own iid draws (prior=) it keeps about 0.7 while
+    its pairs still land in different modes more often than iid pairs."""
+    m = sd.GaussianMixtureDenoiser(torch.tensor([[2.0, 0.0], [-2.0, 0.0]]), 0.3, [0.7, 0.3])
+    ref = sd.sample(m, 256, seed=12345, steps=32)
+
+    def stats(terms):
+        x = torch.stack([sd.sample(m, 8, seed=b, steps=24, guidance=terms) for b in range(60)])
+        right = (x[..., 0] > 0).double()
+        k = right.sum(1)
+        return float(right.mean()), float((k * (8 - k) / 28).mean())
+
+    p_iid, dis_iid = stats([])
+    p_pg, _ = stats([sd.ParticleGuidance(strength=1.0, on="x0", window=(0.1, 20), project=True)])
+    p_prior, dis_prior = stats([sd.ParticleGuidance(strength=1.0, on="x0", window=(0.1, 20), project=True, prior=ref)])
+    assert p_pg < 0.58
+    assert abs(p_prior - 0.7) < 0.06 and abs(p_prior - p_iid) < 0.06
+    assert dis_prior > dis_iid

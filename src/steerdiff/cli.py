@@ -103,6 +103,9 @@ def _add_sampling_args(p: argparse.ArgumentParser, n_default: int, model: bool =
                    help="drop the force's component along the score (keeps particles on the density's level sets)")
     g.add_argument("--normalize", default=None, action=argparse.BooleanOptionalAction,
                    help="rescale each particle's force to --strength times its score norm")
+    g.add_argument("--prior-samples", type=int, default=0,
+                   help="pg: keep the model's own mode frequencies (prior-preserving PG): draw this many iid samples "
+                        "of the same condition first and weight the repulsion by their density (e.g. 32; default 0: off)")
     g.add_argument("--archive", default=None,
                    help=".npy of earlier samples to repel from; the new samples are appended to it")
     p.add_argument("--sampler", default=None, help="euler, heun, euler_ancestral, ddim, dpmpp_2m, pc (default: the model's preset)")
@@ -184,9 +187,17 @@ def _draw(a, seed: int, model=None, frames=None):
         check((a.sampler or model.preset.get("sampler")) == "pc", "--corrector-plan needs --sampler pc")
         kwargs["plan"] = parse_plan(a.corrector_plan)
     guidance, archive = particle_terms(a)
+    if getattr(a, "prior_samples", 0):
+        check(a.method == "pg", "--prior-samples is for --method pg (prior-preserving Particle Guidance)")
+        # the model's own iid draws for this condition, from noise streams the batch does not use
+        guidance[0].prior = sample(model, a.prior_samples, sampler=a.sampler, steps=a.steps, seed=seed, cond=cond,
+                                   start_index=PRIOR_STREAMS, **kwargs)
     x = sample(model, a.n, sampler=a.sampler, steps=a.steps, seed=seed, cond=cond, progress=not a.quiet,
                batch_size=a.batch_size, guidance=guidance, **kwargs)
     return x, extra, archive
+
+
+PRIOR_STREAMS = 10 ** 9  # first noise-stream index of --prior-samples pilot draws
 
 
 def particle_terms(a):
