@@ -122,6 +122,15 @@ def _add_sampling_args(p: argparse.ArgumentParser, n_default: int, model: bool =
                    help="for class-conditional models: a label (e.g. 7) or 'cycle' for 0,1,...,9,0,...")
     p.add_argument("--batch-size", type=int, default=None, help="samples per network call (default: all at once)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    if model:
+        g = p.add_argument_group("Stable Diffusion pipelines (sample on latents, decode through the VAE)")
+        g.add_argument("--pipeline", default=None, help="local diffusers Stable Diffusion 1.x/2.x pipeline directory "
+                                                        "(replaces --model)")
+        g.add_argument("--prompt", action="append", default=None,
+                       help="the prompt (quoted); repeat --prompt to give one prompt per particle")
+        g.add_argument("--negative-prompt", default=None, help="negative prompt")
+        g.add_argument("--cfg-scale", type=float, default=7.5, help="classifier-free guidance scale (default 7.5)")
+        g.add_argument("--size", type=int, default=None, help="image height and width in pixels (default: the pipeline's)")
 
 
 def _sample_parser(sub) -> None:
@@ -147,10 +156,25 @@ def cmd_sample(a) -> int:
     from .io import SAMPLE_SUFFIXES, save_samples
     check(a.n >= 1, f"--n must be at least 1, got {a.n}")
     check(Path(a.out).suffix.lower() in SAMPLE_SUFFIXES, f"--out {a.out}: use a suffix among {', '.join(SAMPLE_SUFFIXES)}")
-    x, extra, archive = _draw(a, a.seed)
-    save_samples(x, a.out, **extra)
+    model = None
+    if getattr(a, "pipeline", None):
+        from .pipelines import from_pipeline, load_pipeline
+        check(a.prompt is not None, "--pipeline needs --prompt TEXT")
+        check(len(a.prompt) in (1, a.n), f"{len(a.prompt)} --prompt values for --n {a.n}: give one prompt, or one per particle")
+        model = from_pipeline(load_pipeline(a.pipeline, a.device), a.prompt[0] if len(a.prompt) == 1 else a.prompt,
+                              a.cfg_scale, a.negative_prompt, a.size, a.size)
+    else:
+        check(getattr(a, "prompt", None) is None, "--prompt needs --pipeline DIR (a local Stable Diffusion pipeline)")
+    x, extra, archive = _draw(a, a.seed, model=model)
     if archive is not None:
         archive.add(x).save(a.archive)
+    if model is not None:
+        latents = x
+        x, flags = model.to_images(latents)
+        extra["latents"] = latents
+        if flags is not None and any(flags):
+            print(f"the safety checker blacked out {sum(map(bool, flags))} of {len(flags)} images")
+    save_samples(x, a.out, **extra)
     print(f"wrote {a.n} samples {tuple(x.shape[1:])} to {a.out}")
     return 0
 
@@ -234,7 +258,7 @@ def _repulse_parser(sub) -> None:
 The repulsion seed's interface, kept for its users: --model names the EMBEDDING (averagedim, cnn16,
 ro3, vgg_noise, vgg_noisero3, ...), --method the particle method, --nparticles the batch. The
 diffusion model is --diffusion-model (default mnist). Prompts need a Stable Diffusion pipeline
-(--pipeline DIR), which the diffusers-integration issue adds; without one --prompt is refused.
+(--pipeline DIR, a local diffusers Stable Diffusion 1.x/2.x folder): then the particles are latents.
 
   steerdiff repulse --method repulsive --model cnn16 --strength 100 --nparticles 5 --seed 0 --out r.png""")
     p.add_argument("--method", default="repulsive", choices=["iid", "pg", "repulsive"], help="default repulsive")
@@ -249,11 +273,10 @@ diffusion model is --diffusion-model (default mnist). Prompts need a Stable Diff
 
 def cmd_repulse(a) -> int:
     from .errors import check
-    check(a.prompt is None and a.pipeline is None,
-          "--prompt/--pipeline need the Stable Diffusion integration, not in this version: drop them to repel "
-          "particles of --diffusion-model")
+    check((a.prompt is None) == (a.pipeline is None), "--prompt and --pipeline go together (a local Stable Diffusion pipeline)")
+    source = ["--pipeline", a.pipeline, "--prompt", a.prompt] if a.pipeline else ["--model", a.diffusion_model]
     args = build_parser().parse_args(
-        ["sample", "--model", a.diffusion_model, "--n", str(a.n), "--method", a.method, "--embedding", a.model,
+        ["sample", *source, "--n", str(a.n), "--method", a.method, "--embedding", a.model,
          "--seed", str(a.seed), "--out", a.out, "--on", "x"] + (["--strength", str(a.strength)] if a.strength is not None else [])
         + (["--quiet"] if a.quiet else []))
     return cmd_sample(args)

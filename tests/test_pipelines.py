@@ -1,0 +1,151 @@
+"""Stable Diffusion pipelines, on a tiny random pipeline built from configs (no downloads)."""
+import json
+import string
+
+import pytest
+import torch
+
+import steerdiff as sd
+from steerdiff.errors import SteerdiffError
+
+transformers = pytest.importorskip("transformers")
+from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel  # noqa: E402
+
+from steerdiff.pipelines import decoded, from_pipeline, particle_callback, style_latents, train_latent_classifier  # noqa: E402
+
+
+def tiny_pipeline(tmp_path, prediction_type="epsilon"):
+    """A Stable-Diffusion-shaped pipeline: 16x16 images, 4x8x8 latents, a 2-layer CLIP text model and
+    a character-level tokenizer written from a vocabulary here."""
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for c in string.ascii_lowercase + string.digits + " .,":
+        vocab.setdefault(c, len(vocab))
+        vocab.setdefault(c + "</w>", len(vocab))
+    (tmp_path / "vocab.json").write_text(json.dumps(vocab))
+    (tmp_path / "merges.txt").write_text("#version: 0.2\n")
+    tok = CLIPTokenizer(str(tmp_path / "vocab.json"), str(tmp_path / "merges.txt"), model_max_length=16)
+    torch.manual_seed(0)
+    text = CLIPTextModel(CLIPTextConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+                                        num_attention_heads=4, max_position_embeddings=16, bos_token_id=0, eos_token_id=1,
+                                        pad_token_id=1))
+    unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
+                                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
+                                attention_head_dim=4, norm_num_groups=8)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, block_out_channels=(16, 32), latent_channels=4, norm_num_groups=8,
+                        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2, sample_size=16)
+    sched = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                          set_alpha_to_one=False, steps_offset=1, prediction_type=prediction_type)
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tok, unet=unet, scheduler=sched, safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def pipe(tmp_path_factory):
+    return tiny_pipeline(tmp_path_factory.mktemp("tok"))
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_denoiser_is_the_pipelines_cfg_prediction(tmp_path, prediction_type):
+    """D(x, sigma) from the wrapped pipeline equals the x0 that the scheduler's own formula gives
+    from the UNet's guided output at the same timestep."""
+    p = tiny_pipeline(tmp_path, prediction_type)
+    den = from_pipeline(p, "a red cat", guidance_scale=3.0)
+    t = 500
+    a = p.scheduler.alphas_cumprod[t].float()
+    sigma = ((1 - a) / a).sqrt()
+    x = torch.randn(2, 4, 8, 8) * (1 + sigma ** 2).sqrt()
+    with torch.no_grad():
+        cond, uncond = p.encode_prompt("a red cat", "cpu", 1, True)
+        x_vp = x * a.sqrt()
+        out = p.unet(torch.cat([x_vp] * 2), t, encoder_hidden_states=torch.cat([uncond.expand(2, -1, -1), cond.expand(2, -1, -1)])).sample
+        u, c = out.chunk(2)
+        guided_out = u + 3.0 * (c - u)
+        x0 = (x_vp - (1 - a).sqrt() * guided_out) / a.sqrt() if prediction_type == "epsilon" else a.sqrt() * x_vp - (1 - a).sqrt() * guided_out
+        torch.testing.assert_close(den(x, sigma), x0, atol=1e-4, rtol=1e-4)
+
+
+def test_ddim_on_the_wrapper_matches_the_pipeline(pipe):
+    """steerdiff's DDIM over the pipeline's own timesteps reproduces pipe(...) with the DDIM scheduler.
+    (With ``set_alpha_to_one=False`` diffusers' last step lands on ``alphas_cumprod[0]``, not on a
+    clean sample: the schedule's last sigma is that level here.)"""
+    den = from_pipeline(pipe, "a red cat", guidance_scale=5.0)
+    sigmas = sd.sigmas_from_scheduler(pipe.scheduler, 6)
+    a0 = pipe.scheduler.alphas_cumprod[0].float()
+    sigmas[-1] = ((1 - a0) / a0).sqrt()
+    lat0 = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    ref = pipe("a red cat", num_inference_steps=6, guidance_scale=5.0, height=16, width=16, latents=lat0.clone(),
+               output_type="latent", num_images_per_prompt=2).images
+    x = sd.sampling.sample_ddim(den, lat0 * (1 + sigmas[0] ** 2).sqrt(), sigmas, disable=True)
+    torch.testing.assert_close(x * a0.sqrt(), ref, atol=2e-4, rtol=1e-3)
+
+
+def test_prompt_list_and_pipeline_kind_errors(pipe):
+    den = from_pipeline(pipe, ["a cat", "a dog", "a cow"], guidance_scale=2.0)
+    with pytest.raises(SteerdiffError, match="3 prompts but the batch has 2"):
+        den(torch.randn(2, 4, 8, 8), 1.0)
+    assert den(torch.randn(3, 4, 8, 8), 1.0).shape == (3, 4, 8, 8)
+    with pytest.raises(SteerdiffError, match="not a Stable Diffusion"):
+        from_pipeline(object(), "a cat")
+
+
+def test_repulsion_on_latents_spreads_and_is_reproducible(pipe):
+    den = from_pipeline(pipe, "a red cat", guidance_scale=3.0)
+    iid = sd.sample(den, 4, seed=0, steps=8, clip=False)
+    rep = [sd.Repulsion(embedding="averagedim", strength=50.0, on="x")]
+    x1 = sd.sample(den, 4, seed=0, steps=8, guidance=rep, clip=False)
+    x2 = sd.sample(den, 4, seed=0, steps=8, guidance=rep, clip=False)
+    torch.testing.assert_close(x1, x2)
+    spread = lambda x: torch.pdist(x.flatten(2).mean(-1)).mean()  # noqa: E731
+    assert spread(x1) > 1.2 * spread(iid)
+    images, flags = den.to_images(x1)
+    assert images.shape == (4, 3, 16, 16) and flags is None and float(images.abs().max()) <= 1
+
+
+def test_callback_on_an_unchanged_pipeline(pipe):
+    den = from_pipeline(pipe, "a red cat", guidance_scale=3.0)
+    lat0 = torch.randn(4, 4, 8, 8, generator=torch.Generator().manual_seed(1))
+    kw = {"num_inference_steps": 6, "guidance_scale": 3.0, "height": 16, "width": 16, "output_type": "latent",
+          "num_images_per_prompt": 4}
+    plain = pipe("a red cat", latents=lat0.clone(), **kw).images
+    off = pipe("a red cat", latents=lat0.clone(), callback_on_step_end=particle_callback(den, sd.Repulsion(
+        embedding="averagedim", strength=0.0, on="x")), **kw).images
+    torch.testing.assert_close(off, plain)
+    cb = particle_callback(den, sd.Repulsion(embedding="averagedim", strength=50.0, on="x"))
+    pushed = pipe("a red cat", latents=lat0.clone(), callback_on_step_end=cb, **kw).images
+    spread = lambda x: torch.pdist(x.flatten(2).mean(-1)).mean()  # noqa: E731
+    assert spread(pushed) > 1.2 * spread(plain)
+
+
+def test_decoded_embedding_chunks_give_the_same_gradient(pipe):
+    den = from_pipeline(pipe, "a cat", guidance_scale=1.0)
+    x = torch.randn(3, 4, 8, 8, requires_grad=True)
+    g = [torch.autograd.grad(decoded(den, "ro3", chunk=c)(x).pow(2).sum(), x)[0] for c in (1, 3)]
+    torch.testing.assert_close(g[0], g[1], atol=1e-5, rtol=1e-4)
+
+
+def test_style_classifier_on_latents_drives_an_embedding(pipe, tmp_path):
+    lat, labels, names = style_latents(pipe, {"red": ["a red cat"], "blue": ["a blue dog"]}, n_per_prompt=4, steps=4)
+    assert lat.shape == (8, 4, 8, 8) and labels.tolist() == [0] * 4 + [1] * 4
+    conf = train_latent_classifier(tmp_path / "style", lat, labels, names, epochs=3)
+    assert conf["styles"] == ["red", "blue"]
+    den = from_pipeline(pipe, "a cat", guidance_scale=2.0)
+    x = sd.sample(den, 3, seed=0, steps=4, clip=False,
+                  guidance=[sd.ParticleGuidance(embedding=f"classifier:{tmp_path / 'style'}", strength=1.0, on="x")])
+    assert x.shape == (3, 4, 8, 8) and bool(torch.isfinite(x).all())
+
+
+def test_cli_sample_and_repulse_with_a_pipeline(pipe, tmp_path):
+    from steerdiff.cli import main
+    pipe.save_pretrained(tmp_path / "sd")
+    out = tmp_path / "grid.png"
+    assert main(["sample", "--pipeline", str(tmp_path / "sd"), "--prompt", "a red cat", "--n", "2", "--steps", "4",
+                 "--method", "repulsive", "--embedding", "averagedim", "--strength", "100", "--quiet", "--out", str(out)]) == 0
+    assert out.stat().st_size > 0
+    assert main(["repulse", "--pipeline", str(tmp_path / "sd"), "--prompt", "a cat", "--model", "averagedim",
+                 "--nparticles", "2", "--quiet", "--out", str(tmp_path / "r.npz")]) == 0
+    assert main(["sample", "--pipeline", str(tmp_path / "nothing"), "--prompt", "a", "--out", str(tmp_path / "x.png")]) == 2
+    assert main(["sample", "--model", "mnist", "--prompt", "a", "--out", str(tmp_path / "x.png")]) == 2
