@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import torch
 
+from . import distributed
 from .errors import check
 from .guidance import guided
 from .sampling import get_sampler, get_sigmas_karras
@@ -38,7 +39,9 @@ def sample(denoiser, n: int, *, sampler: str | None = None, steps: int | None = 
     (measured below 1e-4 on ``[-1, 1]`` images; exact for the analytic mixtures).
     ``cond`` is passed to the denoiser (e.g. ``{"class_labels": labels}`` with ``(n,)`` labels).
     ``clip`` clamps to ``[-1, 1]`` (default: for image-shaped samples). Extra keyword arguments go to
-    the sampler (``s_churn``, ``eta``, ``snr``, ...).
+    the sampler (``s_churn``, ``eta``, ``snr``, ...). Under ``torchrun`` (an initialised process
+    group) each rank draws its share of the ``n`` particles, particle terms couple the global set,
+    and every rank returns all ``n`` samples (:mod:`steerdiff.distributed`).
     """
     check(int(n) == n and n >= 1, f"n must be a positive integer, got {n}")
     preset = dict(getattr(denoiser, "preset", {}) or {})
@@ -54,20 +57,22 @@ def sample(denoiser, n: int, *, sampler: str | None = None, steps: int | None = 
         sigmas = get_sigmas_karras(steps, denoiser.sigma_min, denoiser.sigma_max, device=device)
     model = guided(denoiser, *guidance) if guidance else denoiser
     cond = dict(cond or {})
-    chunk = n if (guidance or batch_size is None) else int(batch_size)
+    # under torchrun each rank draws its own slice of the particles (their streams as in one process)
+    first, last = distributed.share(n) if distributed.active() else (0, n)
+    chunk = (last - first) if (guidance or batch_size is None) else int(batch_size)
     check(chunk >= 1, f"batch_size must be positive, got {batch_size}")
     takes_noise = "noise_sampler" in inspect.signature(fn).parameters
     shape = tuple(denoiser.sample_shape)
     outs = []
-    for lo in range(0, n, chunk):
-        hi = min(n, lo + chunk)
+    for lo in range(first, last, chunk):
+        hi = min(last, lo + chunk)
         gens = sample_generators(seed, range(start_index + lo, start_index + hi))
         x = randn_per_sample(gens, shape, device=device) * sigmas[0]
         kwargs = dict(sampler_kwargs)
         if takes_noise:
             kwargs.setdefault("noise_sampler", PerSampleNoise(gens, shape, device=device))
-        outs.append(fn(model, x, sigmas, extra_args=_slice_cond(cond, n, lo, hi), disable=not progress, **kwargs))
-    x = torch.cat(outs)
+        outs.append(fn(model, x, sigmas, extra_args=_slice_cond(cond, n, lo, hi), disable=not progress or distributed.world()[0] != 0, **kwargs))
+    x = distributed.all_gather(torch.cat(outs))
     if clip if clip is not None else len(shape) == 3:
         x = x.clamp(-1, 1)
     return x

@@ -174,8 +174,10 @@ def cmd_sample(a) -> int:
         extra["latents"] = latents
         if flags is not None and any(flags):
             print(f"the safety checker blacked out {sum(map(bool, flags))} of {len(flags)} images")
-    save_samples(x, a.out, **extra)
-    print(f"wrote {a.n} samples {tuple(x.shape[1:])} to {a.out}")
+    from .distributed import world
+    if world()[0] == 0:                      # under torchrun every rank holds all samples; one writes
+        save_samples(x, a.out, **extra)
+        print(f"wrote {a.n} samples {tuple(x.shape[1:])} to {a.out}")
     return 0
 
 
@@ -642,6 +644,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        from .distributed import init_from_env
+        init_from_env(getattr(args, "device", "cpu"))
         return COMMANDS[args.command](args)
     except SteerdiffError as e:
         print(f"steerdiff {args.command}: error: {e}", file=sys.stderr)

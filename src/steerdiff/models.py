@@ -46,7 +46,7 @@ def resolve(name_or_path: str | os.PathLike) -> tuple[Path, dict]:
         return path, dict(opts)
     path = Path(key).expanduser()
     if not path.exists() and os.sep not in key and "/" not in key:
-        raise SteerdiffError(f"unknown model {key!r}: use a shipped name ({', '.join(SHIPPED)}) or a checkpoint directory")
+        raise SteerdiffError(f"unknown model {key!r}: use a shipped name ({', '.join(SHIPPED)}, or 'ring' for the analytic toy) or a checkpoint directory")
     return path, {}
 
 
@@ -57,6 +57,9 @@ def load(name_or_path: str | os.PathLike = "mnist", *, device: str | torch.devic
     The result is in eval mode with frozen parameters; gradients with respect to its *input* (which
     guidance needs) still flow. Its ``config`` attribute is the checkpoint's ``config.json``.
     """
+    if str(name_or_path) == "ring":
+        from .toy import ring
+        return ring().to(device)
     path, opts = resolve(name_or_path)
     conf, ucfg, state = ckpt.read_checkpoint(path)
     check(conf.get("format") == "steerdiff-checkpoint", f"{path}/config.json is not a steerdiff checkpoint config")

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 
+from . import distributed
 from .embeddings import get_embedding
 from .errors import check
 from .guidance import GuideContext, schedule_weight
@@ -167,6 +168,8 @@ class ParticleGuidance(_ParticleTerm):
         leaf, y, sigma_y = self._inputs(ctx)
         feats = self._phi(y, sigma_y).flatten(1)
         n = feats.shape[0]
+        if distributed.active():
+            return self._finish(ctx, -self._distributed_grad(feats, leaf, ctx))
         if self.subset and n > self.subset:
             return self._finish(ctx, -self._subset_grad(feats, leaf, ctx))
         arch = self._archive_feats(ctx.sigma)
@@ -180,6 +183,27 @@ class ParticleGuidance(_ParticleTerm):
         grad, = torch.autograd.grad(potential, leaf, retain_graph=self.on == "x0")
         return self._finish(ctx, -grad)
 
+
+    def _distributed_grad(self, feats: torch.Tensor, leaf: torch.Tensor, ctx: GuideContext) -> torch.Tensor:
+        """The potential's gradient for this rank's particles when the set spans processes: the
+        kernel against the gathered (detached) global features, self-pairs masked. For a symmetric
+        kernel ``d/df_i sum_{a<b} k_ab = sum_{j != i} d_1 k(f_i, f_j)``, which is what the local sum
+        ``sum_{i local} sum_{j != i} k(f_i, f_j.detach())`` differentiates to: the one-process gradient."""
+        check(not self.subset, "subset= cannot be combined with a distributed particle set (yet): drop subset=")
+        n = feats.shape[0]
+        glob, off = distributed.all_gather(feats.detach()), distributed.offset(n)
+        arch = self._archive_feats(ctx.sigma)
+        allf = glob if arch is None else torch.cat([glob, arch])
+        big_n = len(glob)
+        k = _kernel_matrix(self._k, feats, allf, self, ctx.sigma)                       # (n, N + archive)
+        if self.prior is not None:
+            w_all = self._prior_weights(glob, ctx.sigma)
+            w = w_all[off:off + n]
+            k = k * w[:, None] * torch.cat([w_all, w_all.new_ones(len(allf) - big_n)])[None, :]
+        own = torch.zeros_like(k, dtype=torch.bool)
+        own[torch.arange(n), off + torch.arange(n)] = True
+        potential = k[:, :big_n].masked_fill(own[:, :big_n], 0).sum() + k[:, big_n:].sum()
+        return torch.autograd.grad(potential, leaf, retain_graph=self.on == "x0")[0]
 
     def _subset_grad(self, feats: torch.Tensor, leaf: torch.Tensor, ctx: GuideContext) -> torch.Tensor:
         """Gradient of the unbiased random-subset estimate of ``sum_{i<j} k_ij``: each particle meets
@@ -214,6 +238,8 @@ class Repulsion(_ParticleTerm):
         leaf, y, sigma_y = self._inputs(ctx)
         feats = self._phi(y, sigma_y).flatten(1)
         n = feats.shape[0]
+        if distributed.active():
+            return self._finish(ctx, self._distributed_force(feats, leaf, ctx))
         arch = self._archive_feats(ctx.sigma)
         ref = feats.detach() if arch is None else torch.cat([feats.detach(), arch])
         # a_ji = grad_{f_j} k(f_j, f_i): differentiate k(rows, columns) with the columns held fixed
@@ -236,6 +262,25 @@ class Repulsion(_ParticleTerm):
             score = ctx.score
             force = force + (kw.T @ score.flatten(1) / n).reshape(score.shape) - score
         return force
+
+
+    def _distributed_force(self, feats: torch.Tensor, leaf: torch.Tensor, ctx: GuideContext) -> torch.Tensor:
+        """The SVGD force when the set spans processes: each rank pushes its own particles' Jacobians
+        (``J_phi(x_j)^T a_ji`` for local ``j``, every global ``i``); a sum over ranks delivers each
+        particle its force."""
+        check(self.archive is None and not self.share_score,
+              "a distributed Repulsion supports neither archive= nor share_score= (yet): drop them, or use ParticleGuidance")
+        n = feats.shape[0]
+        glob, off = distributed.all_gather(feats.detach()), distributed.offset(n)
+        fj = feats.detach().requires_grad_(True)
+        with torch.enable_grad():
+            kmat = _kernel_matrix(self._k, fj, glob, self, ctx.sigma)                          # (n_j, N)
+            cot = torch.stack([torch.autograd.grad(kmat[:, i].sum(), fj, retain_graph=True)[0]
+                               for i in range(len(glob))])                                     # (N, n_j, m)
+        grads, = torch.autograd.grad(feats, leaf, grad_outputs=cot, is_grads_batched=True,
+                                     retain_graph=self.on == "x0")                              # (N, n_j, ...)
+        total = distributed.all_reduce_sum(grads.sum(1))                                        # (N, ...)
+        return total[off:off + n] / len(glob)
 
 
 class Archive:
