@@ -242,3 +242,11 @@ def test_prior_preserving_pg_keeps_the_mode_frequencies():
     assert p_pg < 0.58
     assert abs(p_prior - 0.7) < 0.06 and abs(p_prior - p_iid) < 0.06
     assert dis_prior > dis_iid
+
+
+def test_batch_size_chunks_network_calls_of_a_guided_sample():
+    """With guidance, batch_size only splits the network calls: the particles still couple as one set."""
+    m = sd.ring()
+    a = sd.sample(m, 40, seed=0, guidance=[sd.ParticleGuidance()], steps=8)
+    b = sd.sample(m, 40, seed=0, guidance=[sd.ParticleGuidance()], steps=8, batch_size=7)
+    torch.testing.assert_close(a, b)

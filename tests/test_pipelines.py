@@ -1,7 +1,4 @@
 """Stable Diffusion pipelines, on a tiny random pipeline built from configs (no downloads)."""
-import json
-import string
-
 import pytest
 import torch
 
@@ -9,38 +6,14 @@ import steerdiff as sd
 from steerdiff.errors import SteerdiffError
 
 transformers = pytest.importorskip("transformers")
-from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel  # noqa: E402
-
-from steerdiff.pipelines import decoded, from_pipeline, particle_callback, style_latents, train_latent_classifier  # noqa: E402
-
-
-def tiny_pipeline(tmp_path, prediction_type="epsilon"):
-    """A Stable-Diffusion-shaped pipeline: 16x16 images, 4x8x8 latents, a 2-layer CLIP text model and
-    a character-level tokenizer written from a vocabulary here."""
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for c in string.ascii_lowercase + string.digits + " .,":
-        vocab.setdefault(c, len(vocab))
-        vocab.setdefault(c + "</w>", len(vocab))
-    (tmp_path / "vocab.json").write_text(json.dumps(vocab))
-    (tmp_path / "merges.txt").write_text("#version: 0.2\n")
-    tok = CLIPTokenizer(str(tmp_path / "vocab.json"), str(tmp_path / "merges.txt"), model_max_length=16)
-    torch.manual_seed(0)
-    text = CLIPTextModel(CLIPTextConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-                                        num_attention_heads=4, max_position_embeddings=16, bos_token_id=0, eos_token_id=1,
-                                        pad_token_id=1))
-    unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
-                                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
-                                attention_head_dim=4, norm_num_groups=8)
-    vae = AutoencoderKL(in_channels=3, out_channels=3, block_out_channels=(16, 32), latent_channels=4, norm_num_groups=8,
-                        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2, sample_size=16)
-    sched = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                          set_alpha_to_one=False, steps_offset=1, prediction_type=prediction_type)
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tok, unet=unet, scheduler=sched, safety_checker=None,
-                                   feature_extractor=None, requires_safety_checker=False)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+from steerdiff.pipelines import (  # noqa: E402
+    decoded,
+    from_pipeline,
+    particle_callback,
+    style_latents,
+    tiny_pipeline,
+    train_latent_classifier,
+)
 
 
 @pytest.fixture(scope="module")

@@ -81,19 +81,21 @@ class Guided(Denoiser):
         d, delta = self.split(x, sigma, **cond)
         return d if delta is None else d + delta
 
-    def split(self, x, sigma, **cond) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def split(self, x, sigma, need_base: bool = True, **cond) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """``(D(x), sigma^2 * sum_k w_k g_k)``: the base estimate and the guidance's shift of it
-        (``None`` when no term is active at this sigma)."""
+        (``None`` when no term is active at this sigma). With ``need_base=False`` the base denoiser
+        runs only if an active term uses it (``needs_base``), and ``D(x)`` may come back ``None``."""
         sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1).expand(x.shape[0])
         s = float(sigma.max())
         active = [(t, t.weight_at(s) if hasattr(t, "weight_at") else 1.0) for t in self.terms]
         active = [(t, w) for t, w in active if w != 0]
         if not active:
-            return self.base(x, sigma, **cond), None
+            return (self.base(x, sigma, **cond) if need_base else None), None
         needs_x0 = any(getattr(t, "needs_x0", False) for t, _ in active)
+        run_base = need_base or any(getattr(t, "needs_base", False) for t, _ in active)
         with torch.enable_grad():
             xg = x.detach().requires_grad_(needs_x0)
-            d = self.base(xg, sigma, **cond)
+            d = self.base(xg, sigma, **cond) if run_base else None
             ctx = GuideContext(xg, sigma, d, cond, self.base)
             g = torch.zeros_like(x)
             for t, w in active:
@@ -103,7 +105,7 @@ class Guided(Denoiser):
         if not bool(torch.isfinite(g).all()):
             raise SteerdiffError(f"guidance produced non-finite values at sigma={s:.4g}: lower the strength "
                                  "or narrow the window")
-        return d.detach(), append_dims(sigma, x.ndim) ** 2 * g
+        return (None if d is None else d.detach()), append_dims(sigma, x.ndim) ** 2 * g
 
 
 def guided(denoiser: Callable, *terms) -> Guided:

@@ -87,6 +87,8 @@ class _ParticleTerm:
         t._phi = get_embedding(t.embedding)
         t._k = get_kernel(t.kernel)
         t.needs_x0 = t.on == "x0"
+        # whether guide() reads the base denoiser's output (the estimate, or the score through it)
+        t.needs_base = t.needs_x0 or bool(t.project or t.normalize or t.clip or getattr(t, "share_score", False))
         schedule_weight(t.weight, t.window[1], t.window)  # validates the schedule name now, not mid-sampling
         return t
 

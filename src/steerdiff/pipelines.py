@@ -155,7 +155,7 @@ def particle_callback(denoiser: PipelineDenoiser, *terms):
         s_cur, s_next = sigma_at(t), sigma_at(t_next)
         scale = float(ac[t_next]) ** 0.5
         x = lat.float() / scale
-        _, delta = g.split(x, torch.full((x.shape[0],), s_next, device=x.device))
+        _, delta = g.split(x, torch.full((x.shape[0],), s_next, device=x.device), need_base=False)
         if delta is not None:
             x = x + (s_cur - s_next) / s_next * delta           # delta = sigma^2 w g
         kwargs["latents"] = (x * scale).to(lat.dtype)
@@ -243,3 +243,39 @@ def train_latent_classifier(out, latents: torch.Tensor, labels: torch.Tensor, na
         ckpt.save_tensors(tmp / "model.safetensors", model.state_dict())
         ckpt.write_json_atomic(tmp / "config.json", config)
     return config
+
+
+def tiny_pipeline(workdir, prediction_type: str = "epsilon"):
+    """A Stable-Diffusion-shaped pipeline: 16x16 images, 4x8x8 latents, a 2-layer CLIP text model and
+    a character-level tokenizer whose vocabulary is written to ``workdir`` (for tests and benchmarks;
+    needs ``transformers``)."""
+    import json
+    import string
+    from pathlib import Path
+
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    tmp_path = Path(workdir)
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for c in string.ascii_lowercase + string.digits + " .,":
+        vocab.setdefault(c, len(vocab))
+        vocab.setdefault(c + "</w>", len(vocab))
+    (tmp_path / "vocab.json").write_text(json.dumps(vocab))
+    (tmp_path / "merges.txt").write_text("#version: 0.2\n")
+    tok = CLIPTokenizer(str(tmp_path / "vocab.json"), str(tmp_path / "merges.txt"), model_max_length=16)
+    torch.manual_seed(0)
+    text = CLIPTextModel(CLIPTextConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+                                        num_attention_heads=4, max_position_embeddings=16, bos_token_id=0, eos_token_id=1,
+                                        pad_token_id=1))
+    unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
+                                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
+                                attention_head_dim=4, norm_num_groups=8)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, block_out_channels=(16, 32), latent_channels=4, norm_num_groups=8,
+                        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2, sample_size=16)
+    sched = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                          set_alpha_to_one=False, steps_offset=1, prediction_type=prediction_type)
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tok, unet=unet, scheduler=sched, safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

@@ -19,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
+from . import distributed
 from .data import load_dataset
 from .denoisers import EDMDenoiser
 from .errors import SteerdiffError, check
@@ -90,22 +91,32 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
         pe.lerp_(pm, 1 - decay)
 
 
-def edm_loss(denoiser: EDMDenoiser, x0: torch.Tensor, gen: torch.Tensor, cfg: TrainConfig, **cond) -> torch.Tensor:
-    """EDM's weighted denoising loss, ``lambda(s) ||D(x0 + s n, s) - x0||^2`` with ``ln s ~ N(P_mean, P_std^2)``."""
+def _part(part: slice, *tensors):
+    return [t[part] for t in tensors]
+
+
+def edm_loss(denoiser: EDMDenoiser, x0: torch.Tensor, gen: torch.Tensor, cfg: TrainConfig, part: slice = slice(None),
+             **cond) -> torch.Tensor:
+    """EDM's weighted denoising loss, ``lambda(s) ||D(x0 + s n, s) - x0||^2`` with ``ln s ~ N(P_mean, P_std^2)``.
+    The noise is drawn for the whole batch; ``part`` selects the samples this process computes (DDP)."""
     b = x0.shape[0]
     sigma = (cfg.p_mean + cfg.p_std * torch.randn(b, generator=gen)).exp()
     noise = torch.randn(x0.shape, generator=gen)
+    x0, sigma, noise = _part(part, x0, sigma, noise)
+    cond = {k: v[part] for k, v in cond.items()}
     weight = (sigma ** 2 + cfg.sigma_data ** 2) / (sigma * cfg.sigma_data) ** 2
     d = denoiser(x0 + sigma.view(-1, 1, 1, 1) * noise, sigma, **cond)
     return (weight.view(-1, 1, 1, 1) * (d - x0) ** 2).mean()
 
 
 def ddpm_loss(net: torch.nn.Module, x0: torch.Tensor, gen: torch.Generator, alphas_cumprod: torch.Tensor,
-              objective: str, **cond) -> torch.Tensor:
+              objective: str, part: slice = slice(None), **cond) -> torch.Tensor:
     """DDPM's simple loss: MSE of the epsilon (``eps``) or v (``v``) prediction at a uniform timestep."""
     b = x0.shape[0]
     t = torch.randint(0, len(alphas_cumprod), (b,), generator=gen)
     noise = torch.randn(x0.shape, generator=gen)
+    x0, t, noise = _part(part, x0, t, noise)
+    cond = {k: v[part] for k, v in cond.items()}
     a = alphas_cumprod[t].float().sqrt().view(-1, 1, 1, 1)
     s = (1 - alphas_cumprod[t]).float().sqrt().view(-1, 1, 1, 1)
     target = noise if objective == "eps" else a * noise - s * x0
@@ -191,12 +202,23 @@ def train(cfg: TrainConfig, out: str | os.PathLike, *, progress: bool = True, co
         ema.load_state_dict(ema_state)
         _load_optimizer(opt, state, meta["param_groups"])
         step, losses = int(meta["step"]), list(meta["losses"])
-    denoiser = EDMDenoiser(net, sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max, sigma_data=cfg.sigma_data,
+    # DDP under torchrun: every rank draws the whole batch's randomness (so runs match one process) and
+    # computes the loss of its equal share; DDP averages the gradients, i.e. the full-batch gradient
+    rank, world_size = distributed.world()
+    check(cfg.batch_size % world_size == 0, f"batch size {cfg.batch_size} does not split over {world_size} processes: "
+                                            f"use a multiple of {world_size}")
+    part = slice(rank * cfg.batch_size // world_size, (rank + 1) * cfg.batch_size // world_size)
+    model = net
+    if world_size > 1:
+        model = torch.nn.parallel.DistributedDataParallel(net)
+    denoiser = EDMDenoiser(model, sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max, sigma_data=cfg.sigma_data,
                            sample_shape=sample_shape, time_scale=cfg.time_scale, num_classes=n_embeds,
                            cond_frames=cfg.cond_frames)
     alphas_cumprod = ddpm_alphas_cumprod(cfg.num_train_timesteps, cfg.beta_start, cfg.beta_end)
 
     def save(at_step: int) -> None:
+        if rank != 0:
+            return
         conf = model_config(cfg, sample_shape, num_classes, at_step)
         if command:
             conf["train"]["command"] = command
@@ -208,7 +230,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike, *, progress: bool = True, co
     n = len(data)
     steps_per_epoch = max(1, n // cfg.batch_size)
     end = cfg.steps if stop_after is None else min(cfg.steps, step + stop_after)
-    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=f"train {cfg.dataset}/{cfg.objective}",
+    bar = tqdm(total=cfg.steps, initial=step, disable=not progress or rank != 0, desc=f"train {cfg.dataset}/{cfg.objective}",
                unit="step", dynamic_ncols=True)
     net.train()
     t0, seen = time.perf_counter(), 0
@@ -230,10 +252,10 @@ def train(cfg: TrainConfig, out: str | os.PathLike, *, progress: bool = True, co
         for g in opt.param_groups:
             g["lr"] = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup))
         if cfg.objective == "edm":
-            loss = edm_loss(denoiser, x0, gen, cfg, **cond)
+            loss = edm_loss(denoiser, x0, gen, cfg, part, **cond)
         else:
-            loss = ddpm_loss(net, x0, gen, alphas_cumprod, cfg.objective, **cond)
-        loss_value = loss.detach()
+            loss = ddpm_loss(model, x0, gen, alphas_cumprod, cfg.objective, part, **cond)
+        loss_value = distributed.all_reduce_sum(loss.detach()) / world_size
         if not torch.isfinite(loss_value):
             raise SteerdiffError(f"loss became {loss.item()} at step {step}: lower --lr; the last good checkpoint in {out} is kept")
         opt.zero_grad(set_to_none=True)
