@@ -598,6 +598,115 @@ def cmd_compose(a) -> int:
     return 0
 
 
+EDIT_MODEL = "colormnist"
+
+
+def _edit_model(name: str):
+    """The denoiser an edit runs on (``colormnist`` by default: the shipped set network's full set)."""
+    from .models import load
+    return load(name)
+
+
+def _train_edit_parser(sub) -> None:
+    p = sub.add_parser("train-edit", help="learn an h-space edit (Asyrp) of a model",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, description="""\
+Learn a delta-h network for an attribute: the UNet bottleneck is shifted during the editing interval
+of the asymmetric reverse process so that the predicted image moves along the attribute's direction
+in the edit feature space (channel ink + evaluator features), with an L1 reconstruction term. The
+editing and quality-boosting intervals are chosen from the measured curves and recorded in the edit's
+config.json with the curves themselves. Attributes: green (red ColorMNIST digits -> green), thick
+(strokes thickened by one pixel). --global also stores the direction averaged over the training
+images (one delta per noise level).
+
+  steerdiff train-edit --model colormnist --attribute green --steps 300 --seed 0 --out edits/green""")
+    p.add_argument("--model", default=EDIT_MODEL, help=f"model to edit (default {EDIT_MODEL})")
+    p.add_argument("--attribute", required=True, choices=["green", "thick"], help="what the edit does")
+    p.add_argument("--net", default="conv", choices=["conv", "pixel", "channel", "pixel-channel", "free"],
+                   help="delta-h network (default conv: the paper's 1x1-conv block)")
+    p.add_argument("--steps", type=int, default=300, help="optimizer steps (default 300)")
+    p.add_argument("--images", type=int, default=64, help="training images (default 64)")
+    p.add_argument("--lr", type=float, default=2e-3, help="learning rate (default 2e-3)")
+    p.add_argument("--recon-weight", type=float, default=1.0, help="weight of the L1 reconstruction term (default 1)")
+    p.add_argument("--global", dest="global_dir", action="store_true", help="also store the averaged (global) direction")
+    _add_common(p, "edit directory to write")
+
+
+def cmd_train_edit(a) -> int:
+    import torch
+
+    from .edit import (attribute_data, edit_features, edit_sigmas, global_direction, prototype_direction, save_edit,
+                       train_edit)
+    from .training import command_line
+    model = _edit_model(a.model)
+    src, target, _ = attribute_data(a.attribute, "train")
+    g = torch.Generator().manual_seed(a.seed)
+    src = src[torch.randperm(len(src), generator=g)[:a.images]]
+    direction = prototype_direction(edit_features, src, target[torch.randperm(len(target), generator=g)[:1000]])
+    delta, info = train_edit(model, src, direction, kind=a.net, steps=a.steps, lr=a.lr, recon_weight=a.recon_weight,
+                             seed=a.seed, progress=not a.quiet)
+    conf = {"attribute": a.attribute, "model": a.model, "intervals": info["intervals"], "curves": info["curves"],
+            "edit_steps": info["edit_steps"], "losses": info["losses"], "command": command_line()}
+    save_edit(a.out, delta, conf)
+    if a.global_dir:
+        save_edit(Path(a.out) / "global", global_direction(model, delta, src, edit_sigmas(model, info["edit_steps"])),
+                  {**conf, "global_of": str(a.out)})
+    i = info["intervals"]
+    print(f"editing interval sigma >= {i['sigma_edit']:.3g}, quality boosting sigma <= {i['sigma_boost']:.3g}; edit in {a.out}")
+    return 0
+
+
+def _edit_parser(sub) -> None:
+    p = sub.add_parser("edit", help="edit held-out digits with a learned h-space direction",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, description="""\
+Invert N held-out ColorMNIST digits (red ones for green; any for thick), regenerate them with the
+asymmetric reverse process and the edit at --strength (0: plain reconstruction; negative: the
+opposite direction), and write an .npz with 'source' and 'edited' arrays (N, 3, 28, 28) in [-1, 1]
+(plus 'labels'), or a .png grid of source over edited rows.
+
+  steerdiff edit --model colormnist --attribute green --n 16 --seed 0 --strength 1 --out green.npz
+  steerdiff edit --attribute thick --global --n 16 --out thick.png""")
+    p.add_argument("--model", default=EDIT_MODEL, help=f"model (default {EDIT_MODEL})")
+    p.add_argument("--attribute", default=None, help="a shipped edit: green or thick")
+    p.add_argument("--edit", default=None, help="an edit directory from steerdiff train-edit (instead of --attribute)")
+    p.add_argument("--strength", type=float, default=1.0, help="edit strength (default 1)")
+    p.add_argument("--global", dest="global_dir", action="store_true", help="use the averaged (global) direction")
+    p.add_argument("--n", type=int, default=16, help="number of held-out digits (default 16)")
+    p.add_argument("--no-boost", action="store_true", help="deterministic throughout (no quality-boosting noise)")
+    _add_common(p, "output: .npz (source, edited, labels) or .png grid")
+
+
+def cmd_edit(a) -> int:
+    import torch
+
+    from .edit import asymmetric_sample, attribute_data, edit_sigmas, invert, load_edit
+    from .errors import check
+    from .io import save_samples
+    check((a.attribute is None) != (a.edit is None), "give --attribute (green, thick) or --edit DIR")
+    check(a.n >= 1, f"--n must be at least 1, got {a.n}")
+    check(Path(a.out).suffix.lower() in (".npz", ".png"), f"--out {a.out}: use .npz or .png")
+    where = a.edit or a.attribute
+    delta, conf = load_edit(Path(where) / "global" if a.global_dir and a.edit else where)
+    if a.global_dir and not a.edit:
+        from .edit import SHIPPED
+        from .models import weights_dir
+        delta, conf = load_edit(weights_dir() / SHIPPED[a.attribute] / "global")
+    model = _edit_model(a.model)
+    src, _, labels = attribute_data(conf["attribute"], "heldout")
+    g = torch.Generator().manual_seed(a.seed)
+    pick = torch.randperm(len(src), generator=g)[:a.n]
+    x0, labels = src[pick], labels[pick]
+    sig = edit_sigmas(model, conf.get("edit_steps", 60))
+    iv = conf["intervals"]
+    edited = asymmetric_sample(model, invert(model, x0, sig), sig, delta, strength=a.strength, sigma_edit=iv["sigma_edit"],
+                               sigma_boost=0.0 if a.no_boost else iv["sigma_boost"], seed=a.seed).clamp(-1, 1)
+    if a.out.endswith(".npz"):
+        save_samples(edited, a.out, source=x0, edited=edited, labels=labels)
+    else:
+        save_samples(torch.cat([x0, edited]), a.out, nrow=a.n)
+    print(f"edited {a.n} digits ({conf['attribute']}, strength {a.strength:g}) into {a.out}")
+    return 0
+
+
 def _export_parser(sub) -> None:
     p = sub.add_parser("export", help="copy a checkpoint's sampling weights (EMA) without training state",
                        description="Write the EMA weights and configs of checkpoint SRC to --out, in fp16 by default "
@@ -630,11 +739,14 @@ def build_parser() -> argparse.ArgumentParser:
     _reference_parser(sub)
     _export_parser(sub)
     _compose_parser(sub)
+    _train_edit_parser(sub)
+    _edit_parser(sub)
     return parser
 
 
 COMMANDS = {"train": cmd_train, "train-classifier": cmd_train_classifier, "sample": cmd_sample, "repulse": cmd_repulse, "evaluate": cmd_evaluate, "report": cmd_report, "reference": cmd_reference,
-            "export": cmd_export, "compose": cmd_compose}
+            "export": cmd_export, "compose": cmd_compose,
+            "train-edit": cmd_train_edit, "edit": cmd_edit}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,103 @@
+"""h-space editing: hooks, inversion, the asymmetric reverse process, delta networks."""
+import pytest
+import torch
+
+import steerdiff as sd
+from steerdiff.cli import main
+from steerdiff.denoisers import EDMDenoiser
+from steerdiff.edit import (DELTA_KINDS, DeltaH, HSpace, asymmetric_sample, dilate, edit_sigmas, global_direction, invert,
+                            load_edit, prototype_direction, save_edit, to_green, train_edit)
+from steerdiff.errors import SteerdiffError
+from steerdiff.nets import build_unet, unet_config
+
+
+@pytest.fixture
+def tiny3():
+    torch.manual_seed(0)
+    net = build_unet(unet_config("tiny", sample_size=8, in_channels=3, out_channels=3)).eval().requires_grad_(False)
+    return EDMDenoiser(net, sample_shape=(3, 8, 8))
+
+
+def test_hooks_read_h_and_leave_the_unet_unchanged(tiny3):
+    x = torch.randn(2, 3, 8, 8)
+    before = tiny3(x, 1.0)
+    hs = HSpace(tiny3)
+    with hs.capture():
+        tiny3(x, 1.0)
+    assert hs.h.shape[0] == 2
+    with hs.capture(lambda h: torch.ones_like(h)):
+        changed = tiny3(x, 1.0)
+    assert not torch.allclose(changed, before)
+    assert len(hs.unet.mid_block._forward_hooks) == 0
+    torch.testing.assert_close(tiny3(x, 1.0), before)
+
+
+def test_zero_delta_is_plain_ddim(tiny3):
+    x0 = torch.rand(3, 3, 8, 8) * 2 - 1
+    sig = edit_sigmas(tiny3, 12)
+    xT = invert(tiny3, x0, sig)
+    c, h, w = HSpace(tiny3).shape(x0, 1.0)
+    zero = DeltaH("conv", c, h, w)                     # zero-initialised output layer
+    a = asymmetric_sample(tiny3, xT, sig, zero, strength=1.0)
+    b = asymmetric_sample(tiny3, xT, sig, None)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    ref = sd.sampling.sample_ddim(tiny3, xT.clone(), sig, disable=True)
+    torch.testing.assert_close(b, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_inversion_then_regeneration_reconstructs_real_digits():
+    """DDIM inversion of 8 held-out digits to sigma 10 and back with the shipped MNIST model, 40
+    levels, 2 fixed-point refinements per level: per-pixel RMS error below 0.02 on [-1, 1] images
+    (measured 0.009; plain first-order inversion: 0.15, with pixels off by 1.98)."""
+    from steerdiff.data import load_mnist
+    model = sd.load("mnist")
+    x0 = load_mnist("heldout").images[::125]
+    sig = edit_sigmas(model, 40)
+    rec = asymmetric_sample(model, invert(model, x0, sig, refine=2), sig)
+    assert float((rec - x0).pow(2).mean().sqrt()) < 0.02
+
+
+@pytest.mark.parametrize("kind", DELTA_KINDS)
+def test_delta_networks_start_at_zero_and_learn(kind):
+    d = DeltaH(kind, 16, 4, 4, sigmas=torch.tensor([5.0, 1.0, 0.1]))
+    h = torch.randn(2, 16, 4, 4)
+    out = d(h, torch.tensor([1.0, 0.1]))
+    assert out.shape == h.shape and float(out.abs().max()) == 0
+    out.sum().backward()
+    assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in d.parameters())
+
+
+def test_train_save_load_and_global_direction(tiny3, tmp_path):
+    x0 = torch.rand(6, 3, 8, 8) * 2 - 1
+    feats = lambda x: x.flatten(2).mean(-1)  # noqa: E731 - channel means: a direction toward green
+    direction = torch.tensor([-1.0, 1.0, 0.0])
+    delta, info = train_edit(tiny3, x0, direction, features=feats, steps=25, batch_size=4, edit_steps=10, progress=False,
+                             sigma_edit=0.05)
+    assert sum(info["losses"][-5:]) < sum(info["losses"][:5])
+    save_edit(tmp_path / "e", delta, {"attribute": "green", "intervals": info["intervals"], "edit_steps": 10})
+    loaded, conf = load_edit(tmp_path / "e")
+    h = torch.randn(2, delta.arch["channels"], delta.arch["height"], delta.arch["width"])
+    torch.testing.assert_close(loaded(h, torch.tensor(1.0)), delta(h, torch.tensor(1.0)))
+    glob = global_direction(tiny3, delta, x0, edit_sigmas(tiny3, 10))
+    assert glob.kind == "free" and glob.table.shape[0] == 10
+    save_edit(tmp_path / "g", glob, {"attribute": "green", "intervals": info["intervals"], "edit_steps": 10})
+    torch.testing.assert_close(load_edit(tmp_path / "g")[0].table, glob.table)
+
+
+def test_ground_truth_helpers_and_directions():
+    x = torch.full((1, 3, 5, 5), -1.0)
+    x[0, 0, 2, 2] = 1.0
+    assert int((dilate(x)[0, 0] > 0).sum()) == 9
+    g = to_green(x)
+    assert float(g[0, 1, 2, 2]) == 1.0 and float(g[0, 0].max()) == -1.0
+    v = prototype_direction(lambda t: t.flatten(2).mean(-1), x, g)
+    assert float(v[1]) > 0 > float(v[0])
+
+
+def test_edit_cli_errors(tmp_path, capsys):
+    assert main(["edit", "--out", str(tmp_path / "e.npz")]) == 2
+    assert "--attribute" in capsys.readouterr().err
+    assert main(["edit", "--edit", str(tmp_path / "missing"), "--out", str(tmp_path / "e.npz")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    with pytest.raises(SteerdiffError, match="no diffusers UNet"):
+        HSpace(sd.ring())
