@@ -37,7 +37,6 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
-from .denoisers import append_dims
 from .errors import SteerdiffError, check
 from .sampling import get_sigmas_karras
 from .seeding import stream_seed
