@@ -250,3 +250,13 @@ def test_batch_size_chunks_network_calls_of_a_guided_sample():
     a = sd.sample(m, 40, seed=0, guidance=[sd.ParticleGuidance()], steps=8)
     b = sd.sample(m, 40, seed=0, guidance=[sd.ParticleGuidance()], steps=8, batch_size=7)
     torch.testing.assert_close(a, b)
+
+
+def test_centroid_embedding_follows_a_shift():
+    from steerdiff.embeddings import get_embedding
+    x = torch.full((1, 1, 32, 32), -1.0)
+    x[0, 0, 10:14, 20:24] = 1.0
+    shifted = torch.roll(x, shifts=(4, -8), dims=(2, 3))
+    c0, c1 = get_embedding("centroid")(x), get_embedding("centroid")(shifted)
+    step = 2 / 31                                      # one pixel in [-1, 1] coordinates
+    torch.testing.assert_close(c1 - c0, torch.tensor([[4 * step, -8 * step]]), atol=1e-4, rtol=0)

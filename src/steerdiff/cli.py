@@ -638,10 +638,10 @@ def cmd_train_edit(a) -> int:
                        train_edit)
     from .training import command_line
     model = _edit_model(a.model)
-    src, target, _ = attribute_data(a.attribute, "train")
-    g = torch.Generator().manual_seed(a.seed)
-    src = src[torch.randperm(len(src), generator=g)[:a.images]]
-    direction = prototype_direction(edit_features, src, target[torch.randperm(len(target), generator=g)[:1000]])
+    sources, targets, _ = attribute_data(a.attribute, "train")         # target i is source i edited
+    pick = torch.randperm(len(sources), generator=torch.Generator().manual_seed(a.seed))
+    src = sources[pick[:a.images]]
+    direction = prototype_direction(edit_features, sources[pick[:1000]], targets[pick[:1000]])
     delta, info = train_edit(model, src, direction, kind=a.net, steps=a.steps, lr=a.lr, recon_weight=a.recon_weight,
                              seed=a.seed, progress=not a.quiet)
     conf = {"attribute": a.attribute, "model": a.model, "intervals": info["intervals"], "curves": info["curves"],

@@ -297,7 +297,7 @@ def train_edit(denoiser, source: torch.Tensor, direction: torch.Tensor, *, featu
             d = denoiser(x, s, **_cond_rows(cond, 0, batch_size))
         with torch.enable_grad(), hs.capture(lambda hh: delta(hh, sig).to(hh.dtype)):
             d_edit = denoiser(x, s, **_cond_rows(cond, 0, batch_size))
-            loss = directional_loss(features, d_edit.clamp(-1, 1), d, direction) + recon_weight * (d_edit - d).abs().mean()
+            loss = directional_loss(features, d_edit, d, direction) + recon_weight * (d_edit - d).abs().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -371,12 +371,15 @@ def to_green(x: torch.Tensor) -> torch.Tensor:
 
 def attribute_data(attribute: str, split: str = "train") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(source images, target prototype images, source labels)`` of a built-in attribute:
-    ``green`` (red ColorMNIST digits -> green ones) or ``thick`` (digits -> dilated digits)."""
+    ``green`` (red ColorMNIST digits -> the same digits in green) or ``thick`` (digits -> dilated
+    digits); target ``i`` is source ``i`` edited."""
     from .data import load_dataset
     d = load_dataset("colormnist", split)
     if attribute == "green":
+        # paired prototypes (each red digit and itself in green): only the colour differs, so the
+        # direction has no component from which digits happened to be drawn
         red = d.labels // 10 == 0
-        return d.images[red], d.images[~red], d.labels[red] % 10
+        return d.images[red], to_green(d.images[red]), d.labels[red] % 10
     if attribute == "thick":
         return d.images, dilate(d.images), d.labels % 10
     raise SteerdiffError(f"unknown attribute {attribute!r}: use green or thick (or train_edit with your own direction)")

@@ -3,7 +3,7 @@
 Names follow the repulsion seed: ``identity``/``latent`` (the raw sample), ``averagedim`` (channel
 averages), ``cnn16``/``cnn64`` (a fixed random CNN; ``cnn16-redraw``/``cnn64-redraw`` draw new
 weights at every call, from a seeded stream), ``ro3`` (rule of
-thirds: mean of each channel over a 3x3 grid), ``edges`` (Sobel edge energy on a 7x7 grid),
+thirds: mean of each channel over a 3x3 grid), ``centroid`` (ink centroid per channel), ``edges`` (Sobel edge energy on a 7x7 grid),
 ``style`` (upper triangle of the Gram matrix of random-CNN feature maps), ``classifier`` (features
 of the shipped noise-conditional MNIST classifier ``mnist-noisy``; ``classifier:PATH`` for another;
 ``vgg_noise``/``vgg_noisero3`` as the seed spells them, the latter with rule-of-thirds features
@@ -41,6 +41,18 @@ def ro3(x: torch.Tensor, sigma=None) -> torch.Tensor:
     """Rule of thirds: the mean of each channel over a 3x3 grid, ``(n, 9 C)``: where the mass is."""
     check(x.ndim == 4, "ro3 needs images (n, C, H, W)")
     return F.adaptive_avg_pool2d(x, 3).flatten(1)
+
+
+def centroid(x: torch.Tensor, sigma=None) -> torch.Tensor:
+    """Ink centroid per channel, ``(n, 2 C)`` (row, column in ``[-1, 1]``): where the mass is, at
+    pixel resolution (``ro3``'s 3x3 grid cannot tell a few-pixel shift). Ink is ``relu((x + 1) / 2)``."""
+    check(x.ndim == 4, "centroid needs images (n, C, H, W)")
+    w = F.relu((x + 1) / 2) + 1e-6
+    h, wd = x.shape[-2:]
+    rows = torch.linspace(-1, 1, h, device=x.device, dtype=x.dtype)
+    cols = torch.linspace(-1, 1, wd, device=x.device, dtype=x.dtype)
+    mass = w.sum((2, 3))
+    return torch.cat([(w.sum(3) * rows).sum(2) / mass, (w.sum(2) * cols).sum(2) / mass], 1)
 
 
 _SOBEL = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
@@ -135,7 +147,7 @@ class ClassifierEmbedding(nn.Module):
 
 def _factories() -> dict[str, Callable[[], Callable]]:
     return {"identity": lambda: identity, "latent": lambda: identity, "averagedim": lambda: averagedim,
-            "ro3": lambda: ro3, "edges": lambda: edges, "cnn16": lambda: RandomCNN(16), "cnn64": lambda: RandomCNN(64),
+            "ro3": lambda: ro3, "centroid": lambda: centroid, "edges": lambda: edges, "cnn16": lambda: RandomCNN(16), "cnn64": lambda: RandomCNN(64),
             "cnn16-redraw": lambda: RandomCNN(16, redraw=True), "cnn64-redraw": lambda: RandomCNN(64, redraw=True),
             "style": lambda: Style(), "classifier": lambda: ClassifierEmbedding(),
             "classifier-probs": lambda: ClassifierEmbedding(output="probs"),
