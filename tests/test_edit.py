@@ -72,8 +72,16 @@ def test_train_save_load_and_global_direction(tiny3, tmp_path):
     feats = lambda x: x.flatten(2).mean(-1)  # noqa: E731 - channel means: a direction toward green
     direction = torch.tensor([-1.0, 1.0, 0.0])
     delta, info = train_edit(tiny3, x0, direction, features=feats, steps=25, batch_size=4, edit_steps=10, progress=False,
-                             sigma_edit=0.05)
-    assert sum(info["losses"][-5:]) < sum(info["losses"][:5])
+                             sigma_edit=0.05, curve_features=feats)
+    # the learned delta moves the prediction's features along the direction
+    hs, s = HSpace(tiny3), 0.5
+    x = x0 + s * torch.randn_like(x0)
+    with torch.no_grad():
+        d = tiny3(x, s)
+        with hs.capture(lambda h: delta(h, torch.full((len(x),), s))):
+            d_edit = tiny3(x, s)
+    cos = torch.nn.functional.cosine_similarity(feats(d_edit) - feats(d), direction[None], dim=1)
+    assert float(cos.mean()) > 0.5
     save_edit(tmp_path / "e", delta, {"attribute": "green", "intervals": info["intervals"], "edit_steps": 10})
     loaded, conf = load_edit(tmp_path / "e")
     h = torch.randn(2, delta.arch["channels"], delta.arch["height"], delta.arch["width"])

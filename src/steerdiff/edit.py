@@ -14,7 +14,7 @@ so DDPM (``DiscreteDenoiser``: ``sigma_to_t`` gives the paper's timesteps) and E
 Real images enter through DDIM inversion (:func:`invert`). Intervals come from measured curves
 (:func:`interval_curves`): the editing strength ``xi(sigma) = d(x0, P_sigma)`` (how far the
 prediction at sigma is from the image) and the quality deficiency ``gamma(sigma) = d(x0, x_sigma)``,
-with a pluggable distance ``d`` (here the L2 of :func:`edit_features`; LPIPS when a user has it).
+with a pluggable distance ``d`` (here the L2 of :func:`perceptual_features`; LPIPS when a user has it).
 
 Directions are learned (:func:`train_edit`) from a pluggable feature space: the loss pushes
 ``phi(D~) - phi(D)`` along a direction ``v`` (class-prototype difference ``mean phi(target) - mean
@@ -214,18 +214,28 @@ def asymmetric_sample(denoiser, x: torch.Tensor, sigmas: torch.Tensor, delta: De
 
 
 # ----------------------------------------------------------------------------- features, curves
-def edit_features(x: torch.Tensor, evaluator=None) -> torch.Tensor:
-    """The feature space of the shipped edits, ``(B, 3 + 128)``: channel ink means (colour, amount
-    of ink) and the MNIST evaluator's features of the inked channel (shape)."""
+def edit_features(x: torch.Tensor) -> torch.Tensor:
+    """The direction space of the shipped edits, ``(B, C)``: mean ink per channel (x10), i.e. colour
+    and amount of ink. Shape is left to the L1 reconstruction term: a direction that also carried
+    shape features would reward any shape change that happens to correlate with it."""
+    return ((x + 1) / 2).flatten(2).mean(-1) * 10
+
+
+_EVALUATOR = {}
+
+
+def perceptual_features(x: torch.Tensor) -> torch.Tensor:
+    """The distance space of the interval curves, ``(B, C + 128)``: ink per channel (x10) and the MNIST
+    evaluator's features of the inked channel (shape); LPIPS's stand-in for digits."""
     from .classifier import load_classifier
-    evaluator = evaluator or load_classifier("mnist-evaluator")
+    ev = _EVALUATOR.setdefault("ev", load_classifier("mnist-evaluator"))
     ink = (x + 1) / 2
-    gray = ink.amax(1, keepdim=True) * 2 - 1
-    return torch.cat([ink.flatten(2).mean(-1) * 10, evaluator.features(gray)], 1)
+    return torch.cat([ink.flatten(2).mean(-1) * 10, ev.features(ink.amax(1, keepdim=True) * 2 - 1)], 1)
 
 
 @torch.no_grad()
-def interval_curves(denoiser, x0: torch.Tensor, sigmas: torch.Tensor, features=edit_features, cond: dict | None = None) -> dict:
+def interval_curves(denoiser, x0: torch.Tensor, sigmas: torch.Tensor, features=perceptual_features,
+                    cond: dict | None = None) -> dict:
     """Editing strength ``xi(sigma) = |phi(x0) - phi(P_sigma)|`` and quality deficiency
     ``gamma(sigma) = |phi(x0) - phi(x_sigma)|`` along the inversion path of ``x0`` (means over the
     batch), each also normalised by its value at the top level."""
@@ -266,14 +276,16 @@ def directional_loss(features, edited: torch.Tensor, original: torch.Tensor, dir
 
 def train_edit(denoiser, source: torch.Tensor, direction: torch.Tensor, *, features=edit_features, kind: str = "conv",
                steps: int = 300, batch_size: int = 8, lr: float = 2e-3, recon_weight: float = 1.0, edit_steps: int = 60,
-               sigma_edit: float | None = None, cond: dict | None = None, seed: int = 0, progress: bool = True) -> tuple[DeltaH, dict]:
+               sigma_edit: float | None = None, cond: dict | None = None, seed: int = 0, progress: bool = True,
+               curve_features=perceptual_features) -> tuple[DeltaH, dict]:
     """Learn a delta-h network that moves ``source`` images ``(N, ...)`` along ``direction`` in
     ``features``: at random levels of the editing interval of their inversion paths, the edited
     prediction's features must move along ``direction`` (:func:`directional_loss`) while staying
-    close in pixels (L1, ``recon_weight``). Returns ``(delta, info)`` (losses, intervals, curves)."""
+    close in pixels (L1, ``recon_weight``); ``curve_features`` is the distance space of the interval
+    curves. Returns ``(delta, info)`` (losses, intervals, curves)."""
     cond = cond or {}
     sigmas = edit_sigmas(denoiser, edit_steps)
-    curves = interval_curves(denoiser, source[: min(16, len(source))], sigmas, features, cond)
+    curves = interval_curves(denoiser, source[: min(16, len(source))], sigmas, curve_features, cond)
     intervals = choose_intervals(curves)
     if sigma_edit is not None:
         intervals["sigma_edit"] = float(sigma_edit)
@@ -288,20 +300,32 @@ def train_edit(denoiser, source: torch.Tensor, direction: torch.Tensor, *, featu
     opt = torch.optim.Adam(delta.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(stream_seed("edit-train", seed))
     losses = []
-    for _ in tqdm(range(steps), disable=not progress, desc=f"train-edit {kind}", unit="step"):
-        k = train_idx[int(torch.randint(len(train_idx), (1,), generator=gen))]
+    bar = tqdm(total=steps, disable=not progress, desc=f"train-edit {kind}", unit="step")
+    while len(losses) < steps:
+        # one edited trajectory: from the inverted top level down through the editing interval, an
+        # optimizer step at every level, the next state from the asymmetric step with the current edit
+        # (as Asyrp trains: the losses see the states the edit itself produces)
         idx = torch.randint(len(source), (batch_size,), generator=gen)
-        x, s = path[k][idx], float(levels[k])
-        sig = torch.full((batch_size,), s)
-        with torch.no_grad():
-            d = denoiser(x, s, **_cond_rows(cond, 0, batch_size))
-        with torch.enable_grad(), hs.capture(lambda hh: delta(hh, sig).to(hh.dtype)):
-            d_edit = denoiser(x, s, **_cond_rows(cond, 0, batch_size))
-            loss = directional_loss(features, d_edit, d, direction) + recon_weight * (d_edit - d).abs().mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(round(float(loss.detach()), 5))
+        x = path[train_idx[0]][idx]
+        c = _cond_rows(cond, 0, batch_size)
+        for k in train_idx:
+            if len(losses) >= steps:
+                break
+            s = float(levels[k])
+            s_next = float(sigmas[k + 1])
+            sig = torch.full((batch_size,), s)
+            with torch.no_grad():
+                d = denoiser(x, s, **c)
+            with torch.enable_grad(), hs.capture(lambda hh: delta(hh, sig).to(hh.dtype)):
+                d_edit = denoiser(x, s, **c)
+                loss = directional_loss(features, d_edit, d, direction) + recon_weight * (d_edit - d).abs().mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(round(float(loss.detach()), 5))
+            bar.update(1)
+            x = d_edit.detach() + s_next * (x - d) / s
+    bar.close()
     delta.eval().requires_grad_(False)
     return delta, {"losses": losses, "intervals": intervals, "curves": curves, "edit_steps": edit_steps}
 

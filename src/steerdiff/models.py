@@ -27,6 +27,9 @@ SHIPPED = {
     # one set-conditional network (class label = set index in data.SET_ORDER) serves every ColorMNIST set
     "colormnist-sets": ("colormnist", {"require_labels": True}),
     **{name: ("colormnist", {"set": name}) for name in SET_ORDER},
+    # frame-conditional moving-digit models (condition: cond={"frames": (1, K, 32, 32)})
+    "circle": ("circle", {}),
+    "horizontal": ("horizontal", {}),
     # MNIST sub-digit sets: mixtures of mnist-cond's class conditionals, weighted by the noisy classifier
     **{name: ("mnist", {"digits": digits}) for name, digits in SUBDIGIT_SETS.items()},
 }
