@@ -634,8 +634,8 @@ images (one delta per noise level).
 def cmd_train_edit(a) -> int:
     import torch
 
-    from .edit import (attribute_data, edit_features, edit_sigmas, global_direction, prototype_direction, save_edit,
-                       train_edit)
+    from .edit import (RECON_SPACE, attribute_data, edit_features, edit_sigmas, global_direction, prototype_direction,
+                       save_edit, train_edit)
     from .training import command_line
     model = _edit_model(a.model)
     sources, targets, _ = attribute_data(a.attribute, "train")         # target i is source i edited
@@ -643,7 +643,7 @@ def cmd_train_edit(a) -> int:
     src = sources[pick[:a.images]]
     direction = prototype_direction(edit_features, sources[pick[:1000]], targets[pick[:1000]])
     delta, info = train_edit(model, src, direction, kind=a.net, steps=a.steps, lr=a.lr, recon_weight=a.recon_weight,
-                             seed=a.seed, progress=not a.quiet)
+                             seed=a.seed, progress=not a.quiet, recon_space=RECON_SPACE[a.attribute])
     conf = {"attribute": a.attribute, "model": a.model, "intervals": info["intervals"], "curves": info["curves"],
             "edit_steps": info["edit_steps"], "losses": info["losses"], "command": command_line()}
     save_edit(a.out, delta, conf)

@@ -277,11 +277,13 @@ def directional_loss(features, edited: torch.Tensor, original: torch.Tensor, dir
 def train_edit(denoiser, source: torch.Tensor, direction: torch.Tensor, *, features=edit_features, kind: str = "conv",
                steps: int = 300, batch_size: int = 8, lr: float = 2e-3, recon_weight: float = 1.0, edit_steps: int = 60,
                sigma_edit: float | None = None, cond: dict | None = None, seed: int = 0, progress: bool = True,
-               curve_features=perceptual_features) -> tuple[DeltaH, dict]:
+               curve_features=perceptual_features, recon_space=None) -> tuple[DeltaH, dict]:
     """Learn a delta-h network that moves ``source`` images ``(N, ...)`` along ``direction`` in
     ``features``: at random levels of the editing interval of their inversion paths, the edited
     prediction's features must move along ``direction`` (:func:`directional_loss`) while staying
-    close in pixels (L1, ``recon_weight``); ``curve_features`` is the distance space of the interval
+    close in pixels (L1 in ``recon_space(x)``, default the pixels, ``recon_weight``): for a colour edit
+    the channel maximum, so the L1 term guards the shape without fighting the colour change it asks
+    for); ``curve_features`` is the distance space of the interval
     curves. Returns ``(delta, info)`` (losses, intervals, curves)."""
     cond = cond or {}
     sigmas = edit_sigmas(denoiser, edit_steps)
@@ -318,7 +320,8 @@ def train_edit(denoiser, source: torch.Tensor, direction: torch.Tensor, *, featu
                 d = denoiser(x, s, **c)
             with torch.enable_grad(), hs.capture(lambda hh: delta(hh, sig).to(hh.dtype)):
                 d_edit = denoiser(x, s, **c)
-                loss = directional_loss(features, d_edit, d, direction) + recon_weight * (d_edit - d).abs().mean()
+                r = recon_space or (lambda t: t)
+                loss = directional_loss(features, d_edit, d, direction) + recon_weight * (r(d_edit) - r(d)).abs().mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -384,6 +387,15 @@ def load_edit(path: str | os.PathLike) -> tuple[DeltaH, dict]:
 def dilate(x: torch.Tensor) -> torch.Tensor:
     """Strokes thickened by one pixel: a 3x3 max filter of every channel (background -1 stays)."""
     return F.max_pool2d(x, 3, stride=1, padding=1)
+
+
+def ink_shape(x: torch.Tensor) -> torch.Tensor:
+    """The colour-blind image ``(B, 1, H, W)``: the maximum over channels (the ``green`` edit's
+    reconstruction space)."""
+    return x.amax(1, keepdim=True)
+
+
+RECON_SPACE = {"green": ink_shape, "thick": None}
 
 
 def to_green(x: torch.Tensor) -> torch.Tensor:

@@ -28,6 +28,7 @@ particle's force at ``clip`` times its score norm.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -211,7 +212,8 @@ class ParticleGuidance(_ParticleTerm):
         """Gradient of the unbiased random-subset estimate of ``sum_{i<j} k_ij``: each particle meets
         ``subset`` others drawn uniformly (with replacement) afresh at every noise level, from a stream
         seeded by sigma and n, weighted by ``(n - 1) / subset``. Kernel cost ``O(n * subset * m)``
-        instead of ``O(n^2 m)`` time and ``O(n^2)`` memory."""
+        instead of ``O(n^2 m)`` time; the pairs are processed in chunks (gradients accumulated on the
+        features, then one VJP to ``x``), so memory stays ``O(n m)`` plus one chunk."""
         from .kernels import paired
         from .seeding import stream_seed
         check(self.archive is None, "an archive cannot be combined with subset= (yet): drop one of them")
@@ -221,9 +223,20 @@ class ParticleGuidance(_ParticleTerm):
         offsets = torch.randint(1, n, (n, k), generator=g).to(feats.device)
         i = torch.arange(n, device=feats.device)[:, None].expand(n, k)
         j = (i + offsets) % n
-        kv = paired(self._k, feats[i.reshape(-1)], feats[j.reshape(-1)], self.bandwidth, ctx.sigma, self.bandwidth_scale)
-        potential = kv.sum() * (n - 1) / k / 2
-        return torch.autograd.grad(potential, leaf, retain_graph=self.on == "x0")[0]
+        pi, pj = i.reshape(-1), j.reshape(-1)
+        size = max(1, 2 ** 22 // max(1, feats.shape[1]))                    # pairs per chunk (~16 MB of features)
+        bandwidth = self.bandwidth
+        if self._k is rbf and bandwidth == "median":                        # the median over all sampled pairs
+            with torch.no_grad():
+                d2 = torch.cat([(feats[pi[a:a + size]] - feats[pj[a:a + size]]).pow(2).sum(1) for a in range(0, len(pi), size)])
+            bandwidth = float(d2.median()) / math.log(len(pi) + 1)
+        fd = feats.detach().requires_grad_(True)
+        grad_f = torch.zeros_like(fd)
+        with torch.enable_grad():
+            for a in range(0, len(pi), size):
+                kv = paired(self._k, fd[pi[a:a + size]], fd[pj[a:a + size]], bandwidth, ctx.sigma, self.bandwidth_scale)
+                grad_f += torch.autograd.grad(kv.sum() * (n - 1) / k / 2, fd)[0]
+        return torch.autograd.grad(feats, leaf, grad_outputs=grad_f, retain_graph=self.on == "x0")[0]
 
 
 class Repulsion(_ParticleTerm):
