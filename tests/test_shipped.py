@@ -42,3 +42,39 @@ def test_evaluator_accuracy_is_what_it_records():
         clf = load_classifier(name)
         acc = accuracy(clf, held.images, held.labels)
         assert acc >= 0.97 and abs(acc - clf.config["heldout_accuracy"]) < 1e-6
+
+
+def test_frame_models_ship_and_take_their_condition():
+    from steerdiff.sequences import moving_digits
+    held = load_mnist("heldout").images[:1]
+    for name, k in (("circle", 1), ("horizontal", 2)):
+        model = sd.load(name)
+        assert model.cond_frames == k and model.sample_shape == (1, 32, 32)
+        assert model.preset["particles"]["pg"]["embedding"] == "centroid"
+        frames = moving_digits(name, held, length=k, seed=0)["frames"][:, -k:]
+        x = sd.sample(model, 2, steps=4, seed=0, cond={"frames": frames})
+        assert x.shape == (2, 1, 32, 32)
+        try:
+            model(torch.zeros(1, 1, 32, 32), 1.0)
+            raise AssertionError("expected an error")
+        except SteerdiffError as e:
+            assert "frames" in str(e)
+
+
+def test_colormnist_sets_and_joint_classifiers_ship():
+    from steerdiff.joint import shipped_joint_classifier
+    for short in ("M1", "M2", "MN1", "MN2", "MN3", "colormnist"):
+        assert sd.load(short).sample_shape == (3, 28, 28)
+    clf = shipped_joint_classifier(["M1", "M2"])
+    assert clf.num_bases == 2 and clf.num_labels == 2 and "1,2" in clf.config["default_guidance_scale"]
+    assert shipped_joint_classifier(["MN1", "MN2", "MN3"]).num_labels == 3
+    assert sd.load("mnist-0to5").sample_shape == (1, 28, 28)
+
+
+def test_compose_command_on_shipped_bases(tmp_path):
+    from steerdiff.cli import main
+    out = tmp_path / "c.npy"
+    assert main(["compose", "--base", "M1", "M2", "--y", "1", "2", "--n", "2", "--steps", "4", "--quiet", "--out", str(out)]) == 0
+    import numpy as np
+    x = np.load(out)
+    assert x.shape == (2, 3, 28, 28) and np.abs(x).max() <= 1
