@@ -368,7 +368,9 @@ def load_edit(path: str | os.PathLike) -> tuple[DeltaH, dict]:
     """``(delta network, config)`` from an edit directory or a shipped attribute name."""
     if str(path) in SHIPPED:
         from .models import weights_dir
-        path = weights_dir() / SHIPPED[str(path)]
+        name, path = str(path), weights_dir() / SHIPPED[str(path)]
+        check(path.is_dir(), f"the {name!r} edit does not ship in this version (its training has not reached the quality "
+                             f"goals yet): train one with `steerdiff train-edit --attribute {name} --out DIR` and pass --edit DIR")
     path = Path(path)
     check(path.is_dir(), f"edit {path} does not exist: use a shipped attribute ({', '.join(SHIPPED)}) or a directory "
                          "written by `steerdiff train-edit`")
