@@ -166,7 +166,11 @@ def load_classifier(path: str | os.PathLike = "mnist-evaluator") -> DigitCNN:
                          "`steerdiff train-classifier`")
     config = ckpt.read_json(path / "config.json")
     check(config.get("format") == "steerdiff-classifier", f"{path}/config.json is not a steerdiff classifier config")
-    model = (NoisyDigitCNN if config["kind"] == "noisy-label" else DigitCNN)(**config["arch"])
+    return load_weights((NoisyDigitCNN if config["kind"] == "noisy-label" else DigitCNN)(**config["arch"]), path, config)
+
+
+def load_weights(model: nn.Module, path: Path, config: dict) -> nn.Module:
+    """``model`` with the weights of ``path/model.safetensors``, frozen in eval mode, ``.config`` set."""
     try:
         model.load_state_dict(ckpt.read_safetensors(path / "model.safetensors"))
     except RuntimeError as e:

@@ -23,7 +23,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
-from .classifier import NoisyDigitCNN, random_shift
+from .classifier import NoisyDigitCNN, load_weights, random_shift
 from .data import SHORT_NAMES, load_dataset
 from .errors import SteerdiffError, check
 from .seeding import stream_seed
@@ -148,14 +148,7 @@ def load_joint_classifier(path: str | os.PathLike) -> JointClassifier:
     config = ckpt.read_json(path / "config.json")
     check(config.get("format") == "steerdiff-classifier" and config.get("kind") in JOINT_KINDS,
           f"{path} is not a joint classifier (kind {config.get('kind')!r}): use one trained with --kind joint or joint3")
-    model = JointClassifier(**config["arch"])
-    try:
-        model.load_state_dict(ckpt.read_safetensors(path / "model.safetensors"))
-    except RuntimeError as e:
-        raise SteerdiffError(f"{path}: weights do not match config.json ({str(e).splitlines()[0]}): the checkpoint is corrupt") from None
-    model.eval().requires_grad_(False)
-    model.config = config
-    return model
+    return load_weights(JointClassifier(**config["arch"]), path, config)
 
 
 # the shipped classifiers, by their bases in order (folder in steerdiff/weights)
