@@ -2,7 +2,8 @@
 
 circle (8 directions, batches of 8 from centred held-out digits): distinct directions per batch and
 quality L2 for deterministic (Heun), stochastic (Heun with churn) and Particle Guidance.
-horizontal (p(right) = 0.7, >= 400 predictions per method): estimated p(right) with its 95% interval,
+horizontal (p(right) = 0.7, >= 400 predictions per method, conditioned on the digit arriving at the
+centre, where the direction is drawn): estimated p(right) with its 95% interval,
 the share of particle pairs in a batch that disagree in direction, and L2, for deterministic,
 stochastic, PG and prior-preserving PG.
 
@@ -48,6 +49,7 @@ def main():
     ap.add_argument("--batches", type=int, default=50, help="batches of 8 per method (default 50: 400 predictions)")
     ap.add_argument("--pg", default="", help="extra PG options, e.g. '--strength 30 --window 0.5,80'")
     ap.add_argument("--skip", default="", help="comma list of tasks to skip (circle, horizontal)")
+    ap.add_argument("--methods", default="deterministic,stochastic,pg,pg-prior", help="comma list of methods to run")
     a = ap.parse_args()
     pg = ["--method", "pg", *a.pg.split()]
     with tempfile.TemporaryDirectory() as tmp:
@@ -56,15 +58,20 @@ def main():
             print(f"circle, 8 directions, {a.batches} batches of 8 from centred held-out digits")
             base = None
             for name, extra in (("deterministic", []), ("stochastic", CHURN), ("pg", pg)):
+                if name not in a.methods.split(","):
+                    continue
                 agg = run(a.circle, "circle", a.batches, extra, tmp, name)["aggregate"]
                 base = base or agg["l2"]["mean"]
                 print(f"  {name:14s} distinct {agg['distinct']['mean']:.2f} (95% CI {agg['distinct']['ci95'][0]:.2f}-"
                       f"{agg['distinct']['ci95'][1]:.2f})  L2 {agg['l2']['mean']:.4f} ({agg['l2']['mean'] / base:.2f}x iid)  "
                       f"IoU {agg['iou']['mean']:.3f}")
         if "horizontal" not in a.skip:
-            print(f"horizontal, p(right) 0.7, {a.batches * 8} predictions per method")
+            print(f"horizontal, p(right) 0.7, {a.batches * 8} predictions per method, the digit arriving at the centre "
+                  "(alternately from the left and the right)")
             for name, extra in (("deterministic", []), ("stochastic", CHURN), ("pg", pg),
                                 ("pg-prior", [*pg, "--prior-samples", "32"])):
+                if name not in a.methods.split(","):
+                    continue
                 res = run(a.horizontal, "horizontal", a.batches, extra, tmp, name)
                 pr = res["p_right"]
                 print(f"  {name:14s} p(right) {pr['p_right']:.3f} (95% CI {pr['ci95'][0]:.3f}-{pr['ci95'][1]:.3f})  "

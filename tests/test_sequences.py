@@ -119,3 +119,15 @@ def test_conditional_evaluate_cli(tmp_path, dataset, k):
     assert len(d["batches"]) == 2 and len(d["batches"][0]["directions"]) == 4
     assert d["aggregate"]["l2"]["n_batches"] == 2
     assert ("p_right" in d) == (name == "horizontal")
+
+
+def test_horizontal_decision_frames_arrive_at_the_centre():
+    from steerdiff.sequences import arriving_at_centre
+    digit = load_mnist("heldout").images[:1]
+    for from_left, sign in ((True, 1), (False, -1)):
+        f = arriving_at_centre(digit, 2, from_left=from_left)
+        c = centroid(f[0, :, None].reshape(2, 1, 32, 32))
+        assert abs(float(c[1, 1] - c[0, 1]) - 2 * sign) < 1e-9      # moved 2 px towards the centre
+        assert abs(float(c[1, 0] - c[0, 0])) < 1e-9                 # along the middle row
+        ref = moving_digits("horizontal", digit, length=1, seed=0)["frames"]
+        assert f.shape == (1, 2, 32, 32) and ref.shape[-2:] == f.shape[-2:]

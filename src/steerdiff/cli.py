@@ -300,6 +300,9 @@ steerdiff.evaluate's docstring.
     p.add_argument("--task", default="unconditional", choices=["unconditional", "conditional"],
                    help="conditional: next-frame prediction of moving digits (needs --dataset and a frame-conditional --model)")
     p.add_argument("--dataset", default=None, help="conditional task: circle (alias circle_jumping), horizontal or free")
+    p.add_argument("--anywhere", action="store_true",
+                   help="horizontal: condition on random positions of a sequence instead of the digit arriving at the "
+                        "centre, where the direction is drawn with p(right) (batches alternate the side it comes from)")
     p.add_argument("--samples", default=None, help="evaluate these samples (.npy/.pt/.npz or an image folder) instead")
     p.add_argument("--features", default=None, help="feature network: mnist-evaluator (default for 28x28 digits), "
                                                      "classifier:DIR, or a TorchScript .pt file")
@@ -364,7 +367,7 @@ def _evaluate_conditional(a) -> int:
     from .errors import check
     from .evaluate import interval
     from .models import load
-    from .sequences import direction_metrics, frame_quality, moving_digits, p_right
+    from .sequences import arriving_at_centre, direction_metrics, frame_quality, moving_digits, p_right
     dataset = {"circle_jumping": "circle"}.get(a.dataset, a.dataset)
     check(dataset in ("circle", "horizontal", "free"), f"--dataset {a.dataset!r}: use circle (circle_jumping), horizontal or free")
     model = load(a.model, device=a.device)
@@ -377,6 +380,8 @@ def _evaluate_conditional(a) -> int:
         digit = held[(a.seed + b) % len(held)][None]
         if dataset == "circle":
             seq = moving_digits("circle", digit, length=1, seed=a.seed + b)["frames"]           # the centred frame
+        elif dataset == "horizontal" and not a.anywhere:
+            seq = arriving_at_centre(digit, k, from_left=(a.seed + b) % 2 == 0)                # the decision point
         else:
             opts = {"p_right": train.get("p_right", 0.7)} if dataset == "horizontal" else {}
             seq = moving_digits(dataset, digit, length=k, seed=a.seed + b, **opts)["frames"]

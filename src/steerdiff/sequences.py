@@ -105,6 +105,14 @@ def free_positions(n: int, length: int, max_speed: int = 3, generator: torch.Gen
     return pos, vel
 
 
+def arriving_at_centre(digits: torch.Tensor, k: int, from_left: bool = True, step: int = 2) -> torch.Tensor:
+    """``horizontal`` frames ``(N, k, 32, 32)`` of digits arriving at the centre column (the frame where
+    the next direction is drawn with ``p_right``), moving right (``from_left``) or left."""
+    cols = [CENTRE - step * (k - 1 - t) * (1 if from_left else -1) for t in range(k)]
+    pos = torch.tensor([[CENTRE, c] for c in cols]).expand(len(digits), k, 2)
+    return render(small_digits(digits), pos)
+
+
 def moving_digits(kind: str, digits: torch.Tensor, length: int = 6, seed: int = 0, **options) -> dict:
     """Sequences of ``len(digits)`` digits: ``{"frames": (N, T, 32, 32), "positions", "motion"}``."""
     g = torch.Generator().manual_seed(seed)
