@@ -16,13 +16,12 @@ import torch
 import steerdiff as sd
 from steerdiff.classifier import load_classifier
 from steerdiff.compose_eval import ink
-from steerdiff.edit import SHIPPED, asymmetric_sample, attribute_data, dilate, edit_sigmas, invert, load_edit, to_green
-from steerdiff.models import weights_dir
+from steerdiff.edit import asymmetric_sample, attribute_data, dilate, edit_sigmas, invert, load_edit, to_green
 from steerdiff.quality import classify
 
 
 def run(model, attribute, n, strength, glob=False, seed=0):
-    delta, conf = load_edit(weights_dir() / SHIPPED[attribute] / "global") if glob else load_edit(attribute)
+    delta, conf = load_edit(attribute, averaged=glob)
     src, _, labels = attribute_data(attribute, "heldout")
     pick = torch.randperm(len(src), generator=torch.Generator().manual_seed(seed))[:n]
     x0, labels = src[pick], labels[pick]

@@ -689,12 +689,7 @@ def cmd_edit(a) -> int:
     check((a.attribute is None) != (a.edit is None), "give --attribute (green, thick) or --edit DIR")
     check(a.n >= 1, f"--n must be at least 1, got {a.n}")
     check(Path(a.out).suffix.lower() in (".npz", ".png"), f"--out {a.out}: use .npz or .png")
-    where = a.edit or a.attribute
-    delta, conf = load_edit(Path(where) / "global" if a.global_dir and a.edit else where)
-    if a.global_dir and not a.edit:
-        from .edit import SHIPPED
-        from .models import weights_dir
-        delta, conf = load_edit(weights_dir() / SHIPPED[a.attribute] / "global")
+    delta, conf = load_edit(a.edit or a.attribute, averaged=a.global_dir)
     model = _edit_model(a.model)
     src, _, labels = attribute_data(conf["attribute"], "heldout")
     g = torch.Generator().manual_seed(a.seed)

@@ -364,14 +364,15 @@ def save_edit(out: str | os.PathLike, delta: DeltaH, config: dict) -> Path:
 SHIPPED = {"green": "edits/green", "thick": "edits/thick"}
 
 
-def load_edit(path: str | os.PathLike) -> tuple[DeltaH, dict]:
-    """``(delta network, config)`` from an edit directory or a shipped attribute name."""
+def load_edit(path: str | os.PathLike, averaged: bool = False) -> tuple[DeltaH, dict]:
+    """``(delta network, config)`` from an edit directory or a shipped attribute name; ``averaged``
+    loads the edit's global (averaged) direction from its ``global/`` subdirectory."""
     if str(path) in SHIPPED:
         from .models import weights_dir
         name, path = str(path), weights_dir() / SHIPPED[str(path)]
         check(path.is_dir(), f"the {name!r} edit does not ship in this version (its training has not reached the quality "
                              f"goals yet): train one with `steerdiff train-edit --attribute {name} --out DIR` and pass --edit DIR")
-    path = Path(path)
+    path = Path(path) / "global" if averaged else Path(path)
     check(path.is_dir(), f"edit {path} does not exist: use a shipped attribute ({', '.join(SHIPPED)}) or a directory "
                          "written by `steerdiff train-edit`")
     conf = ckpt.read_json(path / "config.json")
