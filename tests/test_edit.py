@@ -92,6 +92,27 @@ def test_train_save_load_and_global_direction(tiny3, tmp_path):
     torch.testing.assert_close(load_edit(tmp_path / "g")[0].table, glob.table)
 
 
+def test_paired_loss_moves_the_prediction_to_the_targets(tiny3):
+    """The paired loss distils an image edit (here: the ink moved to the green channel) into h-space:
+    after training, the edited prediction on the training images is closer to their targets."""
+    x0 = torch.rand(6, 3, 8, 8) * 2 - 1
+    target = to_green(x0)
+    delta, info = train_edit(tiny3, x0, None, target=target, steps=40, batch_size=6, edit_steps=10, progress=False,
+                             sigma_edit=0.05, curve_features=lambda x: x.flatten(1))
+    assert info["losses"][-1] < info["losses"][0]
+    hs, s = HSpace(tiny3), 0.5
+    x = x0 + s * torch.randn_like(x0)
+    with torch.no_grad():
+        d = tiny3(x, s)
+        with hs.capture(lambda h: delta(h, torch.full((len(x),), s))):
+            d_edit = tiny3(x, s)
+    assert float((d_edit - target).abs().mean()) < float((d - target).abs().mean())
+    with pytest.raises(SteerdiffError, match="not both"):
+        train_edit(tiny3, x0, torch.ones(3), target=target, steps=1, progress=False)
+    with pytest.raises(SteerdiffError, match="must match"):
+        train_edit(tiny3, x0, None, target=target[:2], steps=1, progress=False)
+
+
 def test_ground_truth_helpers_and_directions():
     x = torch.full((1, 3, 5, 5), -1.0)
     x[0, 0, 2, 2] = 1.0

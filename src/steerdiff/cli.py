@@ -616,20 +616,27 @@ def _train_edit_parser(sub) -> None:
     p = sub.add_parser("train-edit", help="learn an h-space edit (Asyrp) of a model",
                        formatter_class=argparse.RawDescriptionHelpFormatter, description="""\
 Learn a delta-h network for an attribute: the UNet bottleneck is shifted during the editing interval
-of the asymmetric reverse process so that the predicted image moves along the attribute's direction
-in the edit feature space (channel ink + evaluator features), with an L1 reconstruction term. The
-editing and quality-boosting intervals are chosen from the measured curves and recorded in the edit's
-config.json with the curves themselves. Attributes: green (red ColorMNIST digits -> green), thick
-(strokes thickened by one pixel). --global also stores the direction averaged over the training
-images (one delta per noise level).
+of the asymmetric reverse process. Two losses:
+  paired     (default) the edited prediction must match the edited training image (L1, every level
+             of the interval): distils a known image edit into h-space;
+  direction  the Asyrp loss: the prediction's edit-feature change (ink per channel) must point along
+             the class-prototype direction, plus --recon-weight x L1 reconstruction.
+The editing and quality-boosting intervals are chosen from the measured curves, and the default
+strength is calibrated on training images (paired loss); all three are recorded in the edit's
+config.json with the curves. Attributes: green (red ColorMNIST digits -> green), thick (strokes
+thickened by one pixel). --global also stores the direction averaged over the training images (one
+delta per noise level).
 
-  steerdiff train-edit --model colormnist --attribute green --steps 300 --seed 0 --out edits/green""")
+  steerdiff train-edit --model colormnist --attribute thick --steps 300 --global --seed 0 --out edits/thick""")
     p.add_argument("--model", default=EDIT_MODEL, help=f"model to edit (default {EDIT_MODEL})")
     p.add_argument("--attribute", required=True, choices=["green", "thick"], help="what the edit does")
     p.add_argument("--net", default="conv", choices=["conv", "pixel", "channel", "pixel-channel", "free"],
                    help="delta-h network (default conv: the paper's 1x1-conv block)")
     p.add_argument("--steps", type=int, default=300, help="optimizer steps (default 300)")
-    p.add_argument("--images", type=int, default=64, help="training images (default 64)")
+    p.add_argument("--images", type=int, default=256, help="training images (default 256)")
+    p.add_argument("--loss", default="paired", choices=["paired", "direction"], help="training loss (default paired)")
+    p.add_argument("--sigma-edit", type=float, default=None,
+                   help="lower end of the editing interval (default: chosen from the measured curves)")
     p.add_argument("--lr", type=float, default=2e-3, help="learning rate (default 2e-3)")
     p.add_argument("--recon-weight", type=float, default=1.0, help="weight of the L1 reconstruction term (default 1)")
     p.add_argument("--global", dest="global_dir", action="store_true", help="also store the averaged (global) direction")
@@ -639,24 +646,33 @@ images (one delta per noise level).
 def cmd_train_edit(a) -> int:
     import torch
 
-    from .edit import (RECON_SPACE, attribute_data, edit_features, edit_sigmas, global_direction, prototype_direction,
-                       save_edit, train_edit)
+    from .edit import (RECON_SPACE, attribute_data, calibrate_strength, edit_features, edit_sigmas, global_direction,
+                       prototype_direction, save_edit, train_edit)
+    from .errors import check
     from .training import command_line
+    check(a.images >= 1 and a.steps >= 1, f"--images and --steps must be at least 1, got {a.images} and {a.steps}")
     model = _edit_model(a.model)
     sources, targets, _ = attribute_data(a.attribute, "train")         # target i is source i edited
     pick = torch.randperm(len(sources), generator=torch.Generator().manual_seed(a.seed))
-    src = sources[pick[:a.images]]
-    direction = prototype_direction(edit_features, sources[pick[:1000]], targets[pick[:1000]])
-    delta, info = train_edit(model, src, direction, kind=a.net, steps=a.steps, lr=a.lr, recon_weight=a.recon_weight,
-                             seed=a.seed, progress=not a.quiet, recon_space=RECON_SPACE[a.attribute])
-    conf = {"attribute": a.attribute, "model": a.model, "intervals": info["intervals"], "curves": info["curves"],
+    src, tgt = sources[pick[:a.images]], targets[pick[:a.images]]
+    if a.loss == "paired":
+        direction, paired = None, tgt
+    else:
+        direction, paired = prototype_direction(edit_features, sources[pick[:1000]], targets[pick[:1000]]), None
+    delta, info = train_edit(model, src, direction, target=paired, kind=a.net, steps=a.steps, lr=a.lr,
+                             recon_weight=a.recon_weight, sigma_edit=a.sigma_edit, seed=a.seed, progress=not a.quiet,
+                             recon_space=RECON_SPACE[a.attribute])
+    cal = calibrate_strength(model, delta, src[:32], tgt[:32], info["intervals"], info["edit_steps"], seed=a.seed)
+    conf = {"attribute": a.attribute, "model": a.model, "loss": a.loss, "intervals": info["intervals"],
+            "strength": cal["strength"], "strength_l1": cal["l1"], "curves": info["curves"],
             "edit_steps": info["edit_steps"], "losses": info["losses"], "command": command_line()}
     save_edit(a.out, delta, conf)
     if a.global_dir:
         save_edit(Path(a.out) / "global", global_direction(model, delta, src, edit_sigmas(model, info["edit_steps"])),
                   {**conf, "global_of": str(a.out)})
     i = info["intervals"]
-    print(f"editing interval sigma >= {i['sigma_edit']:.3g}, quality boosting sigma <= {i['sigma_boost']:.3g}; edit in {a.out}")
+    print(f"editing interval sigma >= {i['sigma_edit']:.3g}, quality boosting sigma <= {i['sigma_boost']:.3g}, "
+          f"default strength {cal['strength']:g}; edit in {a.out}")
     return 0
 
 
@@ -673,7 +689,8 @@ opposite direction), and write an .npz with 'source' and 'edited' arrays (N, 3, 
     p.add_argument("--model", default=EDIT_MODEL, help=f"model (default {EDIT_MODEL})")
     p.add_argument("--attribute", default=None, help="a shipped edit: green or thick")
     p.add_argument("--edit", default=None, help="an edit directory from steerdiff train-edit (instead of --attribute)")
-    p.add_argument("--strength", type=float, default=1.0, help="edit strength (default 1)")
+    p.add_argument("--strength", type=float, default=None,
+                   help="edit strength (default: the edit's calibrated strength, 1 if it has none)")
     p.add_argument("--global", dest="global_dir", action="store_true", help="use the averaged (global) direction")
     p.add_argument("--n", type=int, default=16, help="number of held-out digits (default 16)")
     p.add_argument("--no-boost", action="store_true", help="deterministic throughout (no quality-boosting noise)")
@@ -697,13 +714,14 @@ def cmd_edit(a) -> int:
     x0, labels = src[pick], labels[pick]
     sig = edit_sigmas(model, conf.get("edit_steps", 60))
     iv = conf["intervals"]
-    edited = asymmetric_sample(model, invert(model, x0, sig), sig, delta, strength=a.strength, sigma_edit=iv["sigma_edit"],
+    strength = conf.get("strength", 1.0) if a.strength is None else a.strength
+    edited = asymmetric_sample(model, invert(model, x0, sig), sig, delta, strength=strength, sigma_edit=iv["sigma_edit"],
                                sigma_boost=0.0 if a.no_boost else iv["sigma_boost"], seed=a.seed).clamp(-1, 1)
     if a.out.endswith(".npz"):
         save_samples(edited, a.out, source=x0, edited=edited, labels=labels)
     else:
         save_samples(torch.cat([x0, edited]), a.out, nrow=a.n)
-    print(f"edited {a.n} digits ({conf['attribute']}, strength {a.strength:g}) into {a.out}")
+    print(f"edited {a.n} digits ({conf['attribute']}, strength {strength:g}) into {a.out}")
     return 0
 
 

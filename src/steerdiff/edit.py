@@ -277,14 +277,25 @@ def directional_loss(features, edited: torch.Tensor, original: torch.Tensor, dir
 def train_edit(denoiser, source: torch.Tensor, direction: torch.Tensor, *, features=edit_features, kind: str = "conv",
                steps: int = 300, batch_size: int = 8, lr: float = 2e-3, recon_weight: float = 1.0, edit_steps: int = 60,
                sigma_edit: float | None = None, cond: dict | None = None, seed: int = 0, progress: bool = True,
-               curve_features=perceptual_features, recon_space=None) -> tuple[DeltaH, dict]:
-    """Learn a delta-h network that moves ``source`` images ``(N, ...)`` along ``direction`` in
-    ``features``: at random levels of the editing interval of their inversion paths, the edited
-    prediction's features must move along ``direction`` (:func:`directional_loss`) while staying
-    close in pixels (L1 in ``recon_space(x)``, default the pixels, ``recon_weight``): for a colour edit
-    the channel maximum, so the L1 term guards the shape without fighting the colour change it asks
-    for); ``curve_features`` is the distance space of the interval
-    curves. Returns ``(delta, info)`` (losses, intervals, curves)."""
+               curve_features=perceptual_features, recon_space=None, target=None) -> tuple[DeltaH, dict]:
+    """Learn a delta-h network for ``source`` images ``(N, ...)``, trained along the edit's own
+    trajectories (from the inverted top level down through the editing interval) with one of two losses:
+
+    * **direction** (``direction`` given, the Asyrp loss): the edited prediction's ``features`` must
+      move along ``direction`` (:func:`directional_loss`) while staying close to the unedited one in
+      ``recon_space(x)`` (default the pixels; L1, ``recon_weight``): for a colour edit the channel
+      maximum, so the L1 term guards the shape without fighting the colour change it asks for.
+    * **paired** (``target`` given, ``(N, ...)``, target ``i`` is source ``i`` edited): L1 between the
+      edited prediction and the target, at every level. It distils a known image edit (dilation, a
+      colour swap, an editing tool's output) into h-space, where it then works on any image, per image
+      or as a global direction.
+
+    ``curve_features`` is the distance space of the interval curves. Returns ``(delta, info)``
+    (losses, intervals, curves)."""
+    check((direction is None) != (target is None), "train_edit needs a direction (directional loss) or paired "
+                                                   "targets (paired loss), not both")
+    check(target is None or target.shape == source.shape,
+          f"paired targets {tuple(target.shape) if target is not None else ''} must match the sources {tuple(source.shape)}")
     cond = cond or {}
     sigmas = edit_sigmas(denoiser, edit_steps)
     curves = interval_curves(denoiser, source[: min(16, len(source))], sigmas, curve_features, cond)
@@ -320,8 +331,11 @@ def train_edit(denoiser, source: torch.Tensor, direction: torch.Tensor, *, featu
                 d = denoiser(x, s, **c)
             with torch.enable_grad(), hs.capture(lambda hh: delta(hh, sig).to(hh.dtype)):
                 d_edit = denoiser(x, s, **c)
-                r = recon_space or (lambda t: t)
-                loss = directional_loss(features, d_edit, d, direction) + recon_weight * (r(d_edit) - r(d)).abs().mean()
+                if target is not None:
+                    loss = (d_edit - target[idx]).abs().mean()
+                else:
+                    r = recon_space or (lambda t: t)
+                    loss = directional_loss(features, d_edit, d, direction) + recon_weight * (r(d_edit) - r(d)).abs().mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -331,6 +345,23 @@ def train_edit(denoiser, source: torch.Tensor, direction: torch.Tensor, *, featu
     bar.close()
     delta.eval().requires_grad_(False)
     return delta, {"losses": losses, "intervals": intervals, "curves": curves, "edit_steps": edit_steps}
+
+
+@torch.no_grad()
+def calibrate_strength(denoiser, delta: DeltaH, source: torch.Tensor, target: torch.Tensor, intervals: dict,
+                       edit_steps: int = 60, strengths=(0.25, 0.5, 0.75, 1.0, 1.25), seed: int = 0) -> dict:
+    """The strength whose edits of ``source`` land closest (pixel L1) to the paired ``target``: the
+    per-level loss does not see how the edit accumulates over the interval (measured on thick digits:
+    strength 1 overshoots), so the default strength is chosen on training images. Returns
+    ``{"strength": best, "l1": {strength: L1}}``."""
+    sigmas = edit_sigmas(denoiser, edit_steps)
+    x = invert(denoiser, source, sigmas)
+    l1 = {}
+    for c in strengths:
+        out = asymmetric_sample(denoiser, x, sigmas, delta, strength=c, sigma_edit=intervals["sigma_edit"],
+                                sigma_boost=intervals["sigma_boost"], seed=seed).clamp(-1, 1)
+        l1[float(c)] = float((out - target).abs().mean())
+    return {"strength": min(l1, key=l1.get), "l1": l1}
 
 
 @torch.no_grad()
