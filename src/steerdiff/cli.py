@@ -106,6 +106,8 @@ def _add_sampling_args(p: argparse.ArgumentParser, n_default: int, model: bool =
     g.add_argument("--prior-samples", type=int, default=0,
                    help="pg: keep the model's own mode frequencies (prior-preserving PG): draw this many iid samples "
                         "of the same condition first and weight the repulsion by their density (e.g. 32; default 0: off)")
+    g.add_argument("--prior-power", type=float, default=1.0,
+                   help="with --prior-samples: the exponent a of the weights rho^-a (default 1)")
     g.add_argument("--archive", default=None,
                    help=".npy of earlier samples to repel from; the new samples are appended to it")
     p.add_argument("--sampler", default=None, help="euler, heun, euler_ancestral, ddim, dpmpp_2m, pc (default: the model's preset)")
@@ -216,6 +218,8 @@ def _draw(a, seed: int, model=None, frames=None):
     if getattr(a, "prior_samples", 0):
         check(a.method == "pg", "--prior-samples is for --method pg (prior-preserving Particle Guidance)")
         # the model's own iid draws for this condition, from noise streams the batch does not use
+        check(a.prior_power >= 0, f"--prior-power must be >= 0, got {a.prior_power}")
+        guidance[0].prior_power = a.prior_power
         guidance[0].prior = sample(model, a.prior_samples, sampler=a.sampler, steps=a.steps, seed=seed, cond=cond,
                                    start_index=PRIOR_STREAMS, **kwargs)
     x = sample(model, a.n, sampler=a.sampler, steps=a.steps, seed=seed, cond=cond, progress=not a.quiet,
