@@ -67,6 +67,15 @@ def test_delta_networks_start_at_zero_and_learn(kind):
     assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in d.parameters())
 
 
+def _predictions(model, delta, x0, s=0.5):
+    """The unedited and edited predictions at noise level ``s`` for a noisy copy of ``x0``."""
+    hs, x = HSpace(model), x0 + s * torch.randn_like(x0)
+    with torch.no_grad():
+        d = model(x, s)
+        with hs.capture(lambda h: delta(h, torch.full((len(x),), s))):
+            return d, model(x, s)
+
+
 def test_train_save_load_and_global_direction(tiny3, tmp_path):
     x0 = torch.rand(6, 3, 8, 8) * 2 - 1
     feats = lambda x: x.flatten(2).mean(-1)  # noqa: E731 - channel means: a direction toward green
@@ -74,12 +83,7 @@ def test_train_save_load_and_global_direction(tiny3, tmp_path):
     delta, info = train_edit(tiny3, x0, direction, features=feats, steps=25, batch_size=4, edit_steps=10, progress=False,
                              sigma_edit=0.05, curve_features=feats)
     # the learned delta moves the prediction's features along the direction
-    hs, s = HSpace(tiny3), 0.5
-    x = x0 + s * torch.randn_like(x0)
-    with torch.no_grad():
-        d = tiny3(x, s)
-        with hs.capture(lambda h: delta(h, torch.full((len(x),), s))):
-            d_edit = tiny3(x, s)
+    d, d_edit = _predictions(tiny3, delta, x0)
     cos = torch.nn.functional.cosine_similarity(feats(d_edit) - feats(d), direction[None], dim=1)
     assert float(cos.mean()) > 0.5
     save_edit(tmp_path / "e", delta, {"attribute": "green", "intervals": info["intervals"], "edit_steps": 10})
@@ -100,12 +104,7 @@ def test_paired_loss_moves_the_prediction_to_the_targets(tiny3):
     delta, info = train_edit(tiny3, x0, None, target=target, steps=40, batch_size=6, edit_steps=10, progress=False,
                              sigma_edit=0.05, curve_features=lambda x: x.flatten(1))
     assert info["losses"][-1] < info["losses"][0]
-    hs, s = HSpace(tiny3), 0.5
-    x = x0 + s * torch.randn_like(x0)
-    with torch.no_grad():
-        d = tiny3(x, s)
-        with hs.capture(lambda h: delta(h, torch.full((len(x),), s))):
-            d_edit = tiny3(x, s)
+    d, d_edit = _predictions(tiny3, delta, x0)
     assert float((d_edit - target).abs().mean()) < float((d - target).abs().mean())
     with pytest.raises(SteerdiffError, match="not both"):
         train_edit(tiny3, x0, torch.ones(3), target=target, steps=1, progress=False)
