@@ -19,23 +19,23 @@ import steerdiff as sd
 from steerdiff.classifier import load_classifier
 from steerdiff.compose_eval import ink
 from steerdiff.errors import SteerdiffError
-from steerdiff.edit import asymmetric_sample, attribute_data, dilate, edit_sigmas, invert, load_edit, to_green
+from steerdiff.edit import apply_edit, attribute_data, dilate, edit_sigmas, invert, load_edit, to_green
 from steerdiff.quality import classify
 
 
-def run(model, attribute, n, strength=None, glob=False, seed=0, edit=None):
-    """Edit ``n`` held-out digits; ``strength`` None: the edit's calibrated default."""
-    delta, conf = load_edit(edit or attribute, averaged=glob)
+def held_out(model, attribute, n, seed=0, edit=None):
+    """``n`` held-out source digits, their labels and inverted states, and the edit's schedule."""
+    conf = load_edit(edit or attribute)[1]
     src, _, labels = attribute_data(attribute, "heldout")
     pick = torch.randperm(len(src), generator=torch.Generator().manual_seed(seed))[:n]
-    x0, labels = src[pick], labels[pick]
     sig = edit_sigmas(model, conf.get("edit_steps", 60))
-    iv = conf["intervals"]
-    c = conf.get("strength", 1.0) if strength is None else strength
-    xT = invert(model, x0, sig)
-    out = asymmetric_sample(model, xT, sig, delta, strength=c, sigma_edit=iv["sigma_edit"],
-                            sigma_boost=iv["sigma_boost"], seed=seed).clamp(-1, 1)
-    return x0, labels, out, conf
+    return src[pick], labels[pick], invert(model, src[pick], sig), sig
+
+
+def run(model, attribute, xT, sig, strength=None, glob=False, seed=0, edit=None):
+    """Edit the inverted states ``xT``; ``strength`` None: the edit's calibrated default."""
+    delta, conf = load_edit(edit or attribute, averaged=glob)
+    return apply_edit(model, xT, sig, delta, conf, strength=strength, seed=seed), conf
 
 
 def green_share(x):
@@ -66,12 +66,13 @@ def main():
     for attr in a.only.split(","):
         edit = {"green": a.green, "thick": a.thick}[attr]
         try:
-            x0, labels, rec, conf = run(model, attr, a.n, 0.0, edit=edit)
+            x0, labels, xT, sig = held_out(model, attr, a.n, edit=edit)
         except SteerdiffError as e:
             print(f"{attr}: skipped ({e})")
             continue
+        rec, conf = run(model, attr, xT, sig, 0.0, edit=edit)
         confs[attr] = conf
-        _, _, out, _ = run(model, attr, a.n, edit=edit)
+        out, _ = run(model, attr, xT, sig, edit=edit)
         gt = to_green(x0) if attr == "green" else dilate(x0)
         c = conf.get("strength", 1.0)
         print(f"{attr}, {a.n} held-out digits, strength {c:g}: intervals sigma_edit {conf['intervals']['sigma_edit']:.3g}, "
@@ -90,10 +91,10 @@ def main():
               f"source itself {float((x0 - gt).abs().mean()):.4f}); closer than unedited: {float(success.float().mean()):.1%}")
         score = green_share if attr == "green" else thickness
         m = min(a.n, 50)
-        scores = [float(score(run(model, attr, m, s, edit=edit)[2]).mean()) for s in (-1.0, -0.5, 0.0, 0.5, 1.0)]
+        scores = [float(score(run(model, attr, xT[:m], sig, s, edit=edit)[0]).mean()) for s in (-1.0, -0.5, 0.0, 0.5, 1.0)]
         print(f"  linearity: {'green ink share' if attr == 'green' else 'ink'} at strength -1, -0.5, 0, 0.5, 1: "
               f"{[round(v, 3) for v in scores]} (non-decreasing: {all(y >= x - 1e-6 for x, y in zip(scores, scores[1:]))})")
-        _, _, gout, _ = run(model, attr, a.n, c, glob=True, edit=edit)
+        gout, _ = run(model, attr, xT, sig, c, glob=True, edit=edit)
         l1_glob = (gout - gt).abs().flatten(1).mean(1)
         gsuccess = green_share(gout) > 0.5 if attr == "green" else l1_glob < l1_rec
         ratio = float(gsuccess.float().mean()) / max(float(success.float().mean()), 1e-9)

@@ -217,9 +217,9 @@ def _draw(a, seed: int, model=None, frames=None):
     guidance, archive = particle_terms(a)
     if getattr(a, "prior_samples", 0):
         check(a.method == "pg", "--prior-samples is for --method pg (prior-preserving Particle Guidance)")
-        # the model's own iid draws for this condition, from noise streams the batch does not use
         check(a.prior_power >= 0, f"--prior-power must be >= 0, got {a.prior_power}")
         guidance[0].prior_power = a.prior_power
+        # the model's own iid draws for this condition, from noise streams the batch does not use
         guidance[0].prior = sample(model, a.prior_samples, sampler=a.sampler, steps=a.steps, seed=seed, cond=cond,
                                    start_index=PRIOR_STREAMS, **kwargs)
     x = sample(model, a.n, sampler=a.sampler, steps=a.steps, seed=seed, cond=cond, progress=not a.quiet,
@@ -704,7 +704,7 @@ opposite direction), and write an .npz with 'source' and 'edited' arrays (N, 3, 
 def cmd_edit(a) -> int:
     import torch
 
-    from .edit import asymmetric_sample, attribute_data, edit_sigmas, invert, load_edit
+    from .edit import apply_edit, attribute_data, edit_sigmas, invert, load_edit
     from .errors import check
     from .io import save_samples
     check((a.attribute is None) != (a.edit is None), "give --attribute (green, thick) or --edit DIR")
@@ -717,10 +717,8 @@ def cmd_edit(a) -> int:
     pick = torch.randperm(len(src), generator=g)[:a.n]
     x0, labels = src[pick], labels[pick]
     sig = edit_sigmas(model, conf.get("edit_steps", 60))
-    iv = conf["intervals"]
     strength = conf.get("strength", 1.0) if a.strength is None else a.strength
-    edited = asymmetric_sample(model, invert(model, x0, sig), sig, delta, strength=strength, sigma_edit=iv["sigma_edit"],
-                               sigma_boost=0.0 if a.no_boost else iv["sigma_boost"], seed=a.seed).clamp(-1, 1)
+    edited = apply_edit(model, invert(model, x0, sig), sig, delta, conf, strength=strength, seed=a.seed, boost=not a.no_boost)
     if a.out.endswith(".npz"):
         save_samples(edited, a.out, source=x0, edited=edited, labels=labels)
     else:

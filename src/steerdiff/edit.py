@@ -356,12 +356,20 @@ def calibrate_strength(denoiser, delta: DeltaH, source: torch.Tensor, target: to
     ``{"strength": best, "l1": {strength: L1}}``."""
     sigmas = edit_sigmas(denoiser, edit_steps)
     x = invert(denoiser, source, sigmas)
-    l1 = {}
-    for c in strengths:
-        out = asymmetric_sample(denoiser, x, sigmas, delta, strength=c, sigma_edit=intervals["sigma_edit"],
-                                sigma_boost=intervals["sigma_boost"], seed=seed).clamp(-1, 1)
-        l1[float(c)] = float((out - target).abs().mean())
+    l1 = {float(c): float((apply_edit(denoiser, x, sigmas, delta, {"intervals": intervals}, strength=c, seed=seed)
+                           - target).abs().mean()) for c in strengths}
     return {"strength": min(l1, key=l1.get), "l1": l1}
+
+
+def apply_edit(denoiser, x: torch.Tensor, sigmas: torch.Tensor, delta: DeltaH, conf: dict, *,
+               strength: float | None = None, seed: int = 0, boost: bool = True) -> torch.Tensor:
+    """Regenerate inverted states ``x`` (at ``sigmas[0]``) with an edit and its config (from
+    :func:`load_edit`): its intervals, its calibrated strength unless ``strength`` is given (1 when it
+    has none), quality boosting unless ``boost`` is off. Returns images in ``[-1, 1]``."""
+    iv = conf["intervals"]
+    c = conf.get("strength", 1.0) if strength is None else strength
+    return asymmetric_sample(denoiser, x, sigmas, delta, strength=c, sigma_edit=iv["sigma_edit"],
+                             sigma_boost=iv["sigma_boost"] if boost else 0.0, seed=seed).clamp(-1, 1)
 
 
 @torch.no_grad()
