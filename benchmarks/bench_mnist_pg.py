@@ -1,5 +1,9 @@
 """Particle Guidance on the shipped MNIST model: distinct digits per batch, quality and cost.
 
+The preset is PG's Potts kernel on class labels, sampled through the model's own class conditionals
+(``kernel="label"``); for comparison, the gradient form of a class potential (``kernel="dot"`` on the
+noise-conditional classifier's probabilities, the previous preset) on ``x`` and on the estimate ``x0``.
+
 Batches of 10 particles with seeds 0..B-1, the same seeds for every method. For each method: the
 number of distinct digits per batch (judged by the shipped evaluator, which is not the classifier
 that drives PG), mean evaluator confidence, Fréchet distance (evaluator features) of all samples to
@@ -31,7 +35,10 @@ def main():
         "iid": [],
         "pg (preset)": [sd.ParticleGuidance()],
         "pg cheap: ro3 on x": [sd.ParticleGuidance(embedding="ro3", kernel="rbf", on="x", strength=1.0, project=False)],
-        "pg preset on x0": [sd.ParticleGuidance(on="x0")],
+        # the gradient form of the same potential: the expected number of same-class pairs (dot kernel
+        # on the noisy classifier's probabilities), differentiated through the classifier
+        "pg dot kernel on x": [sd.ParticleGuidance(kernel="dot", on="x", strength=30.0, window=(0.5, 80.0), project=True)],
+        "pg dot kernel on x0": [sd.ParticleGuidance(kernel="dot", on="x0", strength=30.0, window=(0.5, 80.0), project=True)],
     }
     print(f"model {a.model}, 10 particles x {a.batches} batches (seeds 0..{a.batches - 1}), "
           f"preset {model.preset}")

@@ -5,7 +5,7 @@ quality L2 for deterministic (Heun), stochastic (Heun with churn) and Particle G
 horizontal (p(right) = 0.7, >= 400 predictions per method, conditioned on the digit arriving at the
 centre, where the direction is drawn): estimated p(right) with its 95% interval,
 the share of particle pairs in a batch that disagree in direction, and L2, for deterministic,
-stochastic, PG and prior-preserving PG.
+stochastic, PG, prior-preserving PG and stratified selection (from 4 x 8 iid draws).
 
     python benchmarks/bench_moving.py [--circle circle] [--horizontal horizontal] [--batches 50]
 
@@ -21,6 +21,7 @@ import numpy as np
 from steerdiff.cli import main as cli
 
 CHURN = ["--s-churn", "10"]
+STRATIFIED = ["--method", "stratified", "--candidates", "4"]   # as many draws as pg-prior's 32-sample pilot
 
 
 def run(model: str, dataset: str, batches: int, extra: list[str], tmp: Path, name: str) -> dict:
@@ -49,7 +50,7 @@ def main():
     ap.add_argument("--batches", type=int, default=50, help="batches of 8 per method (default 50: 400 predictions)")
     ap.add_argument("--pg", default="", help="extra PG options, e.g. '--strength 30 --window 0.5,80'")
     ap.add_argument("--skip", default="", help="comma list of tasks to skip (circle, horizontal)")
-    ap.add_argument("--methods", default="deterministic,stochastic,pg,pg-prior", help="comma list of methods to run")
+    ap.add_argument("--methods", default="deterministic,stochastic,pg,pg-prior,stratified", help="comma list of methods to run")
     a = ap.parse_args()
     pg = ["--method", "pg", *a.pg.split()]
     with tempfile.TemporaryDirectory() as tmp:
@@ -57,7 +58,7 @@ def main():
         if "circle" not in a.skip:
             print(f"circle, 8 directions, {a.batches} batches of 8 from centred held-out digits")
             base = None
-            for name, extra in (("deterministic", []), ("stochastic", CHURN), ("pg", pg)):
+            for name, extra in (("deterministic", []), ("stochastic", CHURN), ("pg", pg), ("stratified", STRATIFIED)):
                 if name not in a.methods.split(","):
                     continue
                 agg = run(a.circle, "circle", a.batches, extra, tmp, name)["aggregate"]
@@ -69,7 +70,7 @@ def main():
             print(f"horizontal, p(right) 0.7, {a.batches * 8} predictions per method, the digit arriving at the centre "
                   "(alternately from the left and the right)")
             for name, extra in (("deterministic", []), ("stochastic", CHURN), ("pg", pg),
-                                ("pg-prior", [*pg, "--prior-samples", "32"])):
+                                ("pg-prior", [*pg, "--prior-samples", "32"]), ("stratified", STRATIFIED)):
                 if name not in a.methods.split(","):
                     continue
                 res = run(a.horizontal, "horizontal", a.batches, extra, tmp, name)

@@ -6,7 +6,7 @@ import steerdiff as sd
 from steerdiff import kernels
 from steerdiff.errors import SteerdiffError
 from steerdiff.guidance import GuideContext, schedule_weight
-from steerdiff.particles import Archive, ParticleGuidance, Repulsion
+from steerdiff.particles import Archive, ParticleGuidance, Pilot, Repulsion
 
 
 def fd_grad(fn, x, eps=1e-6):
@@ -225,10 +225,12 @@ def test_subset_estimator_is_unbiased_and_pushes_apart():
 
 def test_prior_preserving_pg_keeps_the_mode_frequencies():
     """Two modes with mass 0.7 / 0.3: plain PG splits batches of 8 about evenly (the edm_mnist
-    thesis's p(right) 0.50); weighted by the model's own iid draws (prior=) it keeps about 0.7 while
-    its pairs still land in different modes more often than iid pairs."""
+    thesis's p(right) 0.50); attracted to a pilot of the model's own iid trajectories (prior=, the
+    MMD potential) it keeps about 0.7 while its pairs still land in different modes more often than
+    iid pairs."""
     m = sd.GaussianMixtureDenoiser(torch.tensor([[2.0, 0.0], [-2.0, 0.0]]), 0.3, [0.7, 0.3])
-    ref = sd.sample(m, 256, seed=12345, steps=32)
+    ref = Pilot(m, 256, seed=12345, steps=24)
+    assert ref.samples.shape == (256, 2) and ref.at(1.0)[1].shape == (256, 2)
 
     def stats(terms):
         x = torch.stack([sd.sample(m, 8, seed=b, steps=24, guidance=terms) for b in range(60)])
@@ -260,3 +262,75 @@ def test_centroid_embedding_follows_a_shift():
     c0, c1 = get_embedding("centroid")(x), get_embedding("centroid")(shifted)
     step = 2 / 31                                      # one pixel in [-1, 1] coordinates
     torch.testing.assert_close(c1 - c0, torch.tensor([[4 * step, -8 * step]]), atol=1e-4, rtol=0)
+
+
+class _ClassGMM(sd.toy.GaussianMixtureDenoiser):
+    """A Gaussian mixture whose components are classes: ``class_labels`` gives the exact denoiser of
+    one component, none the exact mixture denoiser (a model trained with label dropout, exactly)."""
+    num_classes = 5
+
+    def denoise(self, x, sigma, class_labels=None, **cond):
+        if class_labels is None:
+            return super().denoise(x, sigma)
+        var, s2 = self.std ** 2, sigma.reshape(-1, 1).to(x.dtype) ** 2
+        return (var * x + s2 * self.means.to(x.dtype)[class_labels]) / (var + s2)
+
+    def probs(self, x, sigma):
+        return self.log_responsibilities(x, sigma).exp()
+
+
+def _class_gmm():
+    angles = torch.arange(5) * 2 * torch.pi / 5
+    return _ClassGMM(torch.stack([angles.cos(), angles.sin()], 1), std=0.05, preset={"sampler": "heun", "steps": 24})
+
+
+def test_assign_labels_is_the_best_capacitated_assignment():
+    """Against brute force over every labelling with each class used at most ceil(n/K) times."""
+    import itertools
+    torch.manual_seed(0)
+    for n, k in ((4, 4), (5, 3), (3, 5)):
+        p = torch.rand(n, k, dtype=torch.float64).softmax(1)
+        cap = -(-n // k)
+        best = max((c for c in itertools.product(range(k), repeat=n) if max(c.count(v) for v in c) <= cap),
+                   key=lambda c: sum(float(p[i, c[i]].log()) for i in range(n)))
+        got = kernels.assign_labels(p)
+        assert sum(float(p[i, got[i]].log()) for i in range(n)) == pytest.approx(
+            sum(float(p[i, best[i]].log()) for i in range(n)))
+        assert max(int((got == v).sum()) for v in range(k)) <= cap
+        perm = torch.randperm(n)
+        torch.testing.assert_close(kernels.assign_labels(p[perm]), got[perm])
+
+
+def test_label_kernel_gives_distinct_classes_with_exact_conditionals():
+    """PG's Potts kernel on labels, sampled through the class conditionals: 5 particles of a 5-class
+    mixture land in 5 different components, each sample a draw of its component (within 4 std), so
+    the pooled samples hold every component equally often, as the mixture does; iid batches repeat
+    components. Strength 0 is bit-identical to iid sampling."""
+    m = _class_gmm()
+    pg = ParticleGuidance(embedding=m.probs, kernel="label", on="x", strength=1.0)
+    distinct_pg, distinct_iid = [], []
+    for seed in range(20):
+        x = sd.sample(m, 5, seed=seed, guidance=[pg])
+        comp = m.assign(x)
+        d = (x - m.means[comp].to(x.dtype)).norm(dim=1)
+        assert float(d.max()) < 4 * m.std * 2 ** 0.5
+        distinct_pg.append(len(set(comp.tolist())))
+        distinct_iid.append(len(set(m.assign(sd.sample(m, 5, seed=seed)).tolist())))
+    assert min(distinct_pg) == 5
+    assert sum(distinct_iid) / 20 < 4.0         # iid: 5 * (1 - (4/5)^5) = 3.36 expected
+    off = ParticleGuidance(embedding=m.probs, kernel="label", on="x", strength=0.0)
+    assert torch.equal(sd.sample(m, 5, seed=3, guidance=[off]), sd.sample(m, 5, seed=3))
+
+
+def test_label_kernel_clear_errors():
+    m = _class_gmm()
+    with pytest.raises(SteerdiffError, match="class-conditional model"):
+        sd.guided(sd.ring(preset={}), ParticleGuidance(embedding="identity", kernel="label", on="x"))
+    with pytest.raises(SteerdiffError, match="drop"):
+        sd.guided(m, ParticleGuidance(embedding=m.probs, kernel="label", on="x", project=True))
+    with pytest.raises(SteerdiffError, match="on='x'"):
+        sd.guided(m, ParticleGuidance(embedding=m.probs, kernel="label", on="x0"))
+    with pytest.raises(SteerdiffError, match="classes"):
+        sd.sample(m, 4, seed=0, steps=4, guidance=[ParticleGuidance(embedding="identity", kernel="label", on="x")])
+    with pytest.raises(SteerdiffError, match="Repulsion"):
+        sd.guided(m, Repulsion(embedding=m.probs, kernel="label", on="x"))

@@ -84,9 +84,13 @@ def _add_sampling_args(p: argparse.ArgumentParser, n_default: int, model: bool =
         p.add_argument("--model", default="mnist", help="shipped model name or checkpoint directory (default mnist)")
     p.add_argument("--n", "--particles", "--nparticles", "--batch_size", dest="n", type=int, default=n_default,
                    help=f"number of samples (particles){' per batch' if n_default == 10 else ''} (default {n_default})")
-    p.add_argument("--method", default="iid", choices=["iid", "pg", "repulsive"],
-                   help="iid: independent samples (default); pg: Particle Guidance; repulsive: SVGD-style repulsion. "
+    p.add_argument("--method", default="iid", choices=["iid", "pg", "repulsive", "stratified"],
+                   help="iid: independent samples (default); pg: Particle Guidance; repulsive: SVGD-style repulsion; "
+                        "stratified: a diverse batch that keeps the model's own mode frequencies, chosen from "
+                        "--candidates x n iid draws by systematic sampling along --embedding features. "
                         "The particle options below default to the model's recorded preset")
+    p.add_argument("--candidates", type=int, default=4,
+                   help="stratified: iid draws per kept sample (default 4; 1 is plain iid)")
     g = p.add_argument_group("particle methods (pg, repulsive)")
     g.add_argument("--embedding", default=None,
                    help="feature space: identity, averagedim, cnn16, cnn64, ro3, edges, style, classifier, "
@@ -104,10 +108,9 @@ def _add_sampling_args(p: argparse.ArgumentParser, n_default: int, model: bool =
     g.add_argument("--normalize", default=None, action=argparse.BooleanOptionalAction,
                    help="rescale each particle's force to --strength times its score norm")
     g.add_argument("--prior-samples", type=int, default=0,
-                   help="pg: keep the model's own mode frequencies (prior-preserving PG): draw this many iid samples "
-                        "of the same condition first and weight the repulsion by their density (e.g. 32; default 0: off)")
-    g.add_argument("--prior-power", type=float, default=1.0,
-                   help="with --prior-samples: the exponent a of the weights rho^-a (default 1)")
+                   help="pg: prior-preserving PG: draw this many iid trajectories of the same condition first (a "
+                        "pilot) and add an attraction to them at each noise level (the potential becomes the MMD "
+                        "to the pilot), e.g. 32; default 0: off. See also --method stratified")
     g.add_argument("--archive", default=None,
                    help=".npy of earlier samples to repel from; the new samples are appended to it")
     p.add_argument("--sampler", default=None, help="euler, heun, euler_ancestral, ddim, dpmpp_2m, pc (default: the model's preset)")
@@ -217,11 +220,17 @@ def _draw(a, seed: int, model=None, frames=None):
     guidance, archive = particle_terms(a)
     if getattr(a, "prior_samples", 0):
         check(a.method == "pg", "--prior-samples is for --method pg (prior-preserving Particle Guidance)")
-        check(a.prior_power >= 0, f"--prior-power must be >= 0, got {a.prior_power}")
-        guidance[0].prior_power = a.prior_power
+        check(a.prior_samples >= 2, f"--prior-samples must be >= 2 (the pilot's size), got {a.prior_samples}")
         # the model's own iid draws for this condition, from noise streams the batch does not use
-        guidance[0].prior = sample(model, a.prior_samples, sampler=a.sampler, steps=a.steps, seed=seed, cond=cond,
-                                   start_index=PRIOR_STREAMS, **kwargs)
+        from .particles import Pilot
+        guidance[0].prior = Pilot(model, a.prior_samples, sampler=a.sampler, steps=a.steps, seed=seed, cond=cond,
+                                  start_index=PRIOR_STREAMS, **kwargs)
+    if a.method == "stratified":
+        from .stratified import stratified_sample
+        check(a.candidates >= 1, f"--candidates must be >= 1 (iid draws per kept sample), got {a.candidates}")
+        x = stratified_sample(model, a.n, candidates=a.candidates, embedding=a.embedding, seed=seed, cond=cond,
+                              sampler=a.sampler, steps=a.steps, batch_size=a.batch_size, progress=not a.quiet, **kwargs)
+        return x, extra, archive
     x = sample(model, a.n, sampler=a.sampler, steps=a.steps, seed=seed, cond=cond, progress=not a.quiet,
                batch_size=a.batch_size, guidance=guidance, **kwargs)
     return x, extra, archive
@@ -234,7 +243,7 @@ def particle_terms(a):
     """The guidance terms (and archive) that ``--method`` and the particle options ask for."""
     from .errors import check
     from .particles import Archive, ParticleGuidance, Repulsion
-    if a.method == "iid":
+    if a.method in ("iid", "stratified"):
         return [], None
     opts = {"embedding": a.embedding, "kernel": a.kernel, "strength": a.strength, "on": a.on, "weight": a.weight,
             "bandwidth_scale": a.bandwidth_scale, "project": a.project, "normalize": a.normalize}

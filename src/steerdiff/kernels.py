@@ -96,7 +96,32 @@ def dot(a: torch.Tensor, b: torch.Tensor | None = None, **_) -> torch.Tensor:
     return a @ b.T
 
 
-KERNELS: dict[str, Callable] = {"rbf": rbf, "cosine": cosine, "iou": iou, "dot": dot}
+def label(a: torch.Tensor, b: torch.Tensor | None = None, **_) -> torch.Tensor:
+    """Potts kernel on class labels: ``1`` where the most probable classes of ``a_i`` and ``b_j``
+    (class probabilities ``(n, K)``) agree, else ``0``; ``sum_{i<j}`` counts same-class pairs. It
+    has no gradient: :class:`~steerdiff.particles.ParticleGuidance` samples it in label space, through
+    the model's class conditionals (see ``ParticleGuidance``), instead of differentiating it."""
+    b = a if b is None else b
+    return (a.argmax(1)[:, None] == b.argmax(1)[None, :]).to(a.dtype)
+
+
+def assign_labels(probs: torch.Tensor) -> torch.Tensor:
+    """Class labels ``(n,)`` for particles with class probabilities ``probs`` ``(n, K)``: the
+    assignment that maximises ``sum_i log p_i(c_i)`` with every class used at most ``ceil(n / K)``
+    times (so ``n <= K`` particles get distinct classes): the most likely labels under PG's Potts
+    potential at infinite strength. A linear assignment problem (scipy), permutation-equivariant."""
+    import numpy as np
+    from scipy.optimize import linear_sum_assignment
+    n, k = probs.shape
+    cols = np.repeat(np.arange(k), -(-n // k))                         # each class ceil(n/K) times
+    cost = -torch.log(probs.detach().double().clamp(min=1e-300)).cpu().numpy()[:, cols]
+    rows, picked = linear_sum_assignment(cost)
+    labels = torch.empty(n, dtype=torch.long)
+    labels[torch.as_tensor(rows)] = torch.as_tensor(cols[picked])
+    return labels.to(probs.device)
+
+
+KERNELS: dict[str, Callable] = {"rbf": rbf, "cosine": cosine, "iou": iou, "dot": dot, "label": label}
 
 
 def paired(kernel, a: torch.Tensor, b: torch.Tensor, bandwidth="median", sigma=None, scale: float = 1.0) -> torch.Tensor:
@@ -125,7 +150,7 @@ def paired(kernel, a: torch.Tensor, b: torch.Tensor, bandwidth="median", sigma=N
 
 
 def get_kernel(name_or_fn) -> Callable:
-    """A kernel by name (``rbf``, ``cosine``, ``iou``) or a callable ``k(a, b, **kw) -> (n_a, n_b)``."""
+    """A kernel by name (``rbf``, ``cosine``, ``iou``, ``dot``, ``label``) or a callable ``k(a, b, **kw) -> (n_a, n_b)``."""
     if callable(name_or_fn):
         return name_or_fn
     if name_or_fn not in KERNELS:

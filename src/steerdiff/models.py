@@ -54,11 +54,14 @@ def resolve(name_or_path: str | os.PathLike) -> tuple[Path, dict]:
 
 
 def load(name_or_path: str | os.PathLike = "mnist", *, device: str | torch.device = "cpu",
-         dtype: torch.dtype = torch.float32) -> Denoiser:
+         dtype: torch.dtype = torch.float32, set_guidance: float = 0.0) -> Denoiser:
     """A denoiser from a shipped model name or a checkpoint directory (weights in ``dtype`` on ``device``).
 
     The result is in eval mode with frozen parameters; gradients with respect to its *input* (which
     guidance needs) still flow. Its ``config`` attribute is the checkpoint's ``config.json``.
+    ``set_guidance`` (ColorMNIST sets only) is classifier-free guidance of the set against the
+    all-digit ``colormnist`` set: ``D(x | S) + w (D(x | S) - D(x | all))``, the set's density
+    sharpened by ``(p_S / p_all)^w`` (0: the plain set model).
     """
     if str(name_or_path) == "ring":
         from .toy import ring
@@ -88,17 +91,25 @@ def load(name_or_path: str | os.PathLike = "mnist", *, device: str | torch.devic
     model.config = conf
     model.name = str(name_or_path)
     model = model.to(device)
+    check(set_guidance == 0 or "set" in opts, f"set_guidance is for the ColorMNIST set models ({', '.join(SET_ORDER[:-1])}), not {name_or_path}")
     if "set" in opts:
-        return _set_model(model, opts["set"])
+        return _set_model(model, opts["set"], set_guidance)
     if "digits" in opts:
         return _subdigit_model(model, opts["digits"], device)
     return model
 
 
-def _set_model(model: Denoiser, set_name: str) -> Denoiser:
-    """The denoiser of one ColorMNIST set: the set-conditional network with its set index fixed."""
+def _set_model(model: Denoiser, set_name: str, guidance: float = 0.0) -> Denoiser:
+    """The denoiser of one ColorMNIST set: the set-conditional network with its set index fixed;
+    with ``guidance`` w, sharpened against the all-digit set (see :func:`load`)."""
+    from .compose import conjunction
     from .denoisers import condition
-    out = condition(model, class_labels=SET_ORDER.index(set_name))
+    check(guidance >= 0, f"set_guidance must be >= 0, got {guidance}")
+    idx = SET_ORDER.index(set_name)
+    if guidance and set_name != "colormnist":
+        out = conjunction(model, [{"class_labels": idx}], [1.0 + guidance], uncond={"class_labels": SET_ORDER.index("colormnist")})
+    else:
+        out = condition(model, class_labels=idx)
     out.config, out.name = model.config, set_name
     return out
 

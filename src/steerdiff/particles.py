@@ -22,6 +22,12 @@ against 35% without it; benchmarks/bench_ring.py). ``normalize=True`` makes ``st
 each particle's force is rescaled to ``strength`` times its score norm. ``clip`` caps each
 particle's force at ``clip`` times its score norm.
 ``archive`` holds earlier samples (clean, ``(m, *sample_shape)``) to repel from as fixed particles.
+``prior`` (a :class:`Pilot`: ``m`` iid trajectories of the model, or ``m`` clean iid samples) makes
+the potential ``sum_{i<j} k_ij - (n / m) sum_{i, r} k(f_i, g_r)``, i.e. ``n^2 / 2`` times the squared
+MMD between the particles and the pilot's features ``g_r`` at the same noise level (up to a constant):
+the repulsion plus an attraction to the model's own draws, whose minimiser holds a mode of mass ``pi``
+with about ``n pi`` particles instead of PG's equal split. (It keeps a 70/30 prior at strength 1;
+stronger, it drifts toward equal counts: for an exact prior use :mod:`steerdiff.stratified`.)
 ``subset=k`` (Particle Guidance) replaces the ``n^2`` pairs by ``k`` random partners per particle
 (an unbiased estimate of the potential), for particle sets in the thousands.
 """
@@ -37,8 +43,9 @@ import torch
 from . import distributed
 from .embeddings import get_embedding
 from .errors import check
+from .denoisers import Denoiser
 from .guidance import GuideContext, schedule_weight
-from .kernels import get_kernel, rbf
+from .kernels import assign_labels, get_kernel, label, rbf
 
 DEFAULTS = {
     "pg": dict(embedding="identity", kernel="rbf", strength=1.0, on="x0", window=None, weight="constant",
@@ -71,7 +78,6 @@ class _ParticleTerm:
     archive: object = None
     subset: int | None = None
     prior: object = None
-    prior_power: float = 1.0
     preset_key = "pg"
 
     def bind(self, denoiser) -> "_ParticleTerm":
@@ -87,11 +93,24 @@ class _ParticleTerm:
         check(t.on in ("x", "x0"), f"on={t.on!r}: use 'x' (features of the noisy sample) or 'x0' (of the denoised estimate)")
         t._phi = get_embedding(t.embedding)
         t._k = get_kernel(t.kernel)
+        if t._k is label:
+            t._check_label_kernel(denoiser)
         t.needs_x0 = t.on == "x0"
         # whether guide() reads the base denoiser's output (the estimate, or the score through it)
-        t.needs_base = t.needs_x0 or bool(t.project or t.normalize or t.clip or getattr(t, "share_score", False))
+        t.needs_base = t.needs_x0 or t._k is label or bool(t.project or t.normalize or t.clip or getattr(t, "share_score", False))
         schedule_weight(t.weight, t.window[1], t.window)  # validates the schedule name now, not mid-sampling
         return t
+
+    def _check_label_kernel(self, denoiser) -> None:
+        check(self.preset_key == "pg", "kernel='label' is for ParticleGuidance: Repulsion needs a differentiable kernel")
+        check(getattr(denoiser, "num_classes", None) is not None,
+              "kernel='label' samples each particle from the model's class conditional: it needs a class-conditional "
+              "model (one trained with label dropout, such as 'mnist'); use kernel='dot' on this one")
+        check(self.on == "x", "kernel='label' reads the class probabilities of the noisy sample: use on='x'")
+        check(not (self.project or self.normalize or self.clip or self.archive is not None or self.subset or self.prior is not None),
+              "kernel='label' moves particles through the model's own conditionals, not by a force: drop "
+              "project / normalize / clip / archive / subset / prior")
+        self._num_classes = denoiser.num_classes
 
     def weight_at(self, sigma: float) -> float:
         return float(self.strength) * schedule_weight(self.weight, sigma, self.window)
@@ -113,33 +132,30 @@ class _ParticleTerm:
         # archived samples are clean: they are embedded at noise level 0
         return self._phi(a.to(sigma.device), torch.zeros(len(a), device=sigma.device)).flatten(1).detach()
 
-    def _prior_weights(self, feats: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        """Prior-preserving weights ``w_i = rho_i^(-prior_power)`` (detached, mean-square 1): ``rho_i`` is the
-        prior mass near particle ``i``, the local density ``m_r`` of the reference samples (the model's
-        own iid draws) averaged over a soft assignment of ``f_i`` to them,
-        ``rho_i = sum_r softmax_r(-|f_i - f_r|^2 / h) m_r`` (RBF, median bandwidth of the reference).
-
-        Why: unweighted Particle Guidance balances at equal counts per mode (the edm_mnist thesis's
-        p(right) 0.50 for a 0.7 model). With a kernel near 1 inside a mode of mass ``pi_m`` and near 0
-        across modes, weights ``pi_m^(-a)`` make mode ``m``'s repulsion ``n_m^2 / pi_m^(2a)``, so crowded
-        rare modes push harder than crowded common ones. A static energy argument gives ``a = 1/2``;
-        measured on a 70/30 two-mode mixture (batches of 8, 300 batches) ``a = 1/2`` still
-        under-corrects (p 0.64) while ``a = 1`` (the default) gives p 0.70 with pairs disagreeing more
-        often than iid (0.465 vs 0.427). The soft assignment keeps ``rho`` bounded for blurry early
-        estimates that sit between modes."""
+    def _prior_kernels(self, feats: torch.Tensor, others: torch.Tensor, sigma: torch.Tensor):
+        """``(k(f, others), k(f, pilot))`` for prior-preserving PG, with one RBF bandwidth for both: the
+        median heuristic over the pilot's features at this noise level (the particles' own spread can
+        collapse early, the pilot's is the model's)."""
         from .kernels import pairwise_sq_dists, rbf_bandwidth
         ref = self._prior_feats(sigma)
-        d2_ref = pairwise_sq_dists(ref, ref)
-        h = rbf_bandwidth(d2_ref, "median")
-        mass = torch.exp(-d2_ref / h).mean(1)                                          # m_r: (r,)
-        assign = torch.softmax(-pairwise_sq_dists(feats.detach(), ref) / h, 1)         # (n, r)
-        w = (assign @ mass).pow(-float(self.prior_power))
-        return (w / w.pow(2).mean().sqrt()).detach()
+        if self._k is not rbf:
+            return self._k(feats, others), self._k(feats, ref)
+        mode = "median" if self.bandwidth == "per-particle" else self.bandwidth
+        h = rbf_bandwidth(pairwise_sq_dists(ref, ref), mode, sigma, self.bandwidth_scale)
+        return torch.exp(-pairwise_sq_dists(feats, others) / h), torch.exp(-pairwise_sq_dists(feats, ref) / h)
 
     def _prior_feats(self, sigma: torch.Tensor) -> torch.Tensor:
-        ref = torch.as_tensor(self.prior)
-        check(ref.ndim >= 2 and len(ref) >= 2, "prior= takes the model's own iid samples, (m, *sample_shape) with m >= 2")
-        return self._phi(ref.to(sigma.device), torch.zeros(len(ref), device=sigma.device)).flatten(1).detach()
+        """The pilot's features at noise level ``sigma`` (its noisy samples for ``on="x"``, its
+        denoised estimates for ``on="x0"``); clean pilot samples when ``prior`` is a tensor."""
+        s = float(sigma.max())
+        if isinstance(self.prior, Pilot):
+            x, d = self.prior.at(s)
+            y, sy = (d, 0.0) if self.on == "x0" else (x, s)
+        else:
+            y, sy = torch.as_tensor(self.prior), 0.0
+            check(y.ndim >= 2 and len(y) >= 2, "prior= takes a Pilot or the model's own iid samples, (m, *sample_shape) with m >= 2")
+        y = y.to(sigma.device)
+        return self._phi(y, torch.full((len(y),), sy, device=sigma.device)).flatten(1).detach()
 
     def _finish(self, ctx: GuideContext, force: torch.Tensor) -> torch.Tensor:
         """Apply normalisation / clipping relative to the score norm (per particle)."""
@@ -168,6 +184,8 @@ class ParticleGuidance(_ParticleTerm):
     preset_key = "pg"
 
     def guide(self, ctx: GuideContext) -> torch.Tensor:
+        if self._k is label:
+            return self._label_guide(ctx)
         leaf, y, sigma_y = self._inputs(ctx)
         feats = self._phi(y, sigma_y).flatten(1)
         n = feats.shape[0]
@@ -177,15 +195,43 @@ class ParticleGuidance(_ParticleTerm):
             return self._finish(ctx, -self._subset_grad(feats, leaf, ctx))
         arch = self._archive_feats(ctx.sigma)
         allf = feats if arch is None else torch.cat([feats, arch])
-        k = _kernel_matrix(self._k, feats, allf, self, ctx.sigma)                       # (n, n + archive)
         if self.prior is not None:
-            w = self._prior_weights(feats, ctx.sigma)
-            k = k * w[:, None] * torch.cat([w, w.new_ones(len(allf) - n)])[None, :]
+            k, kp = self._prior_kernels(feats, allf, ctx.sigma)
+        else:
+            k = _kernel_matrix(self._k, feats, allf, self, ctx.sigma)                   # (n, n + archive)
         # sum_{i<j} over the particles, plus every particle-archive pair (the archive does not move)
         potential = (k[:, :n].sum() - k[:, :n].diagonal().sum()) / 2 + k[:, n:].sum()
+        if self.prior is not None:
+            # MMD^2(particles, pilot) * n^2 / 2, up to constants: the pilot attracts
+            potential = potential - n / kp.shape[1] * kp.sum()
         grad, = torch.autograd.grad(potential, leaf, retain_graph=self.on == "x0")
         return self._finish(ctx, -grad)
 
+
+    def _label_guide(self, ctx: GuideContext) -> torch.Tensor:
+        """The Potts kernel on class labels, sampled in label space: PG's joint over particles and
+        their labels ``prod_i p(x_i, c_i) exp(-strength' sum_{i<j} [c_i = c_j])`` at infinite
+        Potts strength gives each particle its own label (:func:`~steerdiff.kernels.assign_labels`
+        on the embedding's class probabilities at this noise level), and given its label a particle
+        follows ``p(x | c)``: the model's own class-conditional denoiser, which stays on the data
+        where a classifier's gradient does not. Returns ``(D(x | c) - D(x)) / sigma^2``, so
+        ``strength`` 1 makes the sampler see exactly ``D(x | c)`` (above 1: classifier-free guidance
+        toward ``c``)."""
+        check(ctx.cond.get("class_labels") is None, "kernel='label' chooses each particle's class itself: drop class_labels")
+        x = ctx.x.detach()
+        with torch.no_grad():
+            probs = self._phi(x, ctx.sigma).flatten(1)
+        check(probs.shape[1] == self._num_classes,
+              f"kernel='label': the embedding gives {probs.shape[1]} values per particle but the model has "
+              f"{self._num_classes} classes: use a classifier of the model's classes (embedding='classifier-probs')")
+        if distributed.active():
+            n = len(x)
+            labels = assign_labels(distributed.all_gather(probs))[distributed.offset(n):distributed.offset(n) + n]
+        else:
+            labels = assign_labels(probs)
+        with torch.no_grad():
+            d_c = ctx.base(x, ctx.sigma, **{**ctx.cond, "class_labels": labels})
+        return (d_c - ctx.denoised.detach()) / ctx.sigma.reshape(-1, *([1] * (x.ndim - 1))) ** 2
 
     def _distributed_grad(self, feats: torch.Tensor, leaf: torch.Tensor, ctx: GuideContext) -> torch.Tensor:
         """The potential's gradient for this rank's particles when the set spans processes: the
@@ -198,14 +244,15 @@ class ParticleGuidance(_ParticleTerm):
         arch = self._archive_feats(ctx.sigma)
         allf = glob if arch is None else torch.cat([glob, arch])
         big_n = len(glob)
-        k = _kernel_matrix(self._k, feats, allf, self, ctx.sigma)                       # (n, N + archive)
         if self.prior is not None:
-            w_all = self._prior_weights(glob, ctx.sigma)
-            w = w_all[off:off + n]
-            k = k * w[:, None] * torch.cat([w_all, w_all.new_ones(len(allf) - big_n)])[None, :]
+            k, kp = self._prior_kernels(feats, allf, ctx.sigma)
+        else:
+            k = _kernel_matrix(self._k, feats, allf, self, ctx.sigma)                   # (n, N + archive)
         own = torch.zeros_like(k, dtype=torch.bool)
         own[torch.arange(n), off + torch.arange(n)] = True
         potential = k[:, :big_n].masked_fill(own[:, :big_n], 0).sum() + k[:, big_n:].sum()
+        if self.prior is not None:
+            potential = potential - big_n / kp.shape[1] * kp.sum()
         return torch.autograd.grad(potential, leaf, retain_graph=self.on == "x0")[0]
 
     def _subset_grad(self, feats: torch.Tensor, leaf: torch.Tensor, ctx: GuideContext) -> torch.Tensor:
@@ -325,3 +372,40 @@ class Archive:
     def load(cls, path, max_size: int | None = None) -> "Archive":
         from .io import load_array
         return cls(load_array(path).float(), max_size)
+
+
+class _Recording(Denoiser):
+    """``denoiser`` unchanged, writing ``(x, D(x))`` of every call into ``records`` by noise level."""
+
+    def __init__(self, denoiser, records: dict):
+        super().__init__(sigma_min=denoiser.sigma_min, sigma_max=denoiser.sigma_max, sigma_data=denoiser.sigma_data,
+                         sample_shape=denoiser.sample_shape, preset=getattr(denoiser, "preset", None))
+        self.inner, self.records = denoiser, records
+
+    def denoise(self, x, sigma, **cond):
+        d = self.inner(x, sigma, **cond)
+        self.records[float(sigma.reshape(-1)[0])] = (x.detach().cpu(), d.detach().cpu())
+        return d
+
+
+class Pilot:
+    """The model's own iid draws *with their trajectories*, for prior-preserving Particle Guidance
+    (``ParticleGuidance(prior=Pilot(model, 32, seed=..., cond=...))``): every noisy sample and
+    denoised estimate the sampler produced, by noise level, so the particles are compared with the
+    model's own distribution at the noise level they are at. Draw it with the particles' sampler and
+    steps (the same noise levels) and the same condition. ``at(sigma)`` returns ``(x, denoised)``,
+    each ``(m, *sample_shape)``, recorded at the nearest noise level in log sigma; ``samples`` holds
+    the final draws ``(m, *sample_shape)``."""
+
+    def __init__(self, denoiser, m: int, **sample_kwargs):
+        from .api import sample
+        check(int(m) == m and m >= 2, f"a pilot needs at least 2 draws, got {m}")
+        check("guidance" not in sample_kwargs, "a pilot is the model's own iid draws: drop guidance=")
+        records: dict[float, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.samples = sample(_Recording(denoiser, records), int(m), **sample_kwargs)
+        self._sigmas = torch.tensor(sorted(records), dtype=torch.float64)
+        self._records = [records[s] for s in sorted(records)]
+
+    def at(self, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+        i = int((self._sigmas.log() - math.log(max(float(sigma), 1e-12))).abs().argmin())
+        return self._records[i]
