@@ -4,7 +4,8 @@ For each composition and guidance scale: the share of samples in the composition
 (judged by colour rule + the MNIST evaluator, neither trained on compositions) and the total-variation
 distance of the (digit, colour) histogram to the exact scale-1 target p_mix(c) prod_j q_c(y_j).
 
-    python benchmarks/bench_compose_colormnist.py [--n 100] [--scales 1,3,10] [--only m1m2,mn,sub] [--base-guidance 1]
+    python benchmarks/bench_compose_colormnist.py [--n 100] [--scales 1,3,10] [--only m1m2,mn,sub] [--seeds 0,1,2]
+        [--base-guidance 1]
 """
 import argparse
 import time
@@ -30,7 +31,7 @@ def main():
     ap.add_argument("--scales", default="1,3,10")
     ap.add_argument("--steps", type=int, default=None, help="Heun steps (default: the base model's preset)")
     ap.add_argument("--only", default="m1m2,mn,sub")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", default="0", help="comma list of seeds, each a separate run of --n samples")
     ap.add_argument("--base-guidance", type=float, default=0.0,
                     help="set guidance of the ColorMNIST bases against the all-digit set (0: the plain set models)")
     a = ap.parse_args()
@@ -43,14 +44,14 @@ def main():
         target = exact_target(bases, y)
         print(f"{' x '.join(bases)} y={y}: exact scale-1 target "
               f"{ {int(c): round(float(v), 3) for c, v in enumerate(target) if v > 0} }; goal >= {goal:.0%} {label}")
-        for s in scales:
+        for s, seed in [(s, seed) for s in scales for seed in map(int, a.seeds.split(","))]:
             t0 = time.perf_counter()
-            x = sd.sample(sd.compose(models, clf, y=y, guidance_scale=s), a.n, seed=a.seed, steps=a.steps, batch_size=50)
+            x = sd.sample(sd.compose(models, clf, y=y, guidance_scale=s), a.n, seed=seed, steps=a.steps, batch_size=50)
             cls = color_digit_classes(x)
             hist = class_histogram(cls, len(target))
             share = float(hist[goal_classes].sum())
             top = {int(c): round(float(v), 2) for c, v in enumerate(hist) if v >= 0.02}
-            print(f"  scale {s:5.1f}: {label} {share:.1%}  TV to scale-1 target {total_variation(hist, target):.3f}  "
+            print(f"  scale {s:5.1f} seed {seed}: {label} {share:.1%}  TV to scale-1 target {total_variation(hist, target):.3f}  "
                   f"classes {top}  ({time.perf_counter() - t0:.0f} s)", flush=True)
 
 

@@ -95,9 +95,12 @@ def _add_sampling_args(p: argparse.ArgumentParser, n_default: int, model: bool =
     g.add_argument("--embedding", default=None,
                    help="feature space: identity, averagedim, cnn16, cnn64, ro3, edges, style, classifier, "
                         "classifier-probs, classifier:PATH, vgg_noise, vgg_noisero3")
-    g.add_argument("--kernel", default=None, help="rbf, cosine or iou")
+    g.add_argument("--kernel", default=None,
+                   help="rbf, cosine, iou, dot, or label (pg on a class-conditional model: the Potts kernel on "
+                        "class labels, each particle following the model's conditional of its own digit)")
     g.add_argument("--strength", "--pg_factor", dest="strength", type=float, default=None,
-                   help="coefficient of the log-potential (dimensionless; relative to the score norm with --normalize)")
+                   help="coefficient of the log-potential (dimensionless; relative to the score norm with --normalize; "
+                        "with --kernel label the weight of D(x|c) - D(x): 1 is the conditional itself)")
     g.add_argument("--window", default=None, help="LO,HI: the sigma range where the term acts")
     g.add_argument("--on", default=None, choices=["x", "x0"], help="embed the noisy sample (x) or the denoised estimate (x0)")
     g.add_argument("--bandwidth", default=None, help="rbf bandwidth: median, per-particle, sigma, or a number")
@@ -589,6 +592,10 @@ Examples:
     p.add_argument("--guidance-scale", type=float, default=None,
                    help="multiplies the classifier term (default: the composition's benchmarked best, else 1)")
     p.add_argument("--classifier", default=None, help="joint classifier directory (default: the shipped one for these bases)")
+    p.add_argument("--set-guidance", type=float, default=None,
+                   help="ColorMNIST bases: classifier-free guidance of each set against the all-digit set, "
+                        "D(x|S) + w (D(x|S) - D(x|all)); 0 is the plain set model (default: the benchmarked "
+                        "value recorded with the shipped classifier, else 0)")
     _add_sampling_args(p, n_default=16, model=False)
     _add_common(p, "output file: .png grid, .npy/.pt raw tensor in [-1, 1], .npz arrays")
 
@@ -602,17 +609,20 @@ def cmd_compose(a) -> int:
     check(a.n >= 1, f"--n must be at least 1, got {a.n}")
     check(Path(a.out).suffix.lower() in SAMPLE_SUFFIXES, f"--out {a.out}: use a suffix among {', '.join(SAMPLE_SUFFIXES)}")
     check(len(a.base) >= 2, f"--base: give at least 2 base models, got {len(a.base)}")
-    bases = [load(b, device=a.device) for b in a.base]
     clf = load_joint_classifier(a.classifier) if a.classifier else shipped_joint_classifier(a.base)
     key = ",".join(map(str, a.y))
     scale = a.guidance_scale if a.guidance_scale is not None else clf.config.get("default_guidance_scale", {}).get(key, 1.0)
+    w = a.set_guidance if a.set_guidance is not None else clf.config.get("default_set_guidance", 0.0)
+    check(w >= 0, f"--set-guidance must be >= 0, got {w}")
+    bases = [load(b, device=a.device, set_guidance=w) for b in a.base]
     a.model, a.cond, a.class_label = "composition", None, None
     comp = compose(bases, clf.to(a.device), y=tuple(a.y), guidance_scale=scale)
     x, extra, archive = _draw(a, a.seed, model=comp)
     save_samples(x, a.out, **extra)
     if archive is not None:
         archive.add(x).save(a.archive)
-    print(f"wrote {a.n} samples {tuple(x.shape[1:])} of y={tuple(a.y)} (guidance scale {scale:g}) to {a.out}")
+    print(f"wrote {a.n} samples {tuple(x.shape[1:])} of y={tuple(a.y)} (guidance scale {scale:g}"
+          f"{f', set guidance {w:g}' if w else ''}) to {a.out}")
     return 0
 
 
