@@ -5,7 +5,7 @@ For each composition and guidance scale: the share of samples in the composition
 distance of the (digit, colour) histogram to the exact scale-1 target p_mix(c) prod_j q_c(y_j).
 
     python benchmarks/bench_compose_colormnist.py [--n 100] [--scales 1,3,10] [--only m1m2,mn,sub] [--seeds 0,1,2]
-        [--base-guidance 1]
+        [--set-guidance 1]
 """
 import argparse
 import time
@@ -32,14 +32,14 @@ def main():
     ap.add_argument("--steps", type=int, default=None, help="Heun steps (default: the base model's preset)")
     ap.add_argument("--only", default="m1m2,mn,sub")
     ap.add_argument("--seeds", default="0", help="comma list of seeds, each a separate run of --n samples")
-    ap.add_argument("--base-guidance", type=float, default=0.0,
+    ap.add_argument("--set-guidance", type=float, default=0.0,
                     help="set guidance of the ColorMNIST bases against the all-digit set (0: the plain set models)")
     a = ap.parse_args()
     scales = [float(s) for s in a.scales.split(",")]
     for name, bases, y, goal_classes, goal, label in CASES:
         if name not in a.only.split(","):
             continue
-        models = [sd.load(b, set_guidance=a.base_guidance if name != "sub" else 0.0) for b in bases]
+        models = [sd.load(b, set_guidance=a.set_guidance if name != "sub" else 0.0) for b in bases]
         clf = shipped_joint_classifier(bases)
         target = exact_target(bases, y)
         print(f"{' x '.join(bases)} y={y}: exact scale-1 target "

@@ -113,6 +113,23 @@ def test_compose_cli_bad_input(tmp_path, capsys):
     assert "no shipped classifier" in capsys.readouterr().err
     assert main(["compose", "--base", "M1", "M2", "--y", "1", "2", "--out", str(tmp_path / "x.txt")]) == 2
     assert "suffix" in capsys.readouterr().err
+    assert main(["compose", "--base", "M1", "M2", "--y", "1", "1", "--set-guidance", "-1", "--out", str(tmp_path / "x.npy")]) == 2
+    assert "--set-guidance must be >= 0" in capsys.readouterr().err
+    assert main(["compose", "--base", "mnist-0to5", "mnist-4to9", "--y", "1", "2", "--set-guidance", "1",
+                 "--out", str(tmp_path / "x.npy")]) == 2
+    assert "ColorMNIST set models" in capsys.readouterr().err
+
+
+def test_set_guidance_is_cfg_against_the_all_digit_set():
+    """load(set, set_guidance=w) = D(x|S) + w (D(x|S) - D(x|all)) of the set-conditional network,
+    0 the plain set model; compose uses the default recorded with the shipped classifier."""
+    net = sd.load("colormnist-sets")
+    x, s = torch.randn(3, 3, 28, 28), torch.tensor([2.0, 0.5, 5.0])
+    d_s = net(x, s, class_labels=torch.full((3,), SET_ORDER.index("colormnist-m1")))
+    d_all = net(x, s, class_labels=torch.full((3,), SET_ORDER.index("colormnist")))
+    torch.testing.assert_close(sd.load("M1", set_guidance=1.5)(x, s), d_s + 1.5 * (d_s - d_all), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(sd.load("M1", set_guidance=0)(x, s), d_s)
+    assert shipped_joint_classifier(["M1", "M2"]).config["default_set_guidance"] == 1.0
 
 
 def test_colorize_puts_digits_in_their_channel():
