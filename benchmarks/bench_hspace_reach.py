@@ -7,7 +7,7 @@ dilated by one pixel). Prints the L1 reached against the unedited prediction's L
 image (where it starts) and to the source (the prediction's own error, the floor): an attribute that
 h-space can carry closes most of the gap to the floor.
 
-    python benchmarks/bench_hspace_reach.py [--n 8] [--iters 200]
+    python benchmarks/bench_hspace_reach.py [--n 8] [--iters 200] [--sigma-top 80 --levels 0,10,20]
 """
 import argparse
 
@@ -21,19 +21,24 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=8)
     ap.add_argument("--iters", type=int, default=200)
+    ap.add_argument("--sigma-top", type=float, default=10.0, help="invert up to this noise level (default 10, as edits do)")
+    ap.add_argument("--levels", default="10,25,40,50", help="indices (of 60 levels, highest first) to optimise at")
+    ap.add_argument("--only", default="green,thick")
     a = ap.parse_args()
     torch.manual_seed(0)
     model = sd.load("colormnist")
-    sig = edit_sigmas(model, 60)
+    sig = edit_sigmas(model, 60, a.sigma_top)
     levels = sig[:-1].tolist()
     hs = HSpace(model)
     for attr, edit in (("green", to_green), ("thick", dilate)):
+        if attr not in a.only.split(","):
+            continue
         src = attribute_data(attr, "heldout")[0]
         x0 = src[torch.randperm(len(src), generator=torch.Generator().manual_seed(0))[:a.n]]
         target = edit(x0)
         _, path = invert(model, x0, sig, return_path=True)
         print(f"{attr}: per-image free delta-h, {a.iters} Adam steps, L1 of the prediction")
-        for k in (10, 25, 40, 50):
+        for k in map(int, a.levels.split(",")):
             s, x = levels[k], path[k]
             with torch.no_grad():
                 d = model(x, s)

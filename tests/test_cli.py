@@ -98,6 +98,16 @@ def test_particle_methods_from_the_cli(tiny_ckpt, tmp_path):
         main(["sample", "--model", str(tiny_ckpt), "--n", "3", "--steps", "3", "--method", "pg", "--embedding", "identity",
               "--archive", str(arch), "--out", str(tmp_path / "a.npy"), "--quiet"])
     assert np.load(arch).shape == (6, 1, 8, 8)
+    strat = tmp_path / "strat.npy"
+    for _ in range(2):
+        assert main(["sample", "--model", str(tiny_ckpt), "--n", "3", "--steps", "2", "--method", "stratified",
+                     "--candidates", "3", "--embedding", "identity", "--out", str(strat), "--quiet"]) == 0
+        first = np.load(strat) if _ == 0 else first
+    np.testing.assert_array_equal(np.load(strat), first)          # same seed, same selection
+    pool = tmp_path / "pool.npy"
+    main(["sample", "--model", str(tiny_ckpt), "--n", "9", "--steps", "2", "--out", str(pool), "--quiet"])
+    # every kept sample is one of the 3 x 3 iid draws of the same seed
+    assert all(np.abs(np.load(pool) - row).reshape(9, -1).max(1).min() < 1e-4 for row in np.load(strat))
     assert main(["repulse", "--method", "repulsive", "--model", "ro3", "--strength", "10", "--nparticles", "3",
                  "--diffusion-model", str(tiny_ckpt), "--out", str(tmp_path / "r.npy"), "--quiet"]) == 0
 
@@ -107,6 +117,11 @@ def test_particle_methods_from_the_cli(tiny_ckpt, tmp_path):
     (["--method", "pg", "--kernel", "laplace"], "unknown kernel 'laplace'"),
     (["--method", "pg", "--window", "1"], "--window '1'"),
     (["--corrector-plan", "langevin:0-1"], "--corrector-plan needs --sampler pc"),
+    (["--method", "stratified", "--strength", "3"], "--method stratified selects from iid draws"),
+    (["--method", "stratified", "--candidates", "0"], "--candidates must be >= 1"),
+    (["--method", "stratified", "--prior-samples", "8"], "--prior-samples is for --method pg"),
+    (["--method", "pg", "--embedding", "identity", "--prior-samples", "1"], "--prior-samples must be >= 2"),
+    (["--method", "pg", "--kernel", "label"], "use a classifier of the model's classes"),
 ])
 def test_bad_particle_options(tiny_ckpt, tmp_path, capsys, args, message):
     assert main(["sample", "--model", str(tiny_ckpt), "--n", "2", "--steps", "2", "--out", str(tmp_path / "x.npy"),

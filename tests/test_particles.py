@@ -334,3 +334,4 @@ def test_label_kernel_clear_errors():
         sd.sample(m, 4, seed=0, steps=4, guidance=[ParticleGuidance(embedding="identity", kernel="label", on="x")])
     with pytest.raises(SteerdiffError, match="Repulsion"):
         sd.guided(m, Repulsion(embedding=m.probs, kernel="label", on="x"))
+    assert sd.guided(m, ParticleGuidance(embedding=m.probs, kernel="label")).terms[0].on == "x"   # unset: x

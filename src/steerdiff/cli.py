@@ -18,7 +18,7 @@ to --out, whose suffix picks the format: .png an image grid, .npy/.pt the raw te
   steerdiff sample --model mnist --n 16 --seed 0 --out digits.png
   steerdiff sample --model mnist --n 10 --method pg --seed 0 --out diverse.png
   steerdiff evaluate --model mnist --method pg --n 10 --batches 20 --out pg.json
-  steerdiff report --model mnist --strengths 0,30,100,300 --out report/
+  steerdiff report --model mnist --strengths 0,0.5,1,2 --out report/
   steerdiff train --dataset mnist --out runs/mnist --steps 20000
   steerdiff train-classifier --kind label --dataset mnist --out runs/evaluator
 """
@@ -231,6 +231,11 @@ def _draw(a, seed: int, model=None, frames=None):
     if a.method == "stratified":
         from .stratified import stratified_sample
         check(a.candidates >= 1, f"--candidates must be >= 1 (iid draws per kept sample), got {a.candidates}")
+        unused = [f"--{k.replace('_', '-')}" for k in ("kernel", "strength", "window", "on", "bandwidth", "bandwidth_scale",
+                                                      "weight", "project", "normalize", "archive")
+                  if getattr(a, k, None) is not None]
+        check(not unused, f"{', '.join(unused)}: --method stratified selects from iid draws and takes only "
+                          "--candidates and --embedding; drop them or use --method pg")
         x = stratified_sample(model, a.n, candidates=a.candidates, embedding=a.embedding, seed=seed, cond=cond,
                               sampler=a.sampler, steps=a.steps, batch_size=a.batch_size, progress=not a.quiet, **kwargs)
         return x, extra, archive
@@ -437,12 +442,16 @@ Sweep the particle strength (strength 0 is iid sampling with the same seeds) and
 setting; write to the directory --out: an image grid per setting, diversity-against-quality and
 PCA-of-features plots, heatmaps for --vs sweeps, report.json and a self-contained index.html.
 
-  steerdiff report --model mnist --out report/ --strengths 0,30,100,300 --batches 8
-  steerdiff report --model mnist --out report/ --vs kernel:dot,rbf --strengths 0,100
-  steerdiff report --model mnist --out report/ --vs churn:0,10,40 --sampler heun""")
+  steerdiff report --model mnist --out report/ --strengths 0,0.5,1,2 --batches 8
+  steerdiff report --model mnist --out report/ --kernel dot --vs on:x,x0 --strengths 0,30,100
+  steerdiff report --model mnist --out report/ --vs churn:0,10,40 --sampler heun
+
+With --kernel label (the mnist preset) the strength weighs D(x|c) - D(x): 1 is the class
+conditional itself, so sweep 0..2; the gradient kernels take strengths in the tens to hundreds.""")
     p.add_argument("--model", default="mnist", help="shipped model or checkpoint (default mnist)")
     p.add_argument("--method", default="pg", choices=["pg", "repulsive"], help="particle method (default pg)")
-    p.add_argument("--strengths", default="0,10,30,100,300", help="comma-separated strengths (default 0,10,30,100,300)")
+    p.add_argument("--strengths", default=None,
+                   help="comma-separated strengths (default 0,0.5,1,2 for --kernel label, else 0,10,30,100,300)")
     p.add_argument("--vs", default=None, help="second sweep PARAM:V1,V2 over a particle setting (kernel, embedding, "
                                                "on, weight, bandwidth_scale, ...) or churn / steps / sampler")
     p.add_argument("--n", "--particles", "--nparticles", dest="n", type=int, default=10, help="particles per batch (default 10)")
@@ -465,6 +474,9 @@ def cmd_report(a) -> int:
     from .models import load
     from .report import parse_vs, run_report
     model = load(a.model, device=a.device)
+    if a.strengths is None:
+        kernel = a.kernel or ((model.preset or {}).get("particles", {}).get(a.method, {}).get("kernel"))
+        a.strengths = "0,0.5,1,2" if kernel == "label" else "0,10,30,100,300"
     try:
         strengths = [float(v) for v in a.strengths.split(",") if v]
     except ValueError:

@@ -94,6 +94,8 @@ class _ParticleTerm:
         t._phi = get_embedding(t.embedding)
         t._k = get_kernel(t.kernel)
         if t._k is label:
+            if self.on is None:
+                t.on = "x"      # the label kernel reads the noisy sample; no x0 default applies to it
             t._check_label_kernel(denoiser)
         t.needs_x0 = t.on == "x0"
         # whether guide() reads the base denoiser's output (the estimate, or the score through it)
@@ -102,10 +104,10 @@ class _ParticleTerm:
         return t
 
     def _check_label_kernel(self, denoiser) -> None:
-        check(self.preset_key == "pg", "kernel='label' is for ParticleGuidance: Repulsion needs a differentiable kernel")
         check(getattr(denoiser, "num_classes", None) is not None,
               "kernel='label' samples each particle from the model's class conditional: it needs a class-conditional "
               "model (one trained with label dropout, such as 'mnist'); use kernel='dot' on this one")
+        check(self.preset_key == "pg", "kernel='label' is for ParticleGuidance: Repulsion needs a differentiable kernel")
         check(self.on == "x", "kernel='label' reads the class probabilities of the noisy sample: use on='x'")
         check(not (self.project or self.normalize or self.clip or self.archive is not None or self.subset or self.prior is not None),
               "kernel='label' moves particles through the model's own conditionals, not by a force: drop "
@@ -180,7 +182,9 @@ class _ParticleTerm:
 
 class ParticleGuidance(_ParticleTerm):
     """Particle Guidance (see module docstring). Unset arguments come from the model's preset
-    (``config.json`` -> ``preset.particles.pg``), then from :data:`DEFAULTS`."""
+    (``config.json`` -> ``preset.particles.pg``), then from :data:`DEFAULTS`. With ``kernel="label"``
+    (class-conditional models) the potential is the Potts kernel on class labels, sampled through
+    the model's own conditionals (:meth:`_label_guide`) instead of differentiated."""
     preset_key = "pg"
 
     def guide(self, ctx: GuideContext) -> torch.Tensor:
