@@ -34,8 +34,10 @@ def main():
     ap.add_argument("--seeds", default="0", help="comma list of seeds, each a separate run of --n samples")
     ap.add_argument("--set-guidance", type=float, default=0.0,
                     help="set guidance of the ColorMNIST bases against the all-digit set (0: the plain set models)")
+    ap.add_argument("--bases-alone", action="store_true", help="also sample each base alone (its own class histogram)")
     a = ap.parse_args()
-    scales = [float(s) for s in a.scales.split(",")]
+    scales = [float(s) for s in a.scales.split(",") if s]
+    alone = set()
     for name, bases, y, goal_classes, goal, label in CASES:
         if name not in a.only.split(","):
             continue
@@ -44,6 +46,12 @@ def main():
         target = exact_target(bases, y)
         print(f"{' x '.join(bases)} y={y}: exact scale-1 target "
               f"{ {int(c): round(float(v), 3) for c, v in enumerate(target) if v > 0} }; goal >= {goal:.0%} {label}")
+        for b, model in zip(bases, models) if a.bases_alone else ():
+            if b in alone:
+                continue
+            alone.add(b)
+            hist = class_histogram(color_digit_classes(sd.sample(model, a.n, seed=int(a.seeds.split(",")[0]), steps=a.steps)), len(target))
+            print(f"  {b} alone: classes { {int(c): round(float(v), 2) for c, v in enumerate(hist) if v >= 0.02} }", flush=True)
         for s, seed in [(s, seed) for s in scales for seed in map(int, a.seeds.split(","))]:
             t0 = time.perf_counter()
             x = sd.sample(sd.compose(models, clf, y=y, guidance_scale=s), a.n, seed=seed, steps=a.steps, batch_size=50)

@@ -19,7 +19,7 @@ import steerdiff as sd
 from steerdiff.classifier import load_classifier
 from steerdiff.compose_eval import ink
 from steerdiff.errors import SteerdiffError
-from steerdiff.edit import apply_edit, attribute_data, dilate, edit_sigmas, invert, load_edit, to_green
+from steerdiff.edit import apply_edit, attribute_data, conf_sigmas, dilate, invert, load_edit, to_green
 from steerdiff.quality import classify
 
 
@@ -28,7 +28,7 @@ def held_out(model, attribute, n, seed=0, edit=None):
     conf = load_edit(edit or attribute)[1]
     src, _, labels = attribute_data(attribute, "heldout")
     pick = torch.randperm(len(src), generator=torch.Generator().manual_seed(seed))[:n]
-    sig = edit_sigmas(model, conf.get("edit_steps", 60))
+    sig = conf_sigmas(model, conf)
     return src[pick], labels[pick], invert(model, src[pick], sig), sig
 
 

@@ -5,7 +5,9 @@ quality L2 for deterministic (Heun), stochastic (Heun with churn) and Particle G
 horizontal (p(right) = 0.7, >= 400 predictions per method, conditioned on the digit arriving at the
 centre, where the direction is drawn): estimated p(right) with its 95% interval,
 the share of particle pairs in a batch that disagree in direction, and L2, for deterministic,
-stochastic, PG, prior-preserving PG and stratified selection (from 4 x 8 iid draws).
+stochastic, PG, prior-preserving PG and stratified selection (from 4 x 8 iid draws); for horizontal also
+the model's own p(right) from the 32 deterministic draws per condition that stratified selection
+chooses from (1,600 predictions).
 
     python benchmarks/bench_moving.py [--circle circle] [--horizontal horizontal] [--batches 50]
 
@@ -50,7 +52,9 @@ def main():
     ap.add_argument("--batches", type=int, default=50, help="batches of 8 per method (default 50: 400 predictions)")
     ap.add_argument("--pg", default="", help="extra PG options, e.g. '--strength 30 --window 0.5,80'")
     ap.add_argument("--skip", default="", help="comma list of tasks to skip (circle, horizontal)")
-    ap.add_argument("--methods", default="deterministic,stochastic,pg,pg-prior,stratified", help="comma list of methods to run")
+    ap.add_argument("--methods", default="deterministic,pool,stochastic,pg,pg-prior,stratified",
+                    help="comma list of methods to run (pool: deterministic, 32 per condition: the model's own p(right) "
+                         "from 4x the predictions, the very draws stratified selection chooses from)")
     a = ap.parse_args()
     pg = ["--method", "pg", *a.pg.split()]
     with tempfile.TemporaryDirectory() as tmp:
@@ -69,7 +73,7 @@ def main():
         if "horizontal" not in a.skip:
             print(f"horizontal, p(right) 0.7, {a.batches * 8} predictions per method, the digit arriving at the centre "
                   "(alternately from the left and the right)")
-            for name, extra in (("deterministic", []), ("stochastic", CHURN), ("pg", pg),
+            for name, extra in (("deterministic", []), ("pool", ["--n", "32"]), ("stochastic", CHURN), ("pg", pg),
                                 ("pg-prior", [*pg, "--prior-samples", "32"]), ("stratified", STRATIFIED)):
                 if name not in a.methods.split(","):
                     continue

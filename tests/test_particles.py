@@ -335,3 +335,24 @@ def test_label_kernel_clear_errors():
     with pytest.raises(SteerdiffError, match="Repulsion"):
         sd.guided(m, Repulsion(embedding=m.probs, kernel="label", on="x"))
     assert sd.guided(m, ParticleGuidance(embedding=m.probs, kernel="label")).terms[0].on == "x"   # unset: x
+
+
+def test_label_kernel_is_one_network_call_at_strength_one():
+    """Strength 1: the guided estimate is D(x | c) with the assigned labels, from one base call
+    (no unconditional call); strength 0.5: D + 0.5 (D(x | c) - D)."""
+    m = _class_gmm()
+    calls = []
+    orig = m.denoise
+
+    def counting(x, sigma, class_labels=None, **cond):
+        calls.append(class_labels)
+        return orig(x, sigma, class_labels=class_labels, **cond)
+    m.denoise = counting
+    x, s = torch.randn(5, 2, dtype=torch.float64) * 0.8, torch.full((5,), 0.7, dtype=torch.float64)
+    labels = kernels.assign_labels(m.probs(x, s))
+    assert sorted(labels.tolist()) == [0, 1, 2, 3, 4]
+    full = sd.guided(m, ParticleGuidance(embedding=m.probs, kernel="label", strength=1.0))(x, s)
+    assert len(calls) == 1 and torch.equal(calls[0], labels)
+    torch.testing.assert_close(full, orig(x, s, class_labels=labels))
+    half = sd.guided(m, ParticleGuidance(embedding=m.probs, kernel="label", strength=0.5))(x, s)
+    torch.testing.assert_close(half, orig(x, s) + 0.5 * (orig(x, s, class_labels=labels) - orig(x, s)))

@@ -670,6 +670,8 @@ delta per noise level).
     p.add_argument("--steps", type=int, default=300, help="optimizer steps (default 300)")
     p.add_argument("--images", type=int, default=256, help="training images (default 256)")
     p.add_argument("--loss", default="paired", choices=["paired", "direction"], help="training loss (default paired)")
+    p.add_argument("--sigma-top", type=float, default=10.0,
+                   help="invert the digits up to this noise level (default 10; the model's sigma_max is 80)")
     p.add_argument("--sigma-edit", type=float, default=None,
                    help="lower end of the editing interval (default: chosen from the measured curves)")
     p.add_argument("--lr", type=float, default=2e-3, help="learning rate (default 2e-3)")
@@ -681,11 +683,12 @@ delta per noise level).
 def cmd_train_edit(a) -> int:
     import torch
 
-    from .edit import (RECON_SPACE, attribute_data, calibrate_strength, edit_features, edit_sigmas, global_direction,
+    from .edit import (RECON_SPACE, attribute_data, calibrate_strength, conf_sigmas, edit_features, global_direction,
                        prototype_direction, save_edit, train_edit)
     from .errors import check
     from .training import command_line
     check(a.images >= 1 and a.steps >= 1, f"--images and --steps must be at least 1, got {a.images} and {a.steps}")
+    check(a.sigma_top > 0, f"--sigma-top must be a positive noise level, got {a.sigma_top}")
     model = _edit_model(a.model)
     sources, targets, _ = attribute_data(a.attribute, "train")         # target i is source i edited
     pick = torch.randperm(len(sources), generator=torch.Generator().manual_seed(a.seed))
@@ -696,14 +699,15 @@ def cmd_train_edit(a) -> int:
         direction, paired = prototype_direction(edit_features, sources[pick[:1000]], targets[pick[:1000]]), None
     delta, info = train_edit(model, src, direction, target=paired, kind=a.net, steps=a.steps, lr=a.lr,
                              recon_weight=a.recon_weight, sigma_edit=a.sigma_edit, seed=a.seed, progress=not a.quiet,
-                             recon_space=RECON_SPACE[a.attribute])
-    cal = calibrate_strength(model, delta, src[:32], tgt[:32], info["intervals"], info["edit_steps"], seed=a.seed)
+                             recon_space=RECON_SPACE[a.attribute], sigma_top=a.sigma_top)
+    cal = calibrate_strength(model, delta, src[:32], tgt[:32], info["intervals"], info["edit_steps"], seed=a.seed,
+                             sigma_top=a.sigma_top)
     conf = {"attribute": a.attribute, "model": a.model, "loss": a.loss, "intervals": info["intervals"],
             "strength": cal["strength"], "strength_l1": cal["l1"], "curves": info["curves"],
-            "edit_steps": info["edit_steps"], "losses": info["losses"], "command": command_line()}
+            "edit_steps": info["edit_steps"], "sigma_top": a.sigma_top, "losses": info["losses"], "command": command_line()}
     save_edit(a.out, delta, conf)
     if a.global_dir:
-        save_edit(Path(a.out) / "global", global_direction(model, delta, src, edit_sigmas(model, info["edit_steps"])),
+        save_edit(Path(a.out) / "global", global_direction(model, delta, src, conf_sigmas(model, conf)),
                   {**conf, "global_of": str(a.out)})
     i = info["intervals"]
     print(f"editing interval sigma >= {i['sigma_edit']:.3g}, quality boosting sigma <= {i['sigma_boost']:.3g}, "
@@ -735,7 +739,7 @@ opposite direction), and write an .npz with 'source' and 'edited' arrays (N, 3, 
 def cmd_edit(a) -> int:
     import torch
 
-    from .edit import apply_edit, attribute_data, edit_sigmas, invert, load_edit
+    from .edit import apply_edit, attribute_data, conf_sigmas, invert, load_edit
     from .errors import check
     from .io import save_samples
     check((a.attribute is None) != (a.edit is None), "give --attribute (green, thick) or --edit DIR")
@@ -747,7 +751,7 @@ def cmd_edit(a) -> int:
     g = torch.Generator().manual_seed(a.seed)
     pick = torch.randperm(len(src), generator=g)[:a.n]
     x0, labels = src[pick], labels[pick]
-    sig = edit_sigmas(model, conf.get("edit_steps", 60))
+    sig = conf_sigmas(model, conf)
     strength = conf.get("strength", 1.0) if a.strength is None else a.strength
     edited = apply_edit(model, invert(model, x0, sig), sig, delta, conf, strength=strength, seed=a.seed, boost=not a.no_boost)
     if a.out.endswith(".npz"):

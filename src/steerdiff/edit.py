@@ -155,6 +155,11 @@ def edit_sigmas(denoiser, steps: int = 60, sigma_top: float | None = 10.0) -> to
     return get_sigmas_karras(steps, denoiser.sigma_min, top)
 
 
+def conf_sigmas(denoiser, conf: dict) -> torch.Tensor:
+    """The editing schedule an edit was trained on (its config's ``edit_steps`` and ``sigma_top``)."""
+    return edit_sigmas(denoiser, conf.get("edit_steps", 60), conf.get("sigma_top", 10.0))
+
+
 @torch.no_grad()
 def invert(denoiser, x0: torch.Tensor, sigmas: torch.Tensor, cond: dict | None = None, return_path: bool = False,
            refine: int = 2):
@@ -277,7 +282,8 @@ def directional_loss(features, edited: torch.Tensor, original: torch.Tensor, dir
 def train_edit(denoiser, source: torch.Tensor, direction: torch.Tensor, *, features=edit_features, kind: str = "conv",
                steps: int = 300, batch_size: int = 8, lr: float = 2e-3, recon_weight: float = 1.0, edit_steps: int = 60,
                sigma_edit: float | None = None, cond: dict | None = None, seed: int = 0, progress: bool = True,
-               curve_features=perceptual_features, recon_space=None, target=None) -> tuple[DeltaH, dict]:
+               curve_features=perceptual_features, recon_space=None, target=None,
+               sigma_top: float | None = 10.0) -> tuple[DeltaH, dict]:
     """Learn a delta-h network for ``source`` images ``(N, ...)``, trained along the edit's own
     trajectories (from the inverted top level down through the editing interval) with one of two losses:
 
@@ -290,14 +296,15 @@ def train_edit(denoiser, source: torch.Tensor, direction: torch.Tensor, *, featu
       colour swap, an editing tool's output) into h-space, where it then works on any image, per image
       or as a global direction.
 
-    ``curve_features`` is the distance space of the interval curves. Returns ``(delta, info)``
-    (losses, intervals, curves)."""
+    ``curve_features`` is the distance space of the interval curves; ``sigma_top`` the level the
+    sources are inverted to (:func:`edit_sigmas`). Returns ``(delta, info)`` (losses, intervals,
+    curves, the schedule's ``edit_steps`` and ``sigma_top``)."""
     check((direction is None) != (target is None), "train_edit needs a direction (directional loss) or paired "
                                                    "targets (paired loss), not both")
     check(target is None or target.shape == source.shape,
           f"paired targets {tuple(target.shape) if target is not None else ''} must match the sources {tuple(source.shape)}")
     cond = cond or {}
-    sigmas = edit_sigmas(denoiser, edit_steps)
+    sigmas = edit_sigmas(denoiser, edit_steps, sigma_top)
     curves = interval_curves(denoiser, source[: min(16, len(source))], sigmas, curve_features, cond)
     intervals = choose_intervals(curves)
     if sigma_edit is not None:
@@ -344,17 +351,19 @@ def train_edit(denoiser, source: torch.Tensor, direction: torch.Tensor, *, featu
             x = d_edit.detach() + s_next * (x - d) / s
     bar.close()
     delta.eval().requires_grad_(False)
-    return delta, {"losses": losses, "intervals": intervals, "curves": curves, "edit_steps": edit_steps}
+    return delta, {"losses": losses, "intervals": intervals, "curves": curves, "edit_steps": edit_steps,
+                   "sigma_top": sigma_top}
 
 
 @torch.no_grad()
 def calibrate_strength(denoiser, delta: DeltaH, source: torch.Tensor, target: torch.Tensor, intervals: dict,
-                       edit_steps: int = 60, strengths=(0.25, 0.5, 0.75, 1.0, 1.25), seed: int = 0) -> dict:
+                       edit_steps: int = 60, strengths=(0.25, 0.5, 0.75, 1.0, 1.25), seed: int = 0,
+                       sigma_top: float | None = 10.0) -> dict:
     """The strength whose edits of ``source`` land closest (pixel L1) to the paired ``target``: the
     per-level loss does not see how the edit accumulates over the interval (measured on thick digits:
     strength 1 overshoots), so the default strength is chosen on training images. Returns
     ``{"strength": best, "l1": {strength: L1}}``."""
-    sigmas = edit_sigmas(denoiser, edit_steps)
+    sigmas = edit_sigmas(denoiser, edit_steps, sigma_top)
     x = invert(denoiser, source, sigmas)
     l1 = {float(c): float((apply_edit(denoiser, x, sigmas, delta, {"intervals": intervals}, strength=c, seed=seed)
                            - target).abs().mean()) for c in strengths}

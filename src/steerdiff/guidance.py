@@ -11,7 +11,9 @@ inside, so the wrapper works under ``@torch.no_grad`` samplers (steerdiff's and 
 
 A term is either a plain callable ``g(x, sigma, **cond) -> tensor like x`` (always on, weight 1)
 or an object with ``weight_at(sigma) -> float`` and ``guide(ctx) -> tensor like x`` (the particle
-terms), which may set ``needs_x0 = True`` to receive the denoised estimate with its graph to ``x``.
+terms), which may set ``needs_x0 = True`` to receive the denoised estimate with its graph to ``x``,
+and ``swaps_base = True`` with ``base_cond(x, sigma, cond) -> cond'`` when its full-weight estimate
+is the base denoiser under another condition (then that one call replaces the base call).
 """
 from __future__ import annotations
 
@@ -93,12 +95,18 @@ class Guided(Denoiser):
             return (self.base(x, sigma, **cond) if need_base else None), None
         needs_x0 = any(getattr(t, "needs_x0", False) for t, _ in active)
         run_base = need_base or any(getattr(t, "needs_base", False) for t, _ in active)
+        # a term whose full-weight estimate is the base under another condition (PG's label kernel:
+        # D + (D(x | c) - D) = D(x | c)) supplies that condition: one network call instead of two
+        swap = next((t for t, w in active if w == 1.0 and getattr(t, "swaps_base", False)), None)
         with torch.enable_grad():
             xg = x.detach().requires_grad_(needs_x0)
-            d = self.base(xg, sigma, **cond) if run_base else None
+            base_cond = cond if swap is None else swap.base_cond(x.detach(), sigma, cond)
+            d = self.base(xg, sigma, **base_cond) if run_base or swap is not None else None
             ctx = GuideContext(xg, sigma, d, cond, self.base)
             g = torch.zeros_like(x)
             for t, w in active:
+                if t is swap:
+                    continue
                 gk = t.guide(ctx) if hasattr(t, "guide") else t(x.detach(), sigma, **cond)
                 check(gk.shape == x.shape, f"a guidance term returned shape {tuple(gk.shape)} for x of shape {tuple(x.shape)}")
                 g = g + w * gk.detach().to(x.dtype)

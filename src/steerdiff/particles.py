@@ -98,6 +98,7 @@ class _ParticleTerm:
                 t.on = "x"      # the label kernel reads the noisy sample; no x0 default applies to it
             t._check_label_kernel(denoiser)
         t.needs_x0 = t.on == "x0"
+        t.swaps_base = t._k is label
         # whether guide() reads the base denoiser's output (the estimate, or the score through it)
         t.needs_base = t.needs_x0 or t._k is label or bool(t.project or t.normalize or t.clip or getattr(t, "share_score", False))
         schedule_weight(t.weight, t.window[1], t.window)  # validates the schedule name now, not mid-sampling
@@ -212,6 +213,23 @@ class ParticleGuidance(_ParticleTerm):
         return self._finish(ctx, -grad)
 
 
+    def base_cond(self, x: torch.Tensor, sigma: torch.Tensor, cond: dict) -> dict:
+        """``cond`` with each particle's assigned class: at strength 1 the guided estimate is the base
+        denoiser under it (:class:`~steerdiff.guidance.Guided` then makes one network call)."""
+        return {**cond, "class_labels": self._labels(x, sigma, cond)}
+
+    def _labels(self, x: torch.Tensor, sigma: torch.Tensor, cond: dict) -> torch.Tensor:
+        check(cond.get("class_labels") is None, "kernel='label' chooses each particle's class itself: drop class_labels")
+        with torch.no_grad():
+            probs = self._phi(x, sigma).flatten(1)
+        check(probs.shape[1] == self._num_classes,
+              f"kernel='label': the embedding gives {probs.shape[1]} values per particle but the model has "
+              f"{self._num_classes} classes: use a classifier of the model's classes (embedding='classifier-probs')")
+        if distributed.active():
+            n, off = len(x), distributed.offset(len(x))
+            return assign_labels(distributed.all_gather(probs))[off:off + n]
+        return assign_labels(probs)
+
     def _label_guide(self, ctx: GuideContext) -> torch.Tensor:
         """The Potts kernel on class labels, sampled in label space: PG's joint over particles and
         their labels ``prod_i p(x_i, c_i) exp(-strength' sum_{i<j} [c_i = c_j])`` at infinite
@@ -221,20 +239,9 @@ class ParticleGuidance(_ParticleTerm):
         where a classifier's gradient does not. Returns ``(D(x | c) - D(x)) / sigma^2``, so
         ``strength`` 1 makes the sampler see exactly ``D(x | c)`` (above 1: classifier-free guidance
         toward ``c``)."""
-        check(ctx.cond.get("class_labels") is None, "kernel='label' chooses each particle's class itself: drop class_labels")
         x = ctx.x.detach()
         with torch.no_grad():
-            probs = self._phi(x, ctx.sigma).flatten(1)
-        check(probs.shape[1] == self._num_classes,
-              f"kernel='label': the embedding gives {probs.shape[1]} values per particle but the model has "
-              f"{self._num_classes} classes: use a classifier of the model's classes (embedding='classifier-probs')")
-        if distributed.active():
-            n = len(x)
-            labels = assign_labels(distributed.all_gather(probs))[distributed.offset(n):distributed.offset(n) + n]
-        else:
-            labels = assign_labels(probs)
-        with torch.no_grad():
-            d_c = ctx.base(x, ctx.sigma, **{**ctx.cond, "class_labels": labels})
+            d_c = ctx.base(x, ctx.sigma, **self.base_cond(x, ctx.sigma, ctx.cond))
         return (d_c - ctx.denoised.detach()) / ctx.sigma.reshape(-1, *([1] * (x.ndim - 1))) ** 2
 
     def _distributed_grad(self, feats: torch.Tensor, leaf: torch.Tensor, ctx: GuideContext) -> torch.Tensor:
