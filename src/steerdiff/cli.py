@@ -810,9 +810,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    from .distributed import init_from_env, shutdown
+    joined = False
     try:
-        from .distributed import init_from_env
-        init_from_env(getattr(args, "device", "cpu"))
+        joined = init_from_env(getattr(args, "device", "cpu"))
         return COMMANDS[args.command](args)
     except SteerdiffError as e:
         print(f"steerdiff {args.command}: error: {e}", file=sys.stderr)
@@ -820,3 +821,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"steerdiff {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if joined:
+            shutdown()

@@ -38,6 +38,13 @@ def init_from_env(device: str = "cpu") -> bool:
     return True
 
 
+def shutdown() -> None:
+    """Leave the process group (if one is initialised): a process that exits with it still open can
+    abort in gloo's teardown ("terminate called without an active exception")."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def share(n: int, rank: int | None = None, size: int | None = None) -> tuple[int, int]:
     """The slice ``[lo, hi)`` of ``n`` particles this rank owns (sizes differ by at most one)."""
     r, w = world()
