@@ -42,8 +42,8 @@ import torch
 
 from . import distributed
 from .embeddings import get_embedding
-from .errors import check
 from .denoisers import Denoiser
+from .errors import check
 from .guidance import GuideContext, schedule_weight
 from .kernels import assign_labels, get_kernel, label, rbf
 
@@ -211,7 +211,6 @@ class ParticleGuidance(_ParticleTerm):
             potential = potential - n / kp.shape[1] * kp.sum()
         grad, = torch.autograd.grad(potential, leaf, retain_graph=self.on == "x0")
         return self._finish(ctx, -grad)
-
 
     def base_cond(self, x: torch.Tensor, sigma: torch.Tensor, cond: dict) -> dict:
         """``cond`` with each particle's assigned class: at strength 1 the guided estimate is the base
@@ -412,10 +411,12 @@ class Pilot:
         from .api import sample
         check(int(m) == m and m >= 2, f"a pilot needs at least 2 draws, got {m}")
         check("guidance" not in sample_kwargs, "a pilot is the model's own iid draws: drop guidance=")
+        check(sample_kwargs.get("batch_size") is None, "a pilot records whole trajectories: drop batch_size=")
         records: dict[float, tuple[torch.Tensor, torch.Tensor]] = {}
         self.samples = sample(_Recording(denoiser, records), int(m), **sample_kwargs)
         self._sigmas = torch.tensor(sorted(records), dtype=torch.float64)
-        self._records = [records[s] for s in sorted(records)]
+        # under torchrun each rank drew its share: every rank keeps the whole pilot, in rank order
+        self._records = [tuple(distributed.all_gather(t) for t in records[s]) for s in sorted(records)]
 
     def at(self, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
         i = int((self._sigmas.log() - math.log(max(float(sigma), 1e-12))).abs().argmin())
