@@ -19,17 +19,21 @@ def torchrun(nproc: int, args: list[str], tmp_path) -> subprocess.CompletedProce
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path, check=False)
 
 
-@pytest.mark.parametrize("method,extra", [("pg", ["--strength", "4"]), ("repulsive", ["--strength", "40"])])
-def test_torchrun_equals_one_process(tmp_path, method, extra):
-    """7 particles on the ring under PG / SVGD repulsion: 2 processes (an uneven 3 + 4 split) give the
-    one-process particles to 1e-5."""
+@pytest.mark.parametrize("method,extra,atol", [("pg", ["--strength", "4"], 1e-5), ("repulsive", ["--strength", "40"], 1e-5),
+                                               ("pg", ["--strength", "4", "--prior-samples", "6"], 2e-4)])
+def test_torchrun_equals_one_process(tmp_path, method, extra, atol):
+    """7 particles on the ring under PG / SVGD repulsion / PG with a pilot: 2 processes (an uneven
+    3 + 4 split) give the one-process particles to 1e-5. With a pilot, to 2e-4: the pilot is
+    identical (checked bit for bit), but its early denoised estimates all sit near the mixture mean,
+    so the RBF bandwidth is ~1e-4 and the 1e-8 round-off of batched float32 sums (3 + 4 rows against
+    7) is amplified along the trajectory (measured 7.6e-5)."""
     args = ["sample", "--model", "ring", "--particles", "7", "--method", method, *extra, "--seed", "3", "--quiet"]
     assert main([*args, "--out", str(tmp_path / "one.npy")]) == 0
     run = torchrun(2, [*args, "--out", str(tmp_path / "two.npy")], tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     one, two = np.load(tmp_path / "one.npy"), np.load(tmp_path / "two.npy")
     assert one.shape == two.shape == (7, 2)
-    np.testing.assert_allclose(two, one, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(two, one, atol=atol, rtol=0)
     iid = tmp_path / "iid.npy"
     assert main(["sample", "--model", "ring", "--n", "7", "--seed", "3", "--quiet", "--out", str(iid)]) == 0
     assert np.abs(np.load(iid) - one).max() > 1e-2          # the particle term did act
