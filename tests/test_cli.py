@@ -98,12 +98,13 @@ def test_particle_methods_from_the_cli(tiny_ckpt, tmp_path):
         main(["sample", "--model", str(tiny_ckpt), "--n", "3", "--steps", "3", "--method", "pg", "--embedding", "identity",
               "--archive", str(arch), "--out", str(tmp_path / "a.npy"), "--quiet"])
     assert np.load(arch).shape == (6, 1, 8, 8)
-    strat = tmp_path / "strat.npy"
-    for _ in range(2):
+    runs = []
+    for name in ("strat1.npy", "strat2.npy"):
         assert main(["sample", "--model", str(tiny_ckpt), "--n", "3", "--steps", "2", "--method", "stratified",
-                     "--candidates", "3", "--embedding", "identity", "--out", str(strat), "--quiet"]) == 0
-        first = np.load(strat) if _ == 0 else first
-    np.testing.assert_array_equal(np.load(strat), first)          # same seed, same selection
+                     "--candidates", "3", "--embedding", "identity", "--out", str(tmp_path / name), "--quiet"]) == 0
+        runs.append(np.load(tmp_path / name))
+    np.testing.assert_array_equal(runs[0], runs[1])               # same seed, same selection
+    strat = tmp_path / "strat1.npy"
     pool = tmp_path / "pool.npy"
     main(["sample", "--model", str(tiny_ckpt), "--n", "9", "--steps", "2", "--out", str(pool), "--quiet"])
     # every kept sample is one of the 3 x 3 iid draws of the same seed
