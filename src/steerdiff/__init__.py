@@ -10,11 +10,13 @@ from .denoisers import Denoiser, condition, DiscreteDenoiser, EDMDenoiser, Score
 from .errors import SteerdiffError
 from .guidance import guided
 from .models import load
-from .particles import Archive, ParticleGuidance, Repulsion
+from .particles import Archive, ParticleGuidance, Pilot, Repulsion
 from .sampling import get_sigmas_karras, get_sigmas_ve, sigmas_from_scheduler
+from .stratified import stratified_sample
 from .toy import GaussianMixtureDenoiser, ring
 
 __version__ = "0.1.0"
 __all__ = ["sample", "load", "guided", "sampling", "get_sigmas_karras", "get_sigmas_ve", "sigmas_from_scheduler",
            "Denoiser", "EDMDenoiser", "DiscreteDenoiser", "ScoreDenoiser", "score_of", "GaussianMixtureDenoiser",
-           "ring", "SteerdiffError", "ParticleGuidance", "Repulsion", "Archive", "compose", "mixture", "condition"]
+           "ring", "SteerdiffError", "ParticleGuidance", "Repulsion", "Archive", "Pilot", "stratified_sample", "compose",
+           "mixture", "condition"]
