@@ -475,7 +475,8 @@ def cmd_report(a) -> int:
     from .report import parse_vs, run_report
     model = load(a.model, device=a.device)
     if a.strengths is None:
-        kernel = a.kernel or ((model.preset or {}).get("particles", {}).get(a.method, {}).get("kernel"))
+        from .particles import particle_preset
+        kernel = a.kernel or particle_preset(model, a.method)["kernel"]
         a.strengths = "0,0.5,1,2" if kernel == "label" else "0,10,30,100,300"
     try:
         strengths = [float(v) for v in a.strengths.split(",") if v]
@@ -704,7 +705,7 @@ def cmd_train_edit(a) -> int:
                              sigma_top=a.sigma_top)
     conf = {"attribute": a.attribute, "model": a.model, "loss": a.loss, "intervals": info["intervals"],
             "strength": cal["strength"], "strength_l1": cal["l1"], "curves": info["curves"],
-            "edit_steps": info["edit_steps"], "sigma_top": a.sigma_top, "losses": info["losses"], "command": command_line()}
+            "edit_steps": info["edit_steps"], "sigma_top": info["sigma_top"], "losses": info["losses"], "command": command_line()}
     save_edit(a.out, delta, conf)
     if a.global_dir:
         save_edit(Path(a.out) / "global", global_direction(model, delta, src, conf_sigmas(model, conf)),

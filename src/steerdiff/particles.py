@@ -55,6 +55,15 @@ DEFAULTS = {
 }
 
 
+def particle_preset(denoiser, method: str = "pg") -> dict:
+    """The settings a particle term of ``method`` (``"pg"`` or ``"repulsive"``) takes on ``denoiser``
+    when left unset: the model's recorded preset (``config.json`` -> ``preset.particles``) over
+    :data:`DEFAULTS`."""
+    preset = dict(DEFAULTS[method])
+    preset.update((getattr(denoiser, "preset", {}) or {}).get("particles", {}).get(method, {}))
+    return preset
+
+
 def _kernel_matrix(kernel, a: torch.Tensor, b: torch.Tensor, term, sigma: torch.Tensor) -> torch.Tensor:
     """``k(a_i, b_j)`` ``(n_a, n_b)``; the RBF bandwidth comes from the reference set ``b``."""
     if kernel is rbf:
@@ -82,8 +91,7 @@ class _ParticleTerm:
 
     def bind(self, denoiser) -> "_ParticleTerm":
         """A copy with every unset argument taken from the model's preset, then the library default."""
-        preset = dict(DEFAULTS[self.preset_key])
-        preset.update((getattr(denoiser, "preset", {}) or {}).get("particles", {}).get(self.preset_key, {}))
+        preset = particle_preset(denoiser, self.preset_key)
         t = copy.copy(self)
         for f in fields(_ParticleTerm):
             if getattr(t, f.name) is None and f.name in preset:

@@ -61,9 +61,8 @@ def stratified_sample(denoiser, n: int, *, candidates: int = 4, embedding=None, 
     check(int(candidates) == candidates and candidates >= 1, f"candidates must be a positive integer (draws per sample), got {candidates}")
     check(int(n) == n and n >= 1, f"n must be a positive integer, got {n}")
     check(seed is not None, "stratified_sample needs a seed (the offset and the output order are drawn from it)")
-    if embedding is None:
-        embedding = ((getattr(denoiser, "preset", None) or {}).get("particles", {}).get("pg", {}).get("embedding", "identity"))
-    phi = get_embedding(embedding)
+    from .particles import particle_preset
+    phi = get_embedding(embedding if embedding is not None else particle_preset(denoiser, "pg")["embedding"])
     pool = sample(denoiser, int(candidates) * n, seed=seed, cond=cond, start_index=start_index, **sample_kwargs)
     if candidates == 1:
         return pool
