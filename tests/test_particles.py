@@ -23,15 +23,61 @@ def fd_grad(fn, x, eps=1e-6):
     return g
 
 
+def _kernel_grad_numpy(kernel, f, w, h=0.7):
+    """The gradient of ``sum_ij w_ij k(f_i, f_j)`` with respect to ``f``, derived by hand in float64 numpy
+    (independent of the torch kernels and of autograd): row ``a`` collects ``k(f_a, .)`` and ``k(., f_a)``."""
+    import numpy as np
+    f, w = np.asarray(f, dtype=np.float64), np.asarray(w, dtype=np.float64)
+    ws = w + w.T
+    if kernel == "rbf":                      # k = exp(-|f_i - f_j|^2 / h), fixed h
+        diff = f[:, None, :] - f[None, :, :]
+        k = np.exp(-(diff ** 2).sum(-1) / h)
+        return (ws[..., None] * (-2 / h) * k[..., None] * diff).sum(1)
+    if kernel == "cosine":                   # k = u_i . u_j, u = f / |f|: d(u . c)/df = (c - (u . c) u) / |f|
+        norm = np.linalg.norm(f, axis=1, keepdims=True)
+        u = f / norm
+        c = ws @ u
+        return (c - (u * c).sum(1, keepdims=True) * u) / norm
+    if kernel == "dot":                      # k = f_i . f_j
+        return ws @ f
+    if kernel == "iou":                      # p = (f + 1) / 2 in (0, 1); k = I / (P_i + P_j - I), I = p_i . p_j
+        p = (f + 1) / 2
+        inter = p @ p.T
+        den = p.sum(1)[:, None] + p.sum(1)[None, :] - inter
+        # dk_ij/dp_i = (p_j den - inter (1 - p_j)) / den^2 (and symmetrically for p_j)
+        dk = (p[None, :, :] * den[..., None] - inter[..., None] * (1 - p[None, :, :])) / den[..., None] ** 2
+        return 0.5 * (ws[..., None] * dk).sum(1)
+    raise AssertionError(kernel)
+
+
 @pytest.mark.parametrize("kernel, kw", [("rbf", {"bandwidth": 0.7}), ("cosine", {}), ("iou", {}), ("dot", {})])
-def test_kernel_gradients_match_finite_differences(kernel, kw):
+def test_kernel_gradients_match_the_formula(kernel, kw):
     torch.manual_seed(0)
     f = torch.rand(5, 4, dtype=torch.float64) * 1.6 - 0.8
     k = kernels.get_kernel(kernel)
     w = torch.rand(5, 5, dtype=torch.float64)
     fr = f.clone().requires_grad_(True)
     grad, = torch.autograd.grad((k(fr, **kw) * w).sum(), fr)
-    torch.testing.assert_close(grad, fd_grad(lambda z: (k(z, **kw) * w).sum(), f.clone()), rtol=1e-5, atol=1e-7)
+    expected = torch.from_numpy(_kernel_grad_numpy(kernel, f.numpy(), w.numpy()))
+    torch.testing.assert_close(grad, expected, rtol=1e-10, atol=1e-12)
+    # and the formula itself against central differences of the numpy kernel value (guards the oracle)
+    if kernel == "dot":
+        return
+    import numpy as np
+    def value(z):
+        z = z.reshape(5, 4)
+        if kernel == "rbf":
+            kk = np.exp(-((z[:, None] - z[None]) ** 2).sum(-1) / 0.7)
+        elif kernel == "cosine":
+            u = z / np.linalg.norm(z, axis=1, keepdims=True)
+            kk = u @ u.T
+        else:
+            p = (z + 1) / 2
+            kk = (p @ p.T) / (p.sum(1)[:, None] + p.sum(1)[None] - p @ p.T)
+        return float((kk * w.numpy()).sum())
+    z0, eps = f.numpy().ravel(), 1e-6
+    fd = np.array([(value(z0 + eps * e) - value(z0 - eps * e)) / (2 * eps) for e in np.eye(z0.size)]).reshape(5, 4)
+    np.testing.assert_allclose(expected.numpy(), fd, rtol=1e-6, atol=1e-8)
 
 
 def test_rbf_median_bandwidth_is_detached():
@@ -127,17 +173,20 @@ def test_guidance_spreads_ring_particles_over_modes():
 
 
 def test_archive_repels_from_earlier_samples(tmp_path):
+    """Against the same PG *without* the archive (same seeds), so an ignored archive fails: over 6 seeds
+    the second batch shares far fewer ring modes with the archived first batch (measured 2 against 15)."""
     m = sd.ring()
-    first = sd.sample(m, 5, seed=0, steps=24)
-    arch = Archive().add(first)
-    arch.save(tmp_path / "a.npy")
-    loaded = Archive.load(tmp_path / "a.npy")
-    torch.testing.assert_close(loaded.samples, first.float())
-    pg = ParticleGuidance(on="x0", strength=4.0, window=(0.1, 20.0), bandwidth_scale=0.3, project=True, archive=loaded)
-    second = sd.sample(m, 5, seed=1, steps=24, guidance=[pg])
-    plain = sd.sample(m, 5, seed=1, steps=24)
-    overlap = lambda b: len(set(m.assign(b).tolist()) & set(m.assign(first).tolist()))
-    assert overlap(second) < overlap(plain) or overlap(second) == 0
+    kw = dict(on="x0", strength=4.0, window=(0.1, 20.0), bandwidth_scale=0.3, project=True)
+    with_archive = without = 0
+    for s in range(1, 7):
+        first = sd.sample(m, 5, seed=100 + s, steps=24)
+        Archive().add(first).save(tmp_path / "a.npy")
+        loaded = Archive.load(tmp_path / "a.npy")
+        torch.testing.assert_close(loaded.samples, first.float())
+        overlap = lambda b: len(set(m.assign(b).tolist()) & set(m.assign(first).tolist()))  # noqa: B023
+        with_archive += overlap(sd.sample(m, 5, seed=s, steps=24, guidance=[ParticleGuidance(archive=loaded, **kw)]))
+        without += overlap(sd.sample(m, 5, seed=s, steps=24, guidance=[ParticleGuidance(**kw)]))
+    assert with_archive * 3 <= without, (with_archive, without)
 
 
 def test_bad_names_and_blowups_give_clear_errors():
@@ -161,12 +210,57 @@ def test_schedules():
     assert schedule_weight(lambda s: 3 * s, 0.5, (0.1, 1.0)) == 1.5
 
 
+def _embedding_numpy(name, x):
+    """The documented embeddings written out in numpy (float64) for (n, C, 16, 16) images."""
+    import numpy as np
+    from scipy.ndimage import correlate
+    x = np.asarray(x, dtype=np.float64)
+    n, c, hh, ww = x.shape
+
+    def pool(img, k):                       # adaptive average pooling: bin i covers [floor(i H / k), ceil((i + 1) H / k))
+        b = [(i * hh // k, -(-(i + 1) * hh // k)) for i in range(k)]
+        return np.array([[img[r0:r1, c0:c1].mean() for c0, c1 in b] for r0, r1 in b])
+    if name == "identity":
+        return x.reshape(n, -1)
+    if name == "averagedim":
+        return x.mean((2, 3))
+    if name == "ro3":
+        return np.stack([np.concatenate([pool(x[i, ch], 3).ravel() for ch in range(c)]) for i in range(n)])
+    if name == "edges":
+        sob = np.array([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+        out = []
+        for i in range(n):
+            g = x[i].mean(0)
+            energy = correlate(g, sob, mode="constant") ** 2 + correlate(g, sob.T, mode="constant") ** 2
+            out.append(pool(energy, 7).ravel())
+        return np.stack(out)
+    return None
+
+
 @pytest.mark.parametrize("name", ["identity", "averagedim", "ro3", "edges", "cnn16", "cnn64", "cnn16-redraw", "style"])
 def test_embeddings_on_images(name):
     from steerdiff.embeddings import get_embedding
-    x = torch.randn(3, 2, 16, 16, requires_grad=True)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 2, 16, 16, generator=g, dtype=torch.float64, requires_grad=True)
     f = get_embedding(name)(x, torch.ones(3))
     assert f.ndim == 2 and f.shape[0] == 3
+    expected = _embedding_numpy(name, x.detach().numpy())
+    if expected is not None:                 # the formula the docstring promises
+        torch.testing.assert_close(f.detach(), torch.from_numpy(expected), rtol=1e-10, atol=1e-10)
+    # every embedding is per sample: permuting the batch permutes the features, and a sample's features
+    # do not depend on the others (a fresh embedding each time, so redrawn CNNs draw the same weights)
+    perm = torch.tensor([2, 0, 1])
+    torch.testing.assert_close(get_embedding(name)(x.detach()[perm], torch.ones(3)), f.detach()[perm])
+    other = x.detach().clone()
+    other[1:] = torch.randn(2, 2, 16, 16, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(get_embedding(name)(other, torch.ones(3))[0], f.detach()[0])
+    if name == "style":                      # the upper triangle of a Gram matrix: positive semi-definite
+        w = int((8 * f.shape[1] + 1) ** 0.5 - 1) // 2
+        i, j = torch.triu_indices(w, w)
+        gram = torch.zeros(3, w, w, dtype=f.dtype)
+        gram[:, i, j] = f.detach()
+        gram = gram + gram.transpose(1, 2) - torch.diag_embed(gram.diagonal(dim1=1, dim2=2))
+        assert float(torch.linalg.eigvalsh(gram).min()) > -1e-9
     f.sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
 
@@ -183,8 +277,77 @@ def test_corrector_plan():
     plain = sd.sample(m, 6, seed=0, sampler="pc", steps=12)
     unused = sd.sample(m, 6, seed=0, sampler="pc", steps=12, plan=parse_plan("repulsive:500-600:3"))
     assert torch.equal(plain, unused)
-    pushed = sd.sample(m, 6, seed=0, sampler="pc", steps=12, plan=parse_plan("repulsive_no_noise:0.5-20:2"))
-    assert not torch.equal(plain, pushed) and bool(torch.isfinite(pushed).all())
+
+
+@pytest.mark.parametrize("kind, count", [("langevin", 2), ("random", 1), ("repulsive", 1), ("repulsive_no_noise", 2)])
+def test_corrector_plan_steps_follow_their_formulas(kind, count):
+    """One level (sigma 0.7 -> 0) with ``count`` plan steps of ``kind`` and no regular corrector: the
+    result is D(x') where x' is x after the documented corrector steps, written out here with the step
+    size 2 (snr sigma)^2: langevin x + e s(x) + sqrt(2e) z; random x + sqrt(2e) z; repulsive
+    x + e s_rep(x) + sqrt(2e) z with s_rep the score of guided(model, Repulsion()); repulsive_no_noise
+    x + e (s_rep(x) - s(x))."""
+    m = sd.ring()
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(6, 2, generator=g, dtype=torch.float64) * 0.7
+    zs = [torch.randn(6, 2, generator=g, dtype=torch.float64) for _ in range(count)]
+    calls = iter(zs)
+    sigma, snr = 0.7, 0.16
+    sigmas = torch.tensor([sigma, 0.0], dtype=torch.float64)
+    out = sd.sampling.sample_pc(m, x.clone(), sigmas, n_corrector=0, snr=snr, disable=True,
+                                noise_sampler=lambda *_: next(calls),
+                                plan=[{"kind": kind, "window": (0.5, 1.0), "steps": count}])
+    rep = sd.guided(m, Repulsion())
+    score = lambda d, y: (d(y, sigma) - y) / sigma ** 2  # noqa: E731
+    eps = 2 * (snr * sigma) ** 2
+    y = x.clone()
+    for z in zs:
+        if kind == "langevin":
+            y = y + eps * score(m, y) + (2 * eps) ** 0.5 * z
+        elif kind == "random":
+            y = y + (2 * eps) ** 0.5 * z
+        elif kind == "repulsive":
+            y = y + eps * score(rep, y) + (2 * eps) ** 0.5 * z
+        else:
+            y = y + eps * (score(rep, y) - score(m, y))
+    torch.testing.assert_close(out, m(y, sigma), rtol=1e-9, atol=1e-12)
+    assert float((out - m(x, sigma)).abs().max()) > 1e-3       # the plan did move the particles
+
+
+def _force_ctx(seed=0, sigma=0.5):
+    m = sd.ring()
+    x = torch.randn(6, 2, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * 0.8
+    s = torch.full((6,), sigma, dtype=torch.float64)
+    ctx = GuideContext(x, s, m(x, s), {}, m)
+    xg = x.clone().requires_grad_(True)              # the exact score from the mixture's log-density
+    score, = torch.autograd.grad(m.log_prob(xg, sigma).sum(), xg)
+    return m, ctx, score
+
+
+@pytest.mark.parametrize("cls", [ParticleGuidance, Repulsion])
+def test_project_normalize_and_clip_of_the_force(cls):
+    """Against the exact score of the mixture (autograd of its log-density, not the denoiser):
+    project leaves force . score = 0 and differs from the raw force by a multiple of the score;
+    normalize gives |force| = |score| along the raw force; clip caps |force| at clip |score| and
+    leaves smaller forces alone."""
+    m, ctx, score = _force_ctx()
+    kw = dict(on="x", embedding="identity", strength=3.0)
+    raw = sd.guided(m, cls(**kw)).terms[0].guide(ctx)
+    dot = lambda a, b: (a * b).sum(1)  # noqa: E731
+    proj = sd.guided(m, cls(project=True, **kw)).terms[0].guide(ctx)
+    torch.testing.assert_close(dot(proj, score), torch.zeros(6, dtype=torch.float64), atol=1e-9, rtol=0)
+    c = dot(raw, score) / dot(score, score)
+    torch.testing.assert_close(proj, raw - c[:, None] * score, rtol=1e-9, atol=1e-12)
+    norm = sd.guided(m, cls(normalize=True, **kw)).terms[0].guide(ctx)
+    torch.testing.assert_close(norm.norm(dim=1), score.norm(dim=1), rtol=1e-9, atol=0)
+    torch.testing.assert_close(norm, raw / raw.norm(dim=1, keepdim=True) * score.norm(dim=1, keepdim=True), rtol=1e-9, atol=1e-12)
+    ratio = raw.norm(dim=1) / score.norm(dim=1)
+    cap = float(ratio.median())                        # some particles above the cap, some below
+    clipped = sd.guided(m, cls(clip=cap, **kw)).terms[0].guide(ctx)
+    assert bool((clipped.norm(dim=1) <= cap * score.norm(dim=1) * (1 + 1e-9)).all())
+    over = ratio > cap
+    assert 0 < int(over.sum()) < 6
+    torch.testing.assert_close(clipped[~over], raw[~over])
+    torch.testing.assert_close(clipped[over], raw[over] / ratio[over, None] * cap, rtol=1e-9, atol=1e-12)
 
 
 def test_redrawn_cnn_changes_per_call_and_is_reproducible():

@@ -96,7 +96,16 @@ def test_frame_conditional_training_and_sampling(tmp_path):
     np.save(tmp_path / "cond.npy", frames.numpy())
     assert main(["sample", "--model", str(tmp_path / "c"), "--cond", str(tmp_path / "cond.npy"), "--n", "3", "--steps", "2",
                  "--method", "pg", "--embedding", "ro3", "--out", str(tmp_path / "next.npy"), "--quiet"]) == 0
-    assert np.load(tmp_path / "next.npy").shape == (3, 1, 32, 32)
+    got = np.load(tmp_path / "next.npy")
+    assert got.shape == (3, 1, 32, 32)
+    # the command is the library call with the frames as condition (seed 0 by default) ...
+    pg = [sd.ParticleGuidance(embedding="ro3")]
+    expected = sd.sample(model, 3, steps=2, seed=0, cond={"frames": frames}, guidance=pg)
+    np.testing.assert_allclose(got, expected.numpy(), atol=1e-6)
+    # ... and the frames reach the network: another digit as condition, same seed, other samples
+    other = moving_digits("circle", load_mnist("heldout").images[7:8], length=1)["frames"]
+    moved = sd.sample(model, 3, steps=2, seed=0, cond={"frames": other}, guidance=pg)
+    assert float((moved - expected).abs().max()) > 1e-3
     with pytest.raises(SteerdiffError, match="pass cond"):
         model(torch.zeros(2, 1, 32, 32), 1.0)
     with pytest.raises(SteerdiffError, match=r"expected \(1, 1, 32, 32\)"):

@@ -23,7 +23,7 @@ def test_chain_order_keeps_clusters_contiguous():
     label = torch.randint(3, (30,), generator=g)
     feats = centres[label] + 0.1 * torch.randn(30, 2, generator=g)
     runs = label[chain_order(feats)].tolist()
-    changes = sum(a != b for a, b in zip(runs, runs[1:]))
+    changes = sum(a != b for a, b in zip(runs, runs[1:], strict=False))
     assert changes == len(set(runs)) - 1
     assert sorted(chain_order(feats).tolist()) == list(range(30))
 
@@ -54,3 +54,23 @@ def test_stratified_with_one_candidate_is_iid_and_errors_are_clear():
         stratified_sample(m, 5, candidates=0, seed=0)
     with pytest.raises(SteerdiffError, match="seed"):
         stratified_sample(m, 5, candidates=2)
+
+
+@pytest.mark.parametrize("means, n, k", [
+    ([[2.0, 0.0], [-2.0, 0.0]], 8, 4),
+    ([[3.0, 0.0], [-1.5, 2.6], [-1.5, -2.6]], 9, 3),
+])
+def test_stratified_counts_are_floor_or_ceil_of_the_pools_share(means, n, k):
+    """Separated modes are contiguous stretches of the chain, so systematic picks keep floor or ceil of
+    n * (the mode's share of the k * n candidates). The pool is recomputed here by sd.sample (the same
+    streams), so the oracle does not use the selection code."""
+    m = sd.GaussianMixtureDenoiser(torch.tensor(means), 0.2, None, preset={})
+    for seed in range(25):
+        pool = sd.sample(m, k * n, seed=seed, steps=12)
+        kept = stratified_sample(m, n, candidates=k, seed=seed, steps=12, embedding="identity")
+        for mode in range(len(means)):
+            share = n * float((m.assign(pool) == mode).double().mean())
+            count = int((m.assign(kept) == mode).sum())
+            assert share - 1 < count < share + 1 or count == share, (seed, mode, share, count)
+        # every kept sample is one of the candidates
+        assert float((kept[:, None] - pool[None]).abs().amax(-1).min(1).values.max()) == 0.0
