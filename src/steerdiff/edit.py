@@ -377,8 +377,13 @@ def apply_edit(denoiser, x: torch.Tensor, sigmas: torch.Tensor, delta: DeltaH, c
     has none), quality boosting unless ``boost`` is off. Returns images in ``[-1, 1]``."""
     iv = conf["intervals"]
     c = conf.get("strength", 1.0) if strength is None else strength
-    return asymmetric_sample(denoiser, x, sigmas, delta, strength=c, sigma_edit=iv["sigma_edit"],
-                             sigma_boost=iv["sigma_boost"] if boost else 0.0, seed=seed).clamp(-1, 1)
+    check(isinstance(c, (int, float)) and math.isfinite(c), f"edit strength must be a finite number, got {c}")
+    out = asymmetric_sample(denoiser, x, sigmas, delta, strength=c, sigma_edit=iv["sigma_edit"],
+                            sigma_boost=iv["sigma_boost"] if boost else 0.0, seed=seed)
+    check(bool(torch.isfinite(out).all()), f"the edit at strength {c:g} produced non-finite values (NaN or inf): "
+                                           "lower --strength (the edit's calibrated strength is "
+                                           f"{conf.get('strength', 1.0):g})")
+    return out.clamp(-1, 1)
 
 
 @torch.no_grad()
@@ -401,6 +406,9 @@ def global_direction(denoiser, delta: DeltaH, source: torch.Tensor, sigmas: torc
 def save_edit(out: str | os.PathLike, delta: DeltaH, config: dict) -> Path:
     """Write an edit: ``delta.safetensors`` + ``config.json`` (atomic, verified)."""
     conf = {"format": "steerdiff-edit", "version": 1, "arch": delta.arch, **config}
+    bad = [k for k, v in delta.state_dict().items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    check(not bad, f"the edit's weights are not finite ({', '.join(bad[:3])}): training diverged; lower --lr "
+                   f"(nothing was written to {out})")
     if delta.kind == "free":
         conf["sigmas"] = delta.log_sigmas.exp().tolist()
     with ckpt.atomic_directory(out, verify=lambda d: load_edit(d)) as tmp:
@@ -409,7 +417,7 @@ def save_edit(out: str | os.PathLike, delta: DeltaH, config: dict) -> Path:
     return Path(out)
 
 
-SHIPPED = {"green": "edits/green", "thick": "edits/thick"}
+SHIPPED = {"thick": "edits/thick"}       # green cannot be an h-space edit of colormnist (see README)
 
 
 def load_edit(path: str | os.PathLike, averaged: bool = False) -> tuple[DeltaH, dict]:
@@ -428,9 +436,18 @@ def load_edit(path: str | os.PathLike, averaged: bool = False) -> tuple[DeltaH, 
     a = conf["arch"]
     delta = DeltaH(a["kind"], a["channels"], a["height"], a["width"], sigmas=conf.get("sigmas"), heads=a.get("heads", 4))
     try:
-        delta.load_state_dict(ckpt.read_safetensors(path / "delta.safetensors"), strict=False)
+        state = ckpt.read_safetensors(path / "delta.safetensors")
+        if "log_sigmas" in dict(delta.named_buffers()):      # rebuilt from config.json's sigmas, not stored
+            state = {**state, "log_sigmas": delta.log_sigmas}
+        missing, unexpected = sorted(set(delta.state_dict()) - set(state)), sorted(set(state) - set(delta.state_dict()))
+        check(not missing and not unexpected,             # wrong keys are a wrong file, not a random edit
+              f"{path}/delta.safetensors does not hold the weights config.json describes (missing: "
+              f"{', '.join(missing[:3]) or 'none'}; unexpected: {', '.join(unexpected[:3]) or 'none'}): restore the edit "
+              "or retrain it with `steerdiff train-edit`")
+        delta.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        raise SteerdiffError(f"{path}: weights do not match config.json ({str(e).splitlines()[0]})") from None
+        detail = " ".join(str(e).split()).replace("Error(s) in loading state_dict for DeltaH: ", "")
+        raise SteerdiffError(f"{path}: weights do not match config.json ({detail[:160]}): restore the edit or retrain it") from None
     return delta.eval().requires_grad_(False), conf
 
 

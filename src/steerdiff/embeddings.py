@@ -5,14 +5,17 @@ averages), ``cnn16``/``cnn64`` (a fixed random CNN; ``cnn16-redraw``/``cnn64-red
 weights at every call, from a seeded stream), ``ro3`` (rule of
 thirds: mean of each channel over a 3x3 grid), ``centroid`` (ink centroid per channel), ``edges`` (Sobel edge energy on a 7x7 grid),
 ``style`` (upper triangle of the Gram matrix of random-CNN feature maps), ``classifier`` (features
-of the shipped noise-conditional MNIST classifier ``mnist-noisy``; ``classifier:PATH`` for another;
-``vgg_noise``/``vgg_noisero3`` as the seed spells them, the latter with rule-of-thirds features
-appended), ``classifier-probs`` (its class probabilities). Any callable ``f(x)`` or
+of the shipped noise-conditional MNIST classifier ``mnist-noisy``; ``classifier:PATH`` for another),
+``noisy-digit-cnn`` (the same MNIST noise-conditional digit CNN by a name that says what it is) and
+``noisy-digit-cnn-ro3`` (with rule-of-thirds features appended), ``classifier-probs`` (its class
+probabilities). The repulsion seed's names ``vgg_noise``/``vgg_noisero3`` are deprecated aliases of
+the two: they were never a VGG network, only fit 1x28x28 digits, and warn (DeprecationWarning). Any callable ``f(x)`` or
 ``f(x, sigma)`` returning ``(n, m)`` works too.
 """
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -136,9 +139,25 @@ class ClassifierEmbedding(nn.Module):
                                                        "`steerdiff train-classifier --kind noisy-label`")
         self.output, self.with_ro3 = output, with_ro3
 
+    def check_fits(self, sample_shape, name: str = "classifier") -> None:
+        """Refuse (one line) a model whose samples are not the images the classifier was trained on."""
+        arch = getattr(self.classifier, "arch", {})
+        want = (arch.get("in_channels"), arch.get("image_size"), arch.get("image_size"))
+        if None in want or sample_shape is None:
+            return
+        check(tuple(sample_shape) == want,
+              f"embedding {name!r} is a digit classifier for {'x'.join(map(str, want))} images and does not fit this "
+              f"model's samples of shape {'x'.join(map(str, sample_shape))}: pick an embedding made for this model "
+              "(identity, ro3, cnn16, edges, style, or classifier:DIR of a classifier trained on its data)")
+
     def forward(self, x: torch.Tensor, sigma=None) -> torch.Tensor:
         sigma = torch.zeros(x.shape[0], device=x.device) if sigma is None else sigma
-        f = self.classifier.features(x, sigma)
+        try:
+            f = self.classifier.features(x, sigma)
+        except RuntimeError as e:          # a shape mismatch: the classifier was trained on other images
+            raise SteerdiffError(f"the classifier embedding does not fit samples of shape {tuple(x.shape[1:])} "
+                                 f"({str(e).splitlines()[0][:120]}): pick an embedding made for this model "
+                                 "(identity, ro3, cnn16, ... or classifier:DIR of a classifier trained on its data)") from None
         if self.output != "features":
             f = self.classifier.head(f)
             f = f.softmax(1) if self.output == "probs" else f
@@ -151,9 +170,12 @@ def _factories() -> dict[str, Callable[[], Callable]]:
             "cnn16-redraw": lambda: RandomCNN(16, redraw=True), "cnn64-redraw": lambda: RandomCNN(64, redraw=True),
             "style": lambda: Style(), "classifier": lambda: ClassifierEmbedding(),
             "classifier-probs": lambda: ClassifierEmbedding(output="probs"),
-            "vgg_noise": lambda: ClassifierEmbedding(), "vgg_noisero3": lambda: ClassifierEmbedding(with_ro3=True)}
+            "noisy-digit-cnn": lambda: ClassifierEmbedding(),
+            "noisy-digit-cnn-ro3": lambda: ClassifierEmbedding(with_ro3=True)}
 
 
+# the repulsion seed's names, kept for its users: never a VGG network, but the MNIST noise-conditional digit CNN
+DEPRECATED = {"vgg_noise": "noisy-digit-cnn", "vgg_noisero3": "noisy-digit-cnn-ro3"}
 EMBEDDINGS = tuple(_factories())
 
 
@@ -169,6 +191,12 @@ def get_embedding(name_or_fn) -> Callable:
     factories = _factories()
     if isinstance(name_or_fn, str) and name_or_fn.startswith("classifier:"):
         return ClassifierEmbedding(name_or_fn.split(":", 1)[1])
+    if isinstance(name_or_fn, str) and name_or_fn in DEPRECATED:
+        new = DEPRECATED[name_or_fn]
+        warnings.warn(f"embedding {name_or_fn!r} is a deprecated alias of {new!r}: it is the MNIST noise-conditional "
+                      "digit CNN (mnist-noisy), not a VGG network, and fits only 1x28x28 digits; use "
+                      f"{new!r}", DeprecationWarning, stacklevel=2)
+        name_or_fn = new
     if name_or_fn not in factories:
         raise SteerdiffError(f"unknown embedding {name_or_fn!r}: use one of {', '.join(EMBEDDINGS)}, "
                              "'classifier:PATH' or a callable")

@@ -56,6 +56,8 @@ def read_images(path: str | Path) -> torch.Tensor:
         return torch.from_numpy(np.stack(arrays))
     x = load_array(path).float()
     check(x.ndim == 4, f"{path} holds shape {tuple(x.shape)}: expected (N, C, H, W) images")
+    check(x.numel() > 0, f"{path} holds no samples (shape {tuple(x.shape)})")
+    check(bool(torch.isfinite(x).all()), f"{path} holds non-finite values (NaN or inf): regenerate the samples")
     check(float(x.min()) >= -1.01 and float(x.max()) <= 1.01, f"{path} is not in [-1, 1] (range {float(x.min()):.3g}..{float(x.max()):.3g})")
     return x
 

@@ -27,6 +27,18 @@ def _batched(fn: Callable, batch: int = 500) -> Callable:
     return run
 
 
+def _guarded(net, scale, path) -> Callable:
+    """``net(scale(x))``, with a network that does not take these images reported as a SteerdiffError."""
+    def call(x):
+        try:
+            return net(scale(x))
+        except Exception as e:  # an exported / scripted network raises many types on a wrong input
+            raise SteerdiffError(f"feature network {path} does not take images of shape {tuple(x.shape[1:])} "
+                                 f"({type(e).__name__}: {str(e).splitlines()[0][:100] if str(e) else ''}): "
+                                 "export one for these images") from None
+    return call
+
+
 def load_features(spec="mnist-evaluator", input_range: str = "-11") -> Callable:
     """A feature extractor from a name, a path or a callable (see module docstring)."""
     check(input_range in ("-11", "01"), f"input_range {input_range!r}: use '-11' or '01'")
@@ -45,7 +57,7 @@ def load_features(spec="mnist-evaluator", input_range: str = "-11") -> Callable:
         except Exception as e:  # torch.export raises many types for a bad file
             raise SteerdiffError(f"{path} is not a torch.export program ({str(e).splitlines()[0]}): write it with "
                                  "torch.export.save(torch.export.export(model, (example,)), path)") from None
-        return _batched(lambda x: net(scale(x)))
+        return _batched(_guarded(net, scale, path))
     if path.suffix in (".pt", ".ts") and path.is_file():
         import warnings
         try:
@@ -55,7 +67,7 @@ def load_features(spec="mnist-evaluator", input_range: str = "-11") -> Callable:
         except (RuntimeError, ValueError) as e:
             raise SteerdiffError(f"{path} is not a TorchScript module ({str(e).splitlines()[0]}): export it with "
                                  "torch.export (.pt2) or torch.jit.script(model).save(path)") from None
-        return _batched(lambda x: net(scale(x)))
+        return _batched(_guarded(net, scale, path))
     raise SteerdiffError(f"unknown feature network {spec!r}: use mnist-evaluator, classifier:DIR, a torch.export .pt2 "
                          "or TorchScript .pt file, "
                          "or pass a callable")

@@ -20,10 +20,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
 
-from .denoisers import Denoiser, append_dims
+from .denoisers import Denoiser, DenoiserLike, append_dims
 from .errors import SteerdiffError, check
 
 SCHEDULES = ("constant", "sigma", "cosine")
@@ -57,20 +58,38 @@ class GuideContext:
     ``(B,)``, the base ``denoised`` estimate (with its graph to ``x`` when ``needs_x0``), ``cond``."""
     x: torch.Tensor
     sigma: torch.Tensor
-    denoised: torch.Tensor
+    denoised: torch.Tensor | None  # None only when no active term uses the base (``needs_base``)
     cond: dict
-    base: Callable
+    base: DenoiserLike
 
     @property
     def score(self) -> torch.Tensor:
         """The base score ``(D(x) - x) / sigma^2`` (detached)."""
+        assert self.denoised is not None, "a term that reads the base score must set needs_base = True"
         return (self.denoised.detach() - self.x.detach()) / append_dims(self.sigma, self.x.ndim) ** 2
+
+
+class GuidanceTerm(Protocol):
+    """The guidance-term protocol (object form; see the module docstring for the optional flags
+    ``needs_x0``, ``needs_base``, ``swaps_base`` and the ``bind(denoiser)`` hook)."""
+
+    def weight_at(self, sigma: float) -> float:
+        """``w(sigma)``: 0 outside the term's sigma window."""
+        ...
+
+    def guide(self, ctx: GuideContext) -> torch.Tensor:
+        """``g(x, sigma)``, a score (gradient of a log-potential) shaped like ``ctx.x``."""
+        ...
+
+
+# A term is a GuidanceTerm or a plain callable ``g(x, sigma, **cond) -> tensor like x`` (weight 1).
+Term = GuidanceTerm | Callable[..., torch.Tensor]
 
 
 class Guided(Denoiser):
     """A denoiser plus guidance terms (see module docstring)."""
 
-    def __init__(self, base: Callable, terms):
+    def __init__(self, base: DenoiserLike, terms: tuple[Term, ...] | list[Term]):
         super().__init__(sigma_min=base.sigma_min, sigma_max=base.sigma_max, sigma_data=base.sigma_data,
                          sample_shape=base.sample_shape, preset=getattr(base, "preset", None))
         bound = []
@@ -79,11 +98,12 @@ class Guided(Denoiser):
             bound.append(t.bind(base) if hasattr(t, "bind") else t)
         self.base, self.terms = base, bound
 
-    def denoise(self, x, sigma, **cond):
+    def denoise(self, x: torch.Tensor, sigma: torch.Tensor, **cond: Any) -> torch.Tensor:
         d, delta = self.split(x, sigma, **cond)
+        assert d is not None  # need_base=True
         return d if delta is None else d + delta
 
-    def split(self, x, sigma, need_base: bool = True, **cond) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    def split(self, x: torch.Tensor, sigma: Any, need_base: bool = True, **cond: Any) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """``(D(x), sigma^2 * sum_k w_k g_k)``: the base estimate and the guidance's shift of it
         (``None`` when no term is active at this sigma). With ``need_base=False`` the base denoiser
         runs only if an active term uses it (``needs_base``), and ``D(x)`` may come back ``None``."""
@@ -97,7 +117,7 @@ class Guided(Denoiser):
         run_base = need_base or any(getattr(t, "needs_base", False) for t, _ in active)
         # a term whose full-weight estimate is the base under another condition (PG's label kernel:
         # D + (D(x | c) - D) = D(x | c)) supplies that condition: one network call instead of two
-        swap = next((t for t, w in active if w == 1.0 and getattr(t, "swaps_base", False)), None)
+        swap: Any = next((t for t, w in active if w == 1.0 and getattr(t, "swaps_base", False)), None)
         with torch.enable_grad():
             xg = x.detach().requires_grad_(needs_x0)
             base_cond = cond if swap is None else swap.base_cond(x.detach(), sigma, cond)
@@ -116,6 +136,8 @@ class Guided(Denoiser):
         return (None if d is None else d.detach()), append_dims(sigma, x.ndim) ** 2 * g
 
 
-def guided(denoiser: Callable, *terms) -> Guided:
+def guided(denoiser: DenoiserLike, *terms: Term) -> Guided:
     """``denoiser`` with guidance ``terms`` added to its score (see module docstring)."""
+    check(callable(denoiser) and all(hasattr(denoiser, k) for k in ("sigma_min", "sigma_max", "sample_shape")),
+          f"guided() needs a denoiser (e.g. steerdiff.load('mnist')), got {type(denoiser).__name__}")
     return Guided(denoiser, terms)

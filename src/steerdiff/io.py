@@ -6,6 +6,7 @@ Writes go through a temporary file and an atomic rename: an existing file is nev
 """
 from __future__ import annotations
 
+import io
 import math
 import os
 import tempfile
@@ -73,7 +74,11 @@ def save_samples(x, path: str | os.PathLike, *, nrow: int | None = None, scale: 
         elif suffix == ".npy":
             np.save(tmp, x.float().numpy())
         elif suffix == ".pt":
-            torch.save(x.float().clone(), tmp)
+            # through memory: saved to a path, the zip's records are named after the (random) temporary
+            # file, so identical runs would differ byte for byte
+            buf = io.BytesIO()
+            torch.save(x.float().clone(), buf)
+            tmp.write_bytes(buf.getvalue())
         else:
             arrays = {"samples": x.float().numpy(), **{k: np.asarray(v.detach().cpu() if isinstance(v, torch.Tensor) else v)
                                                         for k, v in extra.items()}}

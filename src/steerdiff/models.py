@@ -63,14 +63,27 @@ def load(name_or_path: str | os.PathLike = "mnist", *, device: str | torch.devic
     all-digit ``colormnist`` set: ``D(x | S) + w (D(x | S) - D(x | all))``, the set's density
     sharpened by ``(p_S / p_all)^w`` (0: the plain set model).
     """
+    check(isinstance(dtype, torch.dtype) and dtype.is_floating_point, f"dtype must be a floating torch.dtype (e.g. torch.float16), got {dtype!r}")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise SteerdiffError(f"device {device!r}: not a torch device; use 'cpu', 'cuda', 'cuda:N' or 'mps'") from None
+    check(device.type != "cuda" or torch.cuda.is_available(), f"device {device}: CUDA is not available on this machine; use 'cpu'")
     if str(name_or_path) == "ring":
         from .toy import ring
         return ring().to(device)
     path, opts = resolve(name_or_path)
     conf, ucfg, state = ckpt.read_checkpoint(path)
     check(conf.get("format") == "steerdiff-checkpoint", f"{path}/config.json is not a steerdiff checkpoint config")
+    needed = ("kind", "sample_shape", "sigma_data") + {"edm": ("sigma_min", "sigma_max", "time_scale"),
+                                                        "discrete": ("schedule", "prediction_type")}.get(conf.get("kind"), ())
+    missing = [k for k in needed if k not in conf]
+    check(not missing, f"{path}/config.json lacks {', '.join(missing)}: the checkpoint is corrupt; restore it or re-export it")
     ucfg = {k: v for k, v in ucfg.items() if not k.startswith("_")}
-    net = build_unet(ucfg)
+    try:
+        net = build_unet(ucfg)
+    except (TypeError, ValueError, KeyError) as e:
+        raise SteerdiffError(f"{path}/unet/config.json is not a valid UNet config ({str(e).splitlines()[0]}): the checkpoint is corrupt") from None
     try:
         net.load_state_dict(state)  # copies (and casts fp16 shipped weights) into the float32 parameters
     except RuntimeError as e:
@@ -137,9 +150,15 @@ def _subdigit_model(model: Denoiser, digits, device) -> Denoiser:
     return out
 
 
-def export(src: str | os.PathLike, dst: str | os.PathLike, *, fp16: bool = True, preset: dict | None = None) -> Path:
+def export(src: str | os.PathLike, dst: str | os.PathLike, *, fp16: bool = True, preset: dict | None = None,
+           force: bool = False) -> Path:
     """Copy a checkpoint's sampling weights (EMA) and configs to ``dst`` without training state;
-    ``preset`` replaces the recorded sampling preset."""
+    ``preset`` replaces the recorded sampling preset. ``dst`` must be missing, empty or an exported
+    model (anything else only with ``force``), and never ``src`` itself."""
+    check(not (Path(dst).exists() and Path(src).exists() and os.path.samefile(src, dst)),
+          f"--out {dst} is the checkpoint being exported: exporting over it would drop its training state; "
+          "give another --out")
+    ckpt.check_output_dir(dst, ("model",), force=force)
     conf, ucfg, state = ckpt.read_checkpoint(src)
     if preset is not None:
         conf["preset"] = preset

@@ -100,6 +100,8 @@ class _ParticleTerm:
         check(len(t.window) == 2 and 0 <= t.window[0] <= t.window[1], f"window must be (lo, hi) sigmas, got {t.window}")
         check(t.on in ("x", "x0"), f"on={t.on!r}: use 'x' (features of the noisy sample) or 'x0' (of the denoised estimate)")
         t._phi = get_embedding(t.embedding)
+        if hasattr(t._phi, "check_fits"):        # a classifier embedding: only the images it was trained on
+            t._phi.check_fits(getattr(denoiser, "sample_shape", None), str(t.embedding))
         t._k = get_kernel(t.kernel)
         if t._k is label:
             if self.on is None:

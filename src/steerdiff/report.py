@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,17 @@ def parse_vs(text: str | None) -> tuple[str, list] | None:
             return v
     values = [conv(v) for v in vals.split(",") if v]
     check(values, f"--vs {text!r}: give at least one value")
+    from dataclasses import fields
+
+    from .particles import _ParticleTerm
+    known = sorted(set(SAMPLER_PARAMS) | {f.name for f in fields(_ParticleTerm)} - {"archive", "prior"})
+    check(name in known, f"--vs {name!r}: not a setting to sweep; use one of {', '.join(known)}")
+    numbers = [v for v in values if not isinstance(v, str)]
+    check(all(math.isfinite(v) for v in numbers), f"--vs {text!r}: the values must be finite")
+    if name == "steps":
+        check(all(isinstance(v, int) and v >= 1 for v in values), f"--vs {text!r}: steps are positive integers")
+    if name in ("churn", "s_churn", "bandwidth_scale", "strength", "clip", "subset"):
+        check(len(numbers) == len(values) and all(v >= 0 for v in numbers), f"--vs {text!r}: {name} takes numbers >= 0")
     return name, values
 
 
@@ -165,12 +177,15 @@ img{{image-rendering:pixelated;max-width:520px}} small{{color:#666}}</style></he
 def run_report(model, out_dir, *, method: str = "pg", strengths=(0.0, 10.0, 30.0, 100.0, 300.0), n: int = 10,
                batches: int = 8, seed: int = 0, vs: tuple[str, list] | None = None, params: dict | None = None,
                sample_kwargs: dict | None = None, features=None, classifier=None, real=None, grid_batches: int = 4,
-               progress: bool = True) -> dict:
-    """Sweep ``strengths`` (x ``vs`` values) and write the report directory ``out_dir`` atomically."""
+               progress: bool = True, force: bool = False) -> dict:
+    """Sweep ``strengths`` (x ``vs`` values) and write the report directory ``out_dir`` atomically
+    (``out_dir`` must be missing, empty or an earlier report; anything else only with ``force``)."""
     import time
 
     from .api import sample
     check(method in ("pg", "repulsive"), f"method {method!r}: use pg or repulsive")
+    from .checkpoint import check_output_dir
+    check_output_dir(out_dir, ("report",), force=force)
     check(len(strengths) >= 1 and n >= 2 and batches >= 1, "need at least one strength, n >= 2 and one batch")
     strengths = [float(s) for s in strengths]
     params, sample_kwargs = dict(params or {}), dict(sample_kwargs or {})

@@ -14,13 +14,25 @@ DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2), predictor-corrector with Langevi
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from tqdm.auto import trange
 
 from .errors import SteerdiffError, check
 
+if TYPE_CHECKING:
+    from .denoisers import DenoiserLike
+
 SAMPLERS = ("euler", "heun", "euler_ancestral", "ddim", "dpmpp_2m", "pc")
+
+# What a sampler calls: ``model(x, sigma * ones(B), **extra_args) -> denoised`` (any denoiser, or k-diffusion's wrappers)
+Model = Callable[..., torch.Tensor]
+# ``callback({"x", "i", "sigma", "sigma_hat", "denoised"})`` once per step
+Callback = Callable[[dict], Any]
+# ``noise_sampler(sigma, sigma_next) -> standard normal noise like x``
+NoiseSampler = Callable[..., torch.Tensor]
 
 
 # ---------------------------------------------------------------------------------------- schedules
@@ -34,7 +46,8 @@ def _check_range(n: int, sigma_min: float, sigma_max: float) -> None:
           f"need 0 < sigma_min < sigma_max < inf, got sigma_min={sigma_min}, sigma_max={sigma_max}")
 
 
-def get_sigmas_karras(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0, device="cpu") -> torch.Tensor:
+def get_sigmas_karras(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0,
+                      device: str | torch.device = "cpu") -> torch.Tensor:
     """Karras et al. (2022) Eq. 5: ``n`` levels from ``sigma_max`` to ``sigma_min`` evenly spaced in
     ``sigma**(1/rho)``, then a final 0 (``n + 1`` values, float32)."""
     _check_range(n, sigma_min, sigma_max)
@@ -43,13 +56,14 @@ def get_sigmas_karras(n: int, sigma_min: float, sigma_max: float, rho: float = 7
     return append_zero((hi + ramp * (lo - hi)) ** rho).float().to(device)
 
 
-def get_sigmas_ve(n: int, sigma_min: float, sigma_max: float, device="cpu") -> torch.Tensor:
+def get_sigmas_ve(n: int, sigma_min: float, sigma_max: float, device: str | torch.device = "cpu") -> torch.Tensor:
     """The VE-SDE's geometric schedule (Song et al. 2021): ``n`` levels evenly spaced in ``log sigma``, then 0."""
     _check_range(n, sigma_min, sigma_max)
     return append_zero(torch.linspace(math.log(sigma_max), math.log(sigma_min), n, dtype=torch.float64).exp()).float().to(device)
 
 
-def sigmas_from_scheduler(scheduler, num_inference_steps: int | None = None, device="cpu") -> torch.Tensor:
+def sigmas_from_scheduler(scheduler: Any, num_inference_steps: int | None = None,
+                          device: str | torch.device = "cpu") -> torch.Tensor:
     """The noise levels a diffusers scheduler visits, as VE sigmas followed by 0.
 
     For EDM-style schedulers (``scheduler.sigmas`` already VE) the scheduler's sigmas are used; for
@@ -145,24 +159,29 @@ def _ode_with_churn(model, x, sigmas, extra_args, callback, disable, s_churn, s_
 
 
 @torch.no_grad()
-def sample_euler(model, x, sigmas, extra_args=None, callback=None, disable=None, s_churn=0.0, s_tmin=0.0,
-                 s_tmax=float("inf"), s_noise=1.0, noise_sampler=None):
+def sample_euler(model: Model, x: torch.Tensor, sigmas: torch.Tensor, extra_args: dict | None = None,
+                 callback: Callback | None = None, disable: bool | None = None, s_churn: float = 0.0,
+                 s_tmin: float = 0.0, s_tmax: float = float("inf"), s_noise: float = 1.0,
+                 noise_sampler: NoiseSampler | None = None) -> torch.Tensor:
     """Euler steps on the probability-flow ODE, with optional EDM churn."""
     return _ode_with_churn(model, x, sigmas, extra_args, callback, disable, s_churn, s_tmin, s_tmax, s_noise,
                            noise_sampler, heun=False)
 
 
 @torch.no_grad()
-def sample_heun(model, x, sigmas, extra_args=None, callback=None, disable=None, s_churn=0.0, s_tmin=0.0,
-                s_tmax=float("inf"), s_noise=1.0, noise_sampler=None):
+def sample_heun(model: Model, x: torch.Tensor, sigmas: torch.Tensor, extra_args: dict | None = None,
+                callback: Callback | None = None, disable: bool | None = None, s_churn: float = 0.0,
+                s_tmin: float = 0.0, s_tmax: float = float("inf"), s_noise: float = 1.0,
+                noise_sampler: NoiseSampler | None = None) -> torch.Tensor:
     """EDM's Algorithm 2: Heun's second-order method with churn; Euler on the last step (to sigma 0)."""
     return _ode_with_churn(model, x, sigmas, extra_args, callback, disable, s_churn, s_tmin, s_tmax, s_noise,
                            noise_sampler, heun=True)
 
 
 @torch.no_grad()
-def sample_euler_ancestral(model, x, sigmas, extra_args=None, callback=None, disable=None, eta=1.0, s_noise=1.0,
-                           noise_sampler=None):
+def sample_euler_ancestral(model: Model, x: torch.Tensor, sigmas: torch.Tensor, extra_args: dict | None = None,
+                           callback: Callback | None = None, disable: bool | None = None, eta: float = 1.0,
+                           s_noise: float = 1.0, noise_sampler: NoiseSampler | None = None) -> torch.Tensor:
     """Ancestral sampling with Euler steps: a deterministic step to ``sigma_down``, then fresh noise ``sigma_up``."""
     extra_args, s_in, noise_sampler = _prepare(x, sigmas, extra_args, noise_sampler)
     for i in trange(len(sigmas) - 1, disable=disable, desc="euler_ancestral"):
@@ -178,8 +197,9 @@ def sample_euler_ancestral(model, x, sigmas, extra_args=None, callback=None, dis
 
 
 @torch.no_grad()
-def sample_ddim(model, x, sigmas, extra_args=None, callback=None, disable=None, eta=0.0, s_noise=1.0,
-                noise_sampler=None):
+def sample_ddim(model: Model, x: torch.Tensor, sigmas: torch.Tensor, extra_args: dict | None = None,
+                callback: Callback | None = None, disable: bool | None = None, eta: float = 0.0,
+                s_noise: float = 1.0, noise_sampler: NoiseSampler | None = None) -> torch.Tensor:
     """DDIM (Song et al. 2021, Eq. 12) written for VE sigmas.
 
     With ``abar = 1 / (1 + sigma^2)``, DDIM's noise ``sigma_eta^2 = eta^2 (1 - abar') / (1 - abar) (1 - abar / abar')``
@@ -205,10 +225,12 @@ def sample_ddim(model, x, sigmas, extra_args=None, callback=None, disable=None, 
 
 
 @torch.no_grad()
-def sample_dpmpp_2m(model, x, sigmas, extra_args=None, callback=None, disable=None):
+def sample_dpmpp_2m(model: Model, x: torch.Tensor, sigmas: torch.Tensor, extra_args: dict | None = None,
+                    callback: Callback | None = None, disable: bool | None = None) -> torch.Tensor:
     """DPM-Solver++(2M): multistep second order in ``t = -log sigma``, first order on the first and last step."""
     extra_args, s_in, _ = _prepare(x, sigmas, extra_args, None)
-    old_denoised, h_last = None, None
+    old_denoised: torch.Tensor | None = None
+    h_last: torch.Tensor | None = None
     for i in trange(len(sigmas) - 1, disable=disable, desc="dpmpp_2m"):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         denoised = model(x, sigma * s_in, **extra_args)
@@ -219,7 +241,7 @@ def sample_dpmpp_2m(model, x, sigmas, extra_args=None, callback=None, disable=No
         else:
             h = sigma.log() - sigma_next.log()
             d = denoised
-            if old_denoised is not None:
+            if old_denoised is not None and h_last is not None:
                 r = h_last / h
                 d = (1 + 1 / (2 * r)) * denoised - 1 / (2 * r) * old_denoised
             x = (sigma_next / sigma) * x - torch.expm1(-h) * d
@@ -275,8 +297,10 @@ def _plan_steps(plan, sigma: float):
 
 
 @torch.no_grad()
-def sample_pc(model, x, sigmas, extra_args=None, callback=None, disable=None, snr=0.16, n_corrector=1,
-              s_noise=1.0, noise_sampler=None, step_size="sigma", plan=None):
+def sample_pc(model: Model, x: torch.Tensor, sigmas: torch.Tensor, extra_args: dict | None = None,
+              callback: Callback | None = None, disable: bool | None = None, snr: float = 0.16,
+              n_corrector: int = 1, s_noise: float = 1.0, noise_sampler: NoiseSampler | None = None,
+              step_size: str = "sigma", plan: list[dict] | None = None) -> torch.Tensor:
     """Predictor-corrector (score SDE, VE): ``n_corrector`` Langevin steps at each level, then a
     reverse-diffusion predictor step ``x + (sigma^2 - sigma'^2) score + sqrt(sigma^2 - sigma'^2) z``.
     The Langevin step size follows ``step_size`` (see :func:`langevin_step_size`). The last step
@@ -303,7 +327,7 @@ def sample_pc(model, x, sigmas, extra_args=None, callback=None, disable=None, sn
             from .particles import Repulsion
             key = id(term)
             if key not in repulsed:
-                repulsed[key] = guided(model, term if term is not None else Repulsion())
+                repulsed[key] = guided(cast("DenoiserLike", model), term if term is not None else Repulsion())
             full = (repulsed[key](x, sigma * s_in, **extra_args) - x) / sigma ** 2
             drift = full if kind == "repulsive" else full - base
         else:
@@ -332,7 +356,7 @@ def sample_pc(model, x, sigmas, extra_args=None, callback=None, disable=None, sn
     return x
 
 
-def get_sampler(name: str):
+def get_sampler(name: str) -> Callable[..., torch.Tensor]:
     """The sampler function for a name in :data:`SAMPLERS`."""
     check(name in SAMPLERS, f"unknown sampler {name!r}: use one of {', '.join(SAMPLERS)}")
     return globals()[f"sample_{name}"]

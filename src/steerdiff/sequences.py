@@ -162,12 +162,27 @@ def frame_quality(pred: torch.Tensor, cond: torch.Tensor, motion: torch.Tensor) 
     return {"l2": float(l2.mean()), "iou": float(iou.mean())}
 
 
+def allowed_directions(n_directions: int) -> set[int]:
+    """The directions of an ``n_directions`` circle dataset as indices among the 8 (0 = right,
+    counter-clockwise): 8 -> all, 4 -> {0, 2, 4, 6}, 2 -> {0, 4} (right and left, the horizontal rule)."""
+    direction_shifts(n_directions)                   # checks n_directions
+    return {d * 8 // n_directions for d in range(n_directions)}
+
+
 def direction_metrics(pred: torch.Tensor, cond: torch.Tensor, n_directions: int, allowed=None, step: int = 4) -> dict:
-    """Distinct directions, direction accuracy against ``allowed`` (default: all), and quality."""
-    shifts = direction_shifts(n_directions, step)
-    d, _ = detect_direction(pred, cond.expand_as(pred) if len(cond) == 1 else cond, shifts)
-    allowed = set(range(n_directions)) if allowed is None else set(allowed)
-    q = frame_quality(pred, cond.expand_as(pred) if len(cond) == 1 else cond, shifts[d])
+    """Distinct directions, direction accuracy, and quality of predicted frames.
+
+    Each prediction's move is detected among all 8 directions (indices as in :func:`allowed_directions`),
+    or -1 ("stayed") when its ink centroid moved less than ``step / 2`` pixels. ``accuracy`` is the share
+    of moves in ``allowed`` (default: the ``n_directions`` directions of the dataset's rule); a
+    prediction that stays, or moves in a direction the rule forbids, counts as wrong.
+    """
+    shifts = direction_shifts(8, step)
+    cond = cond.expand_as(pred) if len(cond) == 1 else cond
+    d, shift = detect_direction(pred, cond, shifts)
+    q = frame_quality(pred, cond, shifts[d])
+    d = torch.where(shift.norm(dim=1) < step / 2, -1, d)
+    allowed = allowed_directions(n_directions) if allowed is None else set(allowed)
     return {"directions": d.tolist(), "distinct": len(set(d.tolist())),
             "accuracy": float(np.mean([int(v) in allowed for v in d.tolist()])), **q}
 

@@ -63,6 +63,8 @@ def stratified_sample(denoiser, n: int, *, candidates: int = 4, embedding=None, 
     check(seed is not None, "stratified_sample needs a seed (the offset and the output order are drawn from it)")
     from .particles import particle_preset
     phi = get_embedding(embedding if embedding is not None else particle_preset(denoiser, "pg")["embedding"])
+    if hasattr(phi, "check_fits"):           # a classifier embedding: refuse other images before sampling
+        phi.check_fits(getattr(denoiser, "sample_shape", None), str(embedding))
     pool = sample(denoiser, int(candidates) * n, seed=seed, cond=cond, start_index=start_index, **sample_kwargs)
     if candidates == 1:
         return pool

@@ -25,6 +25,9 @@ class GaussianMixtureDenoiser(Denoiser):
     and for image-shaped means alike.
     """
 
+    means: torch.Tensor
+    weights: torch.Tensor
+
     def __init__(self, means, std: float, weights=None, *, sigma_min: float = 0.002, sigma_max: float | None = None,
                  preset: dict | None = None):
         means = torch.as_tensor(means, dtype=torch.float64)

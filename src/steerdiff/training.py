@@ -8,6 +8,7 @@ checkpoint at step ``k`` therefore repeats exactly the losses an uninterrupted r
 from __future__ import annotations
 
 import copy
+import math
 import os
 import shlex
 import sys
@@ -162,18 +163,30 @@ def model_config(cfg: TrainConfig, sample_shape, num_classes: int | None, step: 
 
 
 def train(cfg: TrainConfig, out: str | os.PathLike, *, progress: bool = True, command: str | None = None,
-          stop_after: int | None = None) -> dict:
+          stop_after: int | None = None, force: bool = False) -> dict:
     """Train (or resume) a model into checkpoint directory ``out``; returns ``{"losses": [...], "step": n}``.
 
     If ``out`` holds a checkpoint with training state, training resumes from it (its recorded config
     must match ``cfg`` except for ``steps``/``checkpoint_every``). ``stop_after`` ends the run early
     after that many steps in this call (for tests and chunked runs); a checkpoint is written at the end.
+    ``out`` must be missing, empty or a training checkpoint: anything else (an exported model, other
+    files) is refused unless ``force`` (then a fresh run replaces it).
     """
     check(cfg.objective in OBJECTIVES, f"objective {cfg.objective!r}: use one of {', '.join(OBJECTIVES)}")
     check(cfg.net in PRESETS, f"net {cfg.net!r}: use one of {', '.join(PRESETS)}")
     check(cfg.steps > 0 and cfg.batch_size > 0, "steps and batch size must be positive")
     check(0 <= cfg.p_uncond < 1, "p_uncond must lie in [0, 1)")
+    check(math.isfinite(cfg.lr) and cfg.lr > 0, f"lr must be a positive finite number, got {cfg.lr}")
+    check(0 <= cfg.ema_decay < 1 and 0 <= cfg.dropout < 1, f"ema_decay and dropout must lie in [0, 1), got {cfg.ema_decay} and {cfg.dropout}")
+    check(cfg.checkpoint_every >= 1, f"checkpoint_every must be at least 1, got {cfg.checkpoint_every}")
     out = Path(out)
+    if distributed.world()[0] == 0:
+        try:                      # a save killed between its renames left the checkpoint in .NAME.old
+            ckpt.recover(out)
+        except FileNotFoundError:
+            pass
+        ckpt.clean_stale_temporaries(out)     # the temporaries of saves that were killed
+    kind = ckpt.check_output_dir(out, ("training",), force=force)
     moving = cfg.dataset in MOVING
     check(not moving or cfg.cond_frames >= 1, f"dataset {cfg.dataset} predicts frames: set --cond-frames (1 for circle, 2 for free/horizontal)")
     check(not moving or cfg.objective == "edm", "frame-conditional training uses --objective edm")
@@ -191,17 +204,22 @@ def train(cfg: TrainConfig, out: str | os.PathLike, *, progress: bool = True, co
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     step, losses = 0, []
 
-    if (out / "state.safetensors").is_file():
+    if kind == "training" or (force and (out / "state.safetensors").is_file()):
         old_conf, _, ema_state, state, meta = ckpt.read_checkpoint(out, with_state=True)
         mine = {k: v for k, v in asdict(cfg).items() if k not in ("steps", "checkpoint_every", "extra")}
         theirs = {k: v for k, v in old_conf.get("train", {}).items() if k in mine}
         diff = sorted(k for k in mine if theirs.get(k) != mine[k])
         check(not diff, f"{out} holds a run with different settings ({', '.join(f'{k}={theirs.get(k)!r}' for k in diff)}): "
                         "use a new --out or the same settings to resume")
-        net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
-        ema.load_state_dict(ema_state)
-        _load_optimizer(opt, state, meta["param_groups"])
-        step, losses = int(meta["step"]), list(meta["losses"])
+        try:
+            net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
+            ema.load_state_dict(ema_state)
+            _load_optimizer(opt, state, meta["param_groups"])
+            step, losses = int(meta["step"]), list(meta["losses"])
+        except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as e:
+            what = f"missing {e}" if isinstance(e, KeyError) else str(e).splitlines()[0]
+            raise SteerdiffError(f"{out}: the training state (state.json / state.safetensors) does not match this run "
+                                 f"({what}): the checkpoint is corrupt; restore it or train into a new --out") from None
     # DDP under torchrun: every rank draws the whole batch's randomness (so runs match one process) and
     # computes the loss of its equal share; DDP averages the gradients, i.e. the full-batch gradient
     rank, world_size = distributed.world()

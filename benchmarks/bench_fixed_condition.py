@@ -1,0 +1,193 @@
+"""Diverse batches at a fixed condition on mnist-cond: within-class diversity against fidelity.
+
+Conditional table (``--scales``, default 1 and 3): for every class in ``--classes``, ``--batches``
+batches of 10 with the class label fixed; batch ``b`` of class ``c`` uses seed ``1000 c + b`` for
+every method (the same seeds and the same number of network evaluations per step). Per method:
+
+- Vendi score per batch (cosine kernel, q = 1) in the shipped evaluator's features and in a fixed
+  random CNN embedding (``cnn64``: ``steerdiff.embeddings.RandomCNN(64)``, seed 0; a feature space
+  no method here guides in);
+- class fidelity: the fraction of samples the evaluator assigns to the requested class;
+- Fréchet distance (evaluator features) of all samples to the held-out real digits of the same
+  classes, and precision / recall (k = 5) against them;
+- wall time relative to iid at the same scale.
+
+Unconditional table (``--uncond-batches``): the label-free ``mnist`` request (no class labels at
+all): distinct digits per batch of 10, mean evaluator confidence, Fréchet distance to all held-out
+digits, wall time.
+
+The evaluator judges; no method is guided by it (particle terms use ``mnist-noisy``, a different
+network).
+
+    python benchmarks/bench_fixed_condition.py --batches 2 --classes 0-9 --scales 1,3
+    python benchmarks/bench_fixed_condition.py --only uncond --uncond-batches 20
+"""
+import argparse
+import time
+
+import numpy as np
+import torch
+
+import steerdiff as sd
+from steerdiff.classifier import load_classifier
+from steerdiff.data import load_mnist
+from steerdiff.embeddings import RandomCNN
+from steerdiff.fixed_condition import cover_sample, diverse_sample, fixed_condition
+from steerdiff.metrics import frechet_distance, prdc, vendi_score
+from steerdiff.quality import classify
+from steerdiff.stratified import stratified_sample
+
+REPULSION = {"method": "repulsive", "embedding": "classifier", "kernel": "rbf", "on": "x", "strength": 30.0,
+             "project": True, "window": (0.5, 80.0)}
+# name -> (method, options); interval / CADS settings are swept in the first rows
+CONDITIONAL = {
+    "iid": ("iid", {}),
+    "interval (0.3, 5]": ("interval", {"interval": (0.3, 5.0)}),
+    "interval (0.3, 2]": ("interval", {"interval": (0.3, 2.0)}),
+    "cads s=0.25": ("cads", {"noise_scale": 0.25}),
+    "cads s=0.5": ("cads", {"noise_scale": 0.5}),
+    "cads s=0.25 + interval (0.3, 5]": ("cads", {"noise_scale": 0.25, "interval": (0.3, 5.0)}),
+    "repulsion, mnist-noisy features on x, proj": ("repulsive", {"embedding": "classifier", "kernel": "rbf", "on": "x",
+                                                                 "strength": 30.0, "project": True, "window": (0.5, 80.0)}),
+    "pg, mnist-noisy features on x0, proj": ("pg", {"embedding": "classifier", "kernel": "rbf", "on": "x0",
+                                                    "strength": 10.0, "project": True, "window": (0.5, 80.0)}),
+    "cads s=0.5 tau (0.5, 0.8)": ("cads", {"noise_scale": 0.5, "tau": (0.5, 0.8)}),
+    "interval (0.3, 3]": ("interval", {"interval": (0.3, 3.0)}),
+    "cads s=0.25 + interval (0.3, 3]": ("cads", {"noise_scale": 0.25, "interval": (0.3, 3.0)}),
+    "cads s=0.25 + repulsion": ("cads", {"noise_scale": 0.25, "plus": dict(REPULSION)}),
+    "cads s=0.25 + interval (0.3, 5] + repulsion": ("cads", {"noise_scale": 0.25, "interval": (0.3, 5.0),
+                                                             "plus": dict(REPULSION)}),
+    "interval (0.3, 10]": ("interval", {"interval": (0.3, 10.0)}),
+    "interval (0.3, 10] + repulsion": ("interval", {"interval": (0.3, 10.0), "plus": dict(REPULSION)}),
+    "interval (0.3, 5] + repulsion": ("interval", {"interval": (0.3, 5.0), "plus": dict(REPULSION)}),
+    "repulsion x2 (strength 60)": ("repulsive", {**{k: v for k, v in REPULSION.items() if k != "method"}, "strength": 60.0}),
+    "cads s=0.25 + repulsion x2 (strength 60)": ("cads", {"noise_scale": 0.25, "plus": {**REPULSION, "strength": 60.0}}),
+    "repulsion 60, window (0.3, 5]": ("repulsive", {**{k: v for k, v in REPULSION.items() if k != "method"},
+                                                    "strength": 60.0, "window": (0.3, 5.0)}),
+    "repulsion 100, window (0.3, 5]": ("repulsive", {**{k: v for k, v in REPULSION.items() if k != "method"},
+                                                     "strength": 100.0, "window": (0.3, 5.0)}),
+    "repulsion 45": ("repulsive", {**{k: v for k, v in REPULSION.items() if k != "method"}, "strength": 45.0}),
+    "stratified 4 x 10, mnist-noisy features": ("stratified", {"candidates": 4, "embedding": "classifier"}),
+    "spell": ("spell", {}),
+    "dpp": ("dpp", {}),
+    "diverse (preset)": ("diverse", {}),
+}
+UNCONDITIONAL = {
+    "iid": ("iid", {}),
+    "repulsion, mnist-noisy probs on x, proj (repulsive preset)": ("repulsive", {}),
+    "pg dot kernel on x, proj": ("pg", {"kernel": "dot", "embedding": "classifier-probs", "on": "x", "strength": 30.0,
+                                        "window": (0.5, 80.0), "project": True}),
+    "stratified 2 x 10, mnist-noisy probs": ("stratified", {"candidates": 2, "embedding": "classifier-probs"}),
+    "stratified 4 x 10, mnist-noisy probs": ("stratified", {"candidates": 4, "embedding": "classifier-probs"}),
+    "cover 3 x 10, mnist-noisy labels": ("cover", {"candidates": 3}),
+    "cover 4 x 10, mnist-noisy labels": ("cover", {"candidates": 4}),
+    "pg dot kernel on x, proj, window (2, 80)": ("pg", {"kernel": "dot", "embedding": "classifier-probs", "on": "x",
+                                                        "strength": 30.0, "window": (2.0, 80.0), "project": True}),
+    "spell": ("spell", {}),
+    "dpp": ("dpp", {}),
+    "diverse (preset)": ("diverse", {}),
+}
+
+
+def parse_classes(s: str) -> list[int]:
+    if "-" in s:
+        lo, hi = s.split("-")
+        return list(range(int(lo), int(hi) + 1))
+    return [int(c) for c in s.split(",")]
+
+
+def available(method: str) -> bool:
+    if method not in ("spell", "dpp"):
+        return True
+    try:
+        from steerdiff import diversity  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def run(model, method, opts, n, seeds_labels, scale, labelled):
+    """Samples ``(N, 1, 28, 28)`` and seconds per batch."""
+    xs, t0 = [], time.perf_counter()
+    for seed, label in seeds_labels:
+        cond = {"class_labels": label} if labelled else {}     # an int: every draw (and candidate) of the batch
+        if method == "diverse":
+            xs.append(diverse_sample(model, n, seed=seed, cond=cond, scale=scale if labelled else None))
+            continue
+        if method in ("stratified", "cover"):
+            den, _ = fixed_condition(model, "iid", scale=scale, labelled=labelled)
+            select = stratified_sample if method == "stratified" else cover_sample
+            xs.append(select(den, n, seed=seed, cond=cond, **opts))
+            continue
+        den, terms = fixed_condition(model, method, scale=scale, seed=seed, options=opts, labelled=labelled)
+        xs.append(sd.sample(den, n, seed=seed, cond=cond, guidance=terms))
+    return torch.cat(xs), (time.perf_counter() - t0) / len(seeds_labels)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--batches", type=int, default=2, help="batches of 10 per class (default 2)")
+    ap.add_argument("--classes", default="0-9", help="classes, e.g. 0-9 or 1,7 (default 0-9)")
+    ap.add_argument("--scales", default="1,3", help="cfg scales (default 1,3)")
+    ap.add_argument("--uncond-batches", type=int, default=20, help="batches of 10 for the label-free table (default 20)")
+    ap.add_argument("--only", choices=["cond", "uncond"], default=None)
+    ap.add_argument("--methods", default=None, help="semicolon-separated substrings of method names to run (iid always runs)")
+    a = ap.parse_args()
+    n = 10
+    keep = (lambda name: True) if a.methods is None else (lambda name: name == "iid" or any(s in name for s in a.methods.split(";")))
+    evaluator = load_classifier("mnist-evaluator")
+    cnn = RandomCNN(64, seed=0)
+    held = load_mnist("heldout")
+    hp, hf = classify(evaluator, held.images)
+    if a.only != "uncond":
+        model = sd.load("mnist-cond")
+        classes = parse_classes(a.classes)
+        seeds_labels = [(1000 * c + b, c) for c in classes for b in range(a.batches)]
+        real = hf[torch.isin(held.labels, torch.tensor(classes))]
+        for scale in [float(s) for s in a.scales.split(",")]:
+            print(f"\n## cfg scale {scale:g}: mnist-cond, classes {a.classes}, {a.batches} batches of {n} per class "
+                  f"({len(seeds_labels) * n} samples per method)\n")
+            print("| method | Vendi (evaluator) | Vendi (cnn64) | fidelity | Fréchet | precision | recall | time |")
+            print("|---|---|---|---|---|---|---|---|")
+            base = None
+            for name, (method, opts) in CONDITIONAL.items():
+                if not keep(name) or not available(method) or (method == "interval" and scale == 1.0):
+                    continue
+                x, sec = run(model, method, opts, n, seeds_labels, scale, True)
+                p, f = classify(evaluator, x)
+                g = cnn(x).detach()
+                labels = torch.tensor([c for _, c in seeds_labels]).repeat_interleave(n)
+                v_e = np.mean([vendi_score(f[i:i + n]) for i in range(0, len(f), n)])
+                v_c = np.mean([vendi_score(g[i:i + n]) for i in range(0, len(g), n)])
+                fid = float((p.argmax(1) == labels).float().mean())
+                fd = frechet_distance(f, real)
+                pr = prdc(real, f, k=5)
+                row = dict(v_e=v_e, v_c=v_c, fid=fid, fd=fd, sec=sec)
+                base = base or row
+                print(f"| {name} | {v_e:.3f} ({v_e / base['v_e']:.2f}x) | {v_c:.3f} ({v_c / base['v_c']:.2f}x) | "
+                      f"{100 * fid:.1f}% | {fd:.1f} ({fd / base['fd']:.2f}x) | {pr['precision']:.2f} | {pr['recall']:.2f} | "
+                      f"{sec / base['sec']:.2f}x |", flush=True)
+    if a.only != "cond":
+        model = sd.load("mnist")
+        seeds_labels = [(b, None) for b in range(a.uncond_batches)]
+        print(f"\n## unconditional (no class labels): mnist, {a.uncond_batches} batches of {n}\n")
+        print("| method | distinct digits per 10 | confidence | Fréchet | time |")
+        print("|---|---|---|---|---|")
+        base = None
+        for name, (method, opts) in UNCONDITIONAL.items():
+            if not keep(name) or not available(method):
+                continue
+            x, sec = run(model, method, opts, n, seeds_labels, 1.0, False)
+            p, f = classify(evaluator, x)
+            d = torch.tensor([len(set(p[i:i + n].argmax(1).tolist())) for i in range(0, len(p), n)], dtype=torch.float64)
+            conf = float(p.max(1).values.mean())
+            fd = frechet_distance(f, hf)
+            row = dict(conf=conf, fd=fd, sec=sec)
+            base = base or row
+            ci = 1.96 * float(d.std()) / len(d) ** 0.5
+            print(f"| {name} | {float(d.mean()):.2f} ± {ci:.2f} | {conf:.3f} ({conf / base['conf']:.3f}x) | "
+                  f"{fd:.1f} ({fd / base['fd']:.2f}x) | {sec / base['sec']:.2f}x |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
