@@ -9,7 +9,8 @@ near-copy rate of all samples pooled (:func:`steerdiff.metrics.near_copy_rate`: 
 digit than 95% of held-out digits are; held-out data scores 0.05). "shield" is SPELL with no
 repellency in the batch and the 4,000 training digits as the protected set, at the near-copy radius.
 
-    python benchmarks/bench_diversity_mnist.py [--classes 1 3 7] [--seeds 0 1 2] [--n 10] [--only NAME ...]
+    python benchmarks/bench_diversity_mnist.py [--classes 1 3 7] [--seeds 0 1 2] [--n 10] [--cfg-scale 1]
+        [--only NAME ...]
 """
 import argparse
 import time
@@ -17,12 +18,11 @@ import time
 import torch
 
 import steerdiff as sd
-from steerdiff.diversity import SPELL, DPPGuidance, EntropyGuidance
-from steerdiff.features import load_features
-from steerdiff.metrics import vendi_score
 from steerdiff.classifier import load_classifier
 from steerdiff.data import load_mnist
-from steerdiff.metrics import near_copy_rate
+from steerdiff.diversity import SPELL, DPPGuidance, EntropyGuidance
+from steerdiff.features import load_features
+from steerdiff.metrics import near_copy_rate, vendi_score
 
 
 def methods() -> dict:
@@ -31,9 +31,9 @@ def methods() -> dict:
     for rs in (0.7, 0.8, 0.9, 1.0):
         out[f"spell r={rs:g}x"] = [SPELL(radius_scale=rs)]
     out["spell r=0.9x, sigma<=5"] = [SPELL(radius_scale=0.9, window=(0.0, 5.0))]
-    for rs, lo in ((0.7, 0.5), (0.8, 0.5), (0.8, 1.0), (1.0, 1.0), (1.2, 1.0)):
+    for rs, lo in ((0.5, 0.5), (0.6, 0.5), (0.7, 0.5), (0.8, 0.5), (0.8, 1.0), (1.0, 1.0), (1.2, 1.0)):
         out[f"spell r={rs:g}x, sigma>={lo:g}"] = [SPELL(radius_scale=rs, window=(lo, 80.0))]
-    for s in (3.0, 10.0, 30.0):
+    for s in (1.0, 3.0, 10.0, 30.0):
         out[f"dpp x0 strength {s:g}"] = [DPPGuidance(strength=s, window=w)]
     for s in (3.0, 10.0):
         out[f"dpp classifier strength {s:g}"] = [DPPGuidance(strength=s, window=w, embedding="classifier")]
@@ -55,13 +55,15 @@ def main():
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--n", type=int, default=10)
     ap.add_argument("--only", nargs="*", default=None, help="method names (as printed) to run")
+    ap.add_argument("--cfg-scale", type=float, default=1.0, help="classifier-free guidance scale under every method")
     a = ap.parse_args()
     model = sd.load("mnist-cond")
+    model = model if a.cfg_scale == 1.0 else sd.cfg(model, a.cfg_scale)
     train, held = load_mnist("train"), load_mnist("heldout")
     threshold = near_copy_rate(held.images[:1], train.images, held.images)["threshold"]
     feats = load_features("mnist-evaluator")
     ev = load_classifier("mnist-evaluator")
-    print(f"mnist-cond, classes {a.classes}, seeds {a.seeds}, batches of {a.n}, heun 18 steps")
+    print(f"mnist-cond, classes {a.classes}, seeds {a.seeds}, batches of {a.n}, heun 18 steps, cfg scale {a.cfg_scale:g}")
     print(f"  {'method':30s} {'vendi':>6s} {'fidelity':>8s} {'conf':>6s} {'min dist':>8s} {'near-copy':>9s} {'s/batch':>7s}")
     for name, g in methods().items():
         if a.only and name not in a.only:

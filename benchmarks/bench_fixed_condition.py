@@ -19,8 +19,9 @@ digits, wall time.
 The evaluator judges; no method is guided by it (particle terms use ``mnist-noisy``, a different
 network).
 
-    python benchmarks/bench_fixed_condition.py --batches 2 --classes 0-9 --scales 1,3
-    python benchmarks/bench_fixed_condition.py --only uncond --uncond-batches 20
+    python benchmarks/bench_fixed_condition.py --batches 2 --classes 0-9 --scales 1,3     # the main rows
+    python benchmarks/bench_fixed_condition.py --only cond --scales 3 --methods "spell;dpp"  # chosen rows
+    python benchmarks/bench_fixed_condition.py --methods all                              # the whole sweep (long)
 """
 import argparse
 import time
@@ -67,9 +68,17 @@ CONDITIONAL = {
     "repulsion 100, window (0.3, 5]": ("repulsive", {**{k: v for k, v in REPULSION.items() if k != "method"},
                                                      "strength": 100.0, "window": (0.3, 5.0)}),
     "repulsion 45": ("repulsive", {**{k: v for k, v in REPULSION.items() if k != "method"}, "strength": 45.0}),
+    "repulsion 10": ("repulsive", {**{k: v for k, v in REPULSION.items() if k != "method"}, "strength": 10.0}),
     "stratified 4 x 10, mnist-noisy features": ("stratified", {"candidates": 4, "embedding": "classifier"}),
     "spell": ("spell", {}),
     "dpp": ("dpp", {}),
+    "spell r 0.9": ("spell", {"radius_scale": 0.9}),
+    "spell r 0.6": ("spell", {"radius_scale": 0.6}),
+    "spell r 0.4": ("spell", {"radius_scale": 0.4}),
+    "dpp strength 2": ("dpp", {"strength": 2.0}),
+    "dpp strength 3": ("dpp", {"strength": 3.0}),
+    "dpp strength 4": ("dpp", {"strength": 4.0}),
+    "cads s=0.25 + dpp strength 2": ("cads", {"noise_scale": 0.25, "plus": {"method": "dpp", "strength": 2.0}}),
     "diverse (preset)": ("diverse", {}),
 }
 UNCONDITIONAL = {
@@ -87,6 +96,10 @@ UNCONDITIONAL = {
     "dpp": ("dpp", {}),
     "diverse (preset)": ("diverse", {}),
 }
+
+# the rows a plain run prints (names above); --methods all runs the whole sweep
+MAIN = ["interval (0.3, 5]", "cads s=0.25", "cads s=0.25 + interval (0.3, 5]", "repulsion, mnist-noisy features on x, proj",
+        "spell r 0.9", "dpp strength 4", "cover 4 x 10, mnist-noisy labels", "pg dot kernel on x, proj", "diverse (preset)"]
 
 
 def parse_classes(s: str) -> list[int]:
@@ -131,10 +144,15 @@ def main():
     ap.add_argument("--scales", default="1,3", help="cfg scales (default 1,3)")
     ap.add_argument("--uncond-batches", type=int, default=20, help="batches of 10 for the label-free table (default 20)")
     ap.add_argument("--only", choices=["cond", "uncond"], default=None)
-    ap.add_argument("--methods", default=None, help="semicolon-separated substrings of method names to run (iid always runs)")
+    ap.add_argument("--methods", default=None,
+                    help="semicolon-separated substrings of method names to run (iid always runs); 'all' for the whole "
+                         "sweep (long); default: the main rows (MAIN)")
     a = ap.parse_args()
     n = 10
-    keep = (lambda name: True) if a.methods is None else (lambda name: name == "iid" or any(s in name for s in a.methods.split(";")))
+    if a.methods is None:
+        keep = lambda name: name == "iid" or name in MAIN  # noqa: E731
+    else:
+        keep = lambda name: a.methods == "all" or name == "iid" or any(s in name for s in a.methods.split(";"))  # noqa: E731
     evaluator = load_classifier("mnist-evaluator")
     cnn = RandomCNN(64, seed=0)
     held = load_mnist("heldout")

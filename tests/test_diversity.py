@@ -134,8 +134,8 @@ def test_spell_with_an_embedding_pulls_the_correction_back():
 def test_spell_default_radius_is_relative_to_the_data_scale():
     m = sd.load("mnist")
     t = SPELL().bind(m)
-    assert t.radius == pytest.approx(0.9 * math.sqrt(2 * 784) * 0.5)
-    assert SPELL(radius_scale=0.5).bind(m).radius == pytest.approx(t.radius / 0.9 * 0.5)
+    assert t.radius == pytest.approx(0.7 * math.sqrt(2 * 784) * 0.5)
+    assert SPELL(radius_scale=0.5).bind(m).radius == pytest.approx(t.radius / 0.7 * 0.5)
 
 
 # ------------------------------------------------------------------------------------------------ DPP / entropy

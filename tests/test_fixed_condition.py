@@ -141,10 +141,15 @@ def test_cli_methods_and_errors(tmp_path, capsys):
     assert main(base + ["--method", "cads"]) == 2                # no class label
     assert "--class-label" in capsys.readouterr().err
     assert main(base + ["--class-label", "3", "--cfg-interval", "nope"]) == 2
+    assert main(base + ["--class-label", "3", "--method", "cfg", "--cfg-scale", "3", "--kernel", "rbf"]) == 2
+    assert "does not use them" in capsys.readouterr().err
     for extra in (["--method", "cfg", "--cfg-scale", "3"], ["--method", "interval", "--cfg-scale", "3", "--cfg-interval", "0.3,5"],
                   ["--method", "cads", "--cfg-scale", "2", "--cads-noise", "0.5", "--cads-tau", "0.5,0.8"],
                   ["--method", "diverse"], ["--method", "diverse", "--cfg-scale", "3"]):
         assert main(base + ["--class-label", "3", *extra]) == 0, extra
+    unlabelled = ["sample", "--model", "mnist", "--n", "3", "--steps", "3", "--quiet", "--out", out]
+    assert main(unlabelled + ["--method", "diverse"]) == 0                   # the recorded label-free choice
+    assert main(unlabelled + ["--method", "diverse", "--cfg-scale", "3"]) == 2
 
 
 def _recording(model):
@@ -193,3 +198,13 @@ def test_cover_sample_keeps_model_draws_and_covers_labels():
     x = cover_sample(ring, 10, candidates=3, embedding=lambda y: torch.nn.functional.one_hot(modes(y), 10), seed=0, steps=8)
     assert all(any(torch.equal(xi, p) for p in pool) for xi in x)             # every kept sample is an iid draw
     assert len(set(modes(x).tolist())) == len(set(modes(pool).tolist()))     # as many modes as the pool holds
+
+
+def test_cli_cads_on_a_pipeline(tmp_path):
+    pytest.importorskip("transformers")
+    from steerdiff.pipelines import tiny_pipeline
+    tiny_pipeline(tmp_path).save_pretrained(tmp_path / "sd")
+    base = ["sample", "--pipeline", str(tmp_path / "sd"), "--prompt", "a red cat", "--n", "2", "--steps", "3", "--quiet"]
+    assert main(base + ["--method", "cads", "--cfg-scale", "3", "--cads-noise", "0.5", "--out", str(tmp_path / "a.npy")]) == 0
+    assert main(base + ["--method", "cfg", "--out", str(tmp_path / "b.npy")]) == 2
+    assert main(base + ["--cfg-interval", "0.3,5", "--out", str(tmp_path / "c.npy")]) == 2

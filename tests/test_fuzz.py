@@ -86,6 +86,7 @@ def base_commands(p: dict) -> dict[str, list[str]]:
         "evaluate": ["evaluate", "--samples", p["digits"], "--out", str(r / "e.json")],
         "report": ["report", "--n", "2", "--batches", "1", "--steps", "1", "--strengths", "0,1", "--out", str(r / "rep")],
         "reference": ["reference", "--n", "10", "--out", str(r / "ref.npy")],
+        "quality": ["quality", "--model", "mnist", "--n", "2", "--out", str(r / "q.json")],
         "export": ["export", str(sd.models.weights_dir() / "mnist"), "--out", str(r / "x")],
         "compose": ["compose", "--base", "M1", "M2", "--y", "1", "2", "--n", "2", "--steps", "1", "--out", str(r / "c.npy")],
         "train-edit": ["train-edit", "--attribute", "thick", "--steps", "1", "--images", "2", "--out", str(r / "te")],

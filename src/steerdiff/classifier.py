@@ -44,6 +44,33 @@ class DigitCNN(nn.Module):
         return self.head(self.body(x))
 
 
+class DigitLeNet(nn.Module):
+    """A second digit classifier, architecturally unlike :class:`DigitCNN` (the independent judge of
+    edits): LeNet-style 5x5 convolutions with batch norm and average pooling, a two-layer head.
+    ``(B, C, 28, 28)`` in ``[-1, 1]`` -> logits; ``features`` gives ``(B, feature_dim)``."""
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, width: int = 20, feature_dim: int = 96,
+                 image_size: int = 28):
+        super().__init__()
+        w = width
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, w, 5, padding=2), nn.BatchNorm2d(w), nn.Tanh(), nn.AvgPool2d(2),
+            nn.Conv2d(w, 2 * w, 5), nn.BatchNorm2d(2 * w), nn.Tanh(), nn.AvgPool2d(2),
+            nn.Flatten(), nn.Linear(2 * w * ((image_size // 2 - 4) // 2) ** 2, feature_dim), nn.Tanh())
+        self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(feature_dim, num_classes))
+        self.arch = dict(in_channels=in_channels, num_classes=num_classes, width=width, feature_dim=feature_dim,
+                         image_size=image_size)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+NETS = {"cnn": DigitCNN, "lenet": DigitLeNet}       # --arch of kind label
+
+
 class NoisyDigitCNN(DigitCNN):
     """A noise-conditional classifier ``(x, sigma) -> logits``: ``x`` is a noisy sample at VE scale.
 
@@ -99,15 +126,18 @@ class _AtSigma(nn.Module):
 
 def train_classifier(out: str | os.PathLike, *, kind: str = "label", dataset: str = "mnist", epochs: int = 20,
                      batch_size: int = 64, lr: float = 1e-3, seed: int = 0, width: int | None = None, progress: bool = True,
-                     command: str | None = None) -> dict:
-    """Train a classifier and write it to directory ``out``; returns its config (with held-out accuracy)."""
+                     command: str | None = None, arch: str = "cnn") -> dict:
+    """Train a classifier and write it to directory ``out``; returns its config (with held-out accuracy).
+    ``arch`` (kind ``label``): ``cnn`` (:class:`DigitCNN`, the evaluator's) or ``lenet`` (:class:`DigitLeNet`)."""
     check(kind in KINDS, f"classifier kind {kind!r}: use one of {', '.join(KINDS)}")
-    width = width or (24 if kind == "noisy-label" else 32)  # a different architecture from the evaluator
+    check(arch in NETS, f"classifier arch {arch!r}: use one of {', '.join(NETS)}")
+    check(arch == "cnn" or kind == "label", f"arch {arch!r} is for kind label; noisy-label uses the cnn")
+    width = width or (24 if kind == "noisy-label" else 20 if arch == "lenet" else 32)  # a different architecture from the evaluator
     train, held = load_dataset(dataset, "train"), load_dataset(dataset, "heldout")
     check(train.labels is not None, f"dataset {dataset} has no labels")
     num_classes = int(train.labels.max()) + 1
     torch.manual_seed(stream_seed("classifier-init", seed))
-    cls = NoisyDigitCNN if kind == "noisy-label" else DigitCNN
+    cls = NoisyDigitCNN if kind == "noisy-label" else NETS[arch]
     model = cls(train.images.shape[1], num_classes, width, image_size=train.images.shape[-1])
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * (len(train) // batch_size))
@@ -141,6 +171,7 @@ def train_classifier(out: str | os.PathLike, *, kind: str = "label", dataset: st
         extra["heldout_accuracy_by_sigma"] = {
             str(s): accuracy(_AtSigma(model, s), held.images + s * noise, held.labels) for s in (0.25, 0.5, 1.0, 2.0)}
     config = {**extra, "format": "steerdiff-classifier", "version": 1, "kind": kind, "dataset": dataset, "arch": model.arch,
+              **({"net": arch} if arch != "cnn" else {}),
               "heldout_accuracy": acc, "seed": seed, "epochs": epochs, "command": command}
 
     def verify(d: Path) -> None:
@@ -152,7 +183,8 @@ def train_classifier(out: str | os.PathLike, *, kind: str = "label", dataset: st
     return config
 
 
-SHIPPED = {"mnist-evaluator": "mnist-evaluator", "mnist-noisy": "mnist-noisy"}
+SHIPPED = {"mnist-evaluator": "mnist-evaluator", "mnist-noisy": "mnist-noisy",
+           "mnist-evaluator2": "mnist-evaluator2"}     # a second judge: another architecture and seed
 
 
 def load_classifier(path: str | os.PathLike = "mnist-evaluator") -> DigitCNN:
@@ -166,7 +198,9 @@ def load_classifier(path: str | os.PathLike = "mnist-evaluator") -> DigitCNN:
                          "`steerdiff train-classifier`")
     config = ckpt.read_json(path / "config.json")
     check(config.get("format") == "steerdiff-classifier", f"{path}/config.json is not a steerdiff classifier config")
-    return load_weights((NoisyDigitCNN if config["kind"] == "noisy-label" else DigitCNN)(**config["arch"]), path, config)
+    net = NoisyDigitCNN if config["kind"] == "noisy-label" else NETS.get(config.get("net", "cnn"))
+    check(net is not None, f"{path}/config.json names an unknown classifier net {config.get('net')!r}")
+    return load_weights(net(**config["arch"]), path, config)
 
 
 def load_weights(model: nn.Module, path: Path, config: dict) -> nn.Module:

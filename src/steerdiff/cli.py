@@ -257,11 +257,11 @@ def _draw(a, seed: int, model=None, frames=None):
         check(shape == tuple(model.sample_shape), f"--archive {a.archive} holds samples of shape {shape}, this model draws "
                                                   f"{tuple(model.sample_shape)}: use another archive file")
     from .fixed_condition import from_args
-    model, guidance = from_args(a, model, cond, seed, guidance)    # --cfg-scale / --cfg-interval, fixed-condition methods
-    if a.method == "cover":                  # --method diverse: a label-covering selection (steerdiff.fixed_condition)
-        from .fixed_condition import cover_sample
-        x = cover_sample(model, a.n, candidates=a.candidates, embedding=a.embedding, seed=seed, cond=cond, sampler=a.sampler,
-                         steps=a.steps, batch_size=a.batch_size, progress=not a.quiet, **kwargs)
+    model, guidance, select = from_args(a, model, cond, seed, guidance)   # --cfg-scale / --cfg-interval, --method cfg ...
+    if select is not None:                   # --method diverse chose a selection from iid draws
+        from .fixed_condition import select_sample
+        x = select_sample(model, a.n, select, seed=seed, cond=cond, sampler=a.sampler, steps=a.steps,
+                          batch_size=a.batch_size, progress=not a.quiet, **kwargs)
         return x, extra, archive
     if getattr(a, "prior_samples", 0):
         check(a.method == "pg", "--prior-samples is for --method pg (prior-preserving Particle Guidance)")
@@ -426,10 +426,13 @@ steerdiff.evaluate's docstring.
   steerdiff evaluate --samples samples.npy --batch-size 10 --out metrics.json""")
     _add_sampling_args(p, n_default=10)
     p.add_argument("--batches", type=int, default=20, help="number of batches to sample (default 20)")
-    p.add_argument("--task", default="unconditional", choices=["unconditional", "conditional"],
+    p.add_argument("--task", default="unconditional", choices=["unconditional", "conditional", "edit"],
                    help="conditional: next-frame prediction of moving digits (needs --dataset; --model defaults to its "
                         "shipped model). Its accuracy is the share of predicted frames that move as the dataset's rule "
-                        "allows: circle one of the model's --n-directions, horizontal one step left or right")
+                        "allows: circle one of the model's --n-directions, horizontal one step left or right. "
+                        "edit: judge an .npz written by `steerdiff edit` (--samples e.npz): attribute success, digit "
+                        "kept by two independent classifiers, directional score, Fréchet distance, L1 outside the "
+                        "attribute (steerdiff.edit_eval)")
     p.add_argument("--dataset", default=None, help="conditional task: circle (alias circle_jumping), horizontal or free")
     p.add_argument("--anywhere", action="store_true",
                    help="horizontal: condition on random positions of a sequence instead of the digit arriving at the "
@@ -468,6 +471,8 @@ def cmd_evaluate(a) -> int:
         check(not a.pipeline and not a.samples, "--task conditional samples the frame-conditional --model itself: "
                                                 "drop --pipeline / --samples")
         return _evaluate_conditional(a)
+    if a.task == "edit":
+        return _evaluate_edit(a)
     check(not (a.samples and a.pipeline), "give --samples FILE or --pipeline DIR, not both")
     if a.samples:
         unused = [_flag(k) for k in ("pipeline", "method", "class_label", "cond", "sampler", "steps") if getattr(a, k, None)
@@ -508,6 +513,43 @@ def cmd_evaluate(a) -> int:
     agg = result["aggregate"]
     line = ", ".join(f"{m} {agg[m]['mean']:.3f}" for m in agg if agg[m]["mean"] is not None)
     print(f"{len(batches)} batches: {line}; overall Fréchet {result['overall'].get('frechet', float('nan')):.2f}; wrote {a.out}")
+    return 0
+
+
+def _evaluate_edit(a) -> int:
+    """``evaluate --task edit``: the metrics of :func:`steerdiff.edit_eval.evaluate_edit` for the
+    ``source`` / ``edited`` arrays of an .npz written by ``steerdiff edit``."""
+    import numpy as np
+    import torch
+
+    from .checkpoint import write_json_atomic
+    from .edit_eval import evaluate_edit
+    check(a.samples is not None and a.samples.endswith(".npz"),
+          "--task edit judges the .npz written by `steerdiff edit --out e.npz`: give --samples e.npz")
+    unused = [_flag(k) for k in ("pipeline", "class_label", "cond", "sampler", "steps", "features", "real", "reference",
+                                 "classifier") if getattr(a, k, None) is not None] + (["--method"] if a.method != "iid" else [])
+    check(not unused, f"{', '.join(unused)}: --task edit judges a file with the two shipped digit classifiers; drop them")
+    check(Path(a.samples).is_file(), f"--samples {a.samples} does not exist")
+    try:
+        with np.load(a.samples, allow_pickle=False) as z:
+            missing = [k for k in ("source", "edited") if k not in z.files]
+            check(not missing, f"--samples {a.samples} has no {' / '.join(missing)} array: write it with `steerdiff edit --out FILE.npz`")
+            src, edited = torch.from_numpy(z["source"]), torch.from_numpy(z["edited"])
+            labels = torch.from_numpy(z["labels"]) if "labels" in z.files and z["labels"].size == len(src) else None
+            attribute = str(z["attribute"]) if "attribute" in z.files else "thick"
+            strength = float(z["strength"]) if "strength" in z.files else 1.0
+    except (ValueError, OSError) as e:
+        raise SteerdiffError(f"cannot read {a.samples}: {e}") from None
+    if labels is not None and bool((labels < 0).any()):
+        labels = None                                             # --input images have no labels
+    # a negative strength runs the edit backwards: thick at strength -1 should thin
+    judged = {"thick": "thin", "thin": "thick"}.get(attribute, attribute) if strength < 0 else attribute
+    result = evaluate_edit(src, edited, labels, attribute=judged)
+    write_json_atomic(a.out, {"schema": "steerdiff-evaluate-edit/1",
+                              "config": {"samples": a.samples, "edit_attribute": attribute, "strength": strength}, **result})
+    kept = ", ".join(f"{k} {v['vs_source']:.3f}" for k, v in result["digit_kept"].items())
+    print(f"{result['n']} edits ({judged}): success {result['success']:.3f}, digit kept {kept}, by all "
+          f"{result['kept_by_all']:.3f}; wrote {a.out}")
     return 0
 
 
@@ -700,6 +742,8 @@ Train a classifier and write a directory with config.json and model.safetensors.
 kind label : a digit classifier on the training split (random shifts as augmentation); its held-out
              accuracy is recorded in config.json. The shipped MNIST evaluator was made with
              steerdiff train-classifier --kind label --dataset mnist --epochs 20 --seed 0 --out DIR
+             and the second judge of edits, mnist-evaluator2 (another architecture and seed), with
+             steerdiff train-classifier --kind label --arch lenet --dataset mnist --epochs 20 --seed 7 --out DIR
 kind noisy-label : a noise-conditional digit classifier (x, sigma) trained on forward-noised digits
              (EDM's noise distribution); its features drive Particle Guidance on MNIST. It has a
              different architecture and seed from the evaluator, so PG does not optimise its own judge:
@@ -712,6 +756,9 @@ kind joint / joint3 : for compositions (steerdiff compose): a classifier of "whi
     p.add_argument("--kind", default="label", choices=["label", "noisy-label", "joint", "joint3"],
                    help="classifier kind (default label)")
     p.add_argument("--dataset", default="mnist", help="dataset (default mnist)")
+    p.add_argument("--arch", default="cnn", choices=["cnn", "lenet"],
+                   help="kind label: cnn (the evaluator's, default) or lenet (5x5 convs, batch norm: the second judge "
+                        "mnist-evaluator2)")
     p.add_argument("--bases", nargs="+", default=None, help="joint kinds: the base datasets, in label order")
     p.add_argument("--epochs", type=int, default=20, help="training epochs (default 20)")
     p.add_argument("--batch-size", type=int, default=None, help="batch size (default 64; joint kinds 96)")
@@ -725,6 +772,7 @@ def cmd_train_classifier(a) -> int:
     from .classifier import train_classifier
     from .errors import check
     from .training import command_line
+    check(a.arch == "cnn" or a.kind == "label", f"--arch {a.arch} is for --kind label")
     check_output_dir(a.out, ("classifier",), force=a.force)
     if a.kind in ("joint", "joint3"):
         from .joint import train_joint_classifier
@@ -737,7 +785,7 @@ def cmd_train_classifier(a) -> int:
     check(a.bases is None, f"--bases is for --kind joint/joint3, not {a.kind}")
     a.batch_size, a.lr = a.batch_size or 64, a.lr or 1e-3
     conf = train_classifier(a.out, kind=a.kind, dataset=a.dataset, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
-                            seed=a.seed, progress=not a.quiet, command=command_line())
+                            seed=a.seed, progress=not a.quiet, command=command_line(), arch=a.arch)
     print(f"held-out accuracy {conf['heldout_accuracy']:.4f}; classifier in {a.out}")
     return 0
 
@@ -902,17 +950,21 @@ def _edit_parser(sub) -> None:
 Invert N held-out ColorMNIST digits, regenerate them with the
 asymmetric reverse process and the edit at --strength (0: plain reconstruction; negative: the
 opposite direction), and write an .npz with 'source' and 'edited' arrays (N, 3, 28, 28) in [-1, 1]
-(plus 'labels'), or a .png grid of source over edited rows.
+(plus 'labels'), or a .png grid of source over edited rows. --input edits your own images instead:
+an .npy/.npz/.pt array (N, C, H, W) in [-1, 1] or a folder of PNG digits, of the model's shape.
 
   steerdiff edit --model colormnist --attribute thick --n 16 --seed 0 --strength 1 --out thick.npz
-  steerdiff edit --attribute thick --global --n 16 --out thick.png""")
+  steerdiff edit --attribute thick --global --n 16 --out thick.png
+  steerdiff edit --attribute thick --input my_digits/ --out mine.png""")
     p.add_argument("--model", default=EDIT_MODEL, help=f"model (default {EDIT_MODEL})")
     p.add_argument("--attribute", default=None, help="a shipped edit: thick")
     p.add_argument("--edit", default=None, help="an edit directory from steerdiff train-edit (instead of --attribute)")
     p.add_argument("--strength", type=float, default=None,
                    help="edit strength (default: the edit's calibrated strength, 1 if it has none)")
     p.add_argument("--global", dest="global_dir", action="store_true", help="use the averaged (global) direction")
-    p.add_argument("--n", type=int, default=16, help="number of held-out digits (default 16)")
+    p.add_argument("--n", type=int, default=None, help="number of held-out digits (default 16); with --input, the first N")
+    p.add_argument("--input", default=None, help="edit these images instead of held-out digits: .npy/.npz/.pt (N, C, H, W) "
+                                                 "in [-1, 1], or a folder of PNG/JPG images")
     p.add_argument("--no-boost", action="store_true", help="deterministic throughout (no quality-boosting noise)")
     _add_common(p, "output: .npz (source, edited, labels) or .png grid")
 
@@ -928,23 +980,81 @@ def cmd_edit(a) -> int:
     from .edit import SHIPPED as SHIPPED_EDITS
     check(a.attribute is None or a.attribute in SHIPPED_EDITS,
           f"--attribute {a.attribute!r}: use a shipped edit ({', '.join(SHIPPED_EDITS)}), or --edit DIR for a trained one")
-    check(a.n >= 1, f"--n must be at least 1, got {a.n}")
+    check(a.n is None or a.n >= 1, f"--n must be at least 1, got {a.n}")
     check(Path(a.out).suffix.lower() in (".npz", ".png"), f"--out {a.out}: use .npz or .png")
+    if a.input is not None:
+        from .evaluate import read_images
+        inp = Path(a.input)
+        check(inp.is_dir() or (inp.is_file() and inp.suffix.lower() in (".npy", ".npz", ".pt")),
+              f"--input {a.input}: give an .npy/.npz/.pt array file or a folder of PNG images")
+        x0 = read_images(inp)[:a.n]
+        check(len(x0) > 0, f"--input {a.input} holds no images")
     delta, conf = load_edit(a.edit or a.attribute, averaged=a.global_dir)
     model = _edit_model(a.model)
-    src, _, labels = attribute_data(conf["attribute"], "heldout")
-    check(a.n <= len(src), f"--n {a.n}: there are {len(src)} held-out digits to edit for {conf['attribute']}; use --n {len(src)} or less")
-    g = torch.Generator().manual_seed(a.seed)
-    pick = torch.randperm(len(src), generator=g)[:a.n]
-    x0, labels = src[pick], labels[pick]
+    if a.input is not None:
+        want = tuple(model.sample_shape)
+        check(tuple(x0.shape[1:]) == want,
+              f"--input {a.input} holds images of shape {tuple(x0.shape[1:])}, model {a.model} edits {want}"
+              + (": give RGB images (ColorMNIST digits: the ink in the red or green channel)" if want[0] == 3 and x0.shape[1] == 1
+                 else ": give images of that shape"))
+        labels = torch.full((len(x0),), -1)
+        a.n = len(x0)
+    else:
+        a.n = a.n or 16
+        src, _, labels = attribute_data(conf["attribute"], "heldout")
+        check(a.n <= len(src), f"--n {a.n}: there are {len(src)} held-out digits to edit for {conf['attribute']}; use --n {len(src)} or less")
+        g = torch.Generator().manual_seed(a.seed)
+        pick = torch.randperm(len(src), generator=g)[:a.n]
+        x0, labels = src[pick], labels[pick]
     sig = conf_sigmas(model, conf)
     strength = conf.get("strength", 1.0) if a.strength is None else a.strength
     edited = apply_edit(model, invert(model, x0, sig), sig, delta, conf, strength=strength, seed=a.seed, boost=not a.no_boost)
     if a.out.endswith(".npz"):
-        save_samples(edited, a.out, source=x0, edited=edited, labels=labels)
+        save_samples(edited, a.out, source=x0, edited=edited, labels=labels, attribute=conf["attribute"],
+                     strength=float(strength))
     else:
         save_samples(torch.cat([x0, edited]), a.out, nrow=a.n)
     print(f"edited {a.n} digits ({conf['attribute']}, strength {strength:g}) into {a.out}")
+    return 0
+
+
+def _quality_parser(sub) -> None:
+    p = sub.add_parser("quality", help="a model's own quality table against its data, with goals and PASS/FAIL",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, description="""\
+Sample --n draws from a shipped model (or checkpoint) and judge them against the data it was trained
+on (steerdiff.quality.model_quality); each line shows its goal (issue #18) and PASS / FAIL.
+  mnist, mnist-cond: evaluator confidence, class shares, Frechet distance (evaluator features) to the
+    1,000 held-out digits beside the same-size train-vs-held-out reference, near-copy rate; mnist-cond
+    requests labels 0,1,...,9 in turn and adds the label-carried rate
+  M1 ... MN3, colormnist (= the five sets M1 ... MN3 of the set network), mnist-0to5, mnist-4to9: the share
+    of samples that are the set's own (digit, colour) classes (--n per set)
+  horizontal: p(right) with its 95% interval against the dataset's, over --n held-out digits arriving
+    at the centre; circle: share moving in an allowed direction, direction frequencies vs the dataset's
+
+  steerdiff quality --model mnist --n 1000 --seed 0 --out q.json
+  steerdiff quality --model colormnist --n 200 --set-guidance 1""")
+    p.add_argument("--model", default="mnist", help="shipped model name or checkpoint directory (default mnist)")
+    p.add_argument("--n", type=int, default=1000, help="samples (per set for set models; default 1000)")
+    p.add_argument("--set-guidance", type=float, default=0.0,
+                   help="ColorMNIST set models: set guidance w (default 0: the plain set model)")
+    p.add_argument("--batch-size", type=int, default=250, help="samples per sampler call (default 250)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default cpu)")
+    p.add_argument("--seed", type=int, default=0, help="random seed; same seed, same output (default 0)")
+    p.add_argument("--out", default=None, help="optional .json file for the table and its numbers")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def cmd_quality(a) -> int:
+    from .quality import MAX_N, format_table, model_quality
+    check(a.n >= 2 and a.n <= MAX_N, f"--n must be in 2..{MAX_N}, got {a.n}")
+    check(a.out is None or a.out.endswith(".json"), f"--out {a.out}: quality writes JSON; give a .json path")
+    result = model_quality(a.model, a.n, a.seed, set_guidance=a.set_guidance, batch_size=a.batch_size, device=a.device,
+                           progress=not a.quiet)
+    print(format_table(result))
+    if a.out:
+        from .checkpoint import write_json_atomic
+        write_json_atomic(a.out, result)
+        print(f"wrote {a.out}")
     return 0
 
 
@@ -992,7 +1102,7 @@ VALUE_RULES = {
     **{k: (lambda v: 0 <= v <= 1, "a probability in [0, 1]") for k in ("p_first", "p_right")},
 }
 # commands whose --out is a file (the others write a directory)
-FILE_OUT = ("sample", "repulse", "evaluate", "reference", "compose", "edit")
+FILE_OUT = ("sample", "repulse", "evaluate", "reference", "compose", "edit", "quality")
 PARTICLE_FLAGS = ("embedding", "kernel", "strength", "window", "on", "bandwidth", "bandwidth_scale", "weight", "project",
                   "normalize", "archive")
 
@@ -1085,6 +1195,7 @@ def build_parser() -> argparse.ArgumentParser:
     _evaluate_parser(sub)
     _report_parser(sub)
     _reference_parser(sub)
+    _quality_parser(sub)
     _export_parser(sub)
     _compose_parser(sub)
     _train_edit_parser(sub)
@@ -1092,7 +1203,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"train": cmd_train, "train-classifier": cmd_train_classifier, "sample": cmd_sample, "repulse": cmd_repulse, "evaluate": cmd_evaluate, "report": cmd_report, "reference": cmd_reference,
+COMMANDS = {"train": cmd_train, "train-classifier": cmd_train_classifier, "sample": cmd_sample, "repulse": cmd_repulse, "evaluate": cmd_evaluate, "report": cmd_report, "reference": cmd_reference, "quality": cmd_quality,
             "export": cmd_export, "compose": cmd_compose,
             "train-edit": cmd_train_edit, "edit": cmd_edit}
 

@@ -19,8 +19,12 @@ All three are denoiser wrappers around a class-conditional network trained with 
   (unconditional) half of CFG is untouched. ``noise_scale = 0`` is :func:`cfg` exactly.
   :func:`cads_pipeline` does the same to a Stable Diffusion pipeline's prompt embeddings.
 
-:func:`diverse_setup` reads the model's recorded ``--method diverse`` choice (``config.json`` ->
-``preset.diverse``) and builds it for a request with or without a class label.
+``--method diverse`` is the model's recorded best for a request (``config.json`` ->
+``preset.diverse``, :func:`diverse_preset`): a class label under CFG, a class label at scale 1, or
+no label. :func:`diverse_sample` draws it; besides the methods above it may name a particle term
+(``pg``, ``repulsive``, ``spell``, ``dpp``; SPELL and DPP from :mod:`steerdiff.diversity`) or a
+selection from iid draws (:func:`cover_sample`, ``stratified``). An unconditional request never
+passes a class label to the network.
 """
 from __future__ import annotations
 
@@ -157,7 +161,8 @@ class CADS(CFG):
         super().__init__(model, scale, interval)
         self._emb = _class_embedding(model)
         check(0 <= tau[0] < tau[1] <= 1, f"CADS tau must be 0 <= tau1 < tau2 <= 1, got {tau}")
-        check(noise_scale >= 0 and 0 <= psi <= 1, f"CADS needs noise_scale >= 0 and 0 <= psi <= 1, got {noise_scale}, {psi}")
+        check(math.isfinite(noise_scale) and noise_scale >= 0 and 0 <= psi <= 1,
+              f"CADS needs a finite noise_scale >= 0 and 0 <= psi <= 1, got {noise_scale}, {psi}")
         self.noise_scale, self.tau, self.psi, self.seed = float(noise_scale), (float(tau[0]), float(tau[1])), float(psi), int(seed)
 
     def t_of(self, sigma: float) -> float:
@@ -245,16 +250,25 @@ def cads_pipeline(den, *, noise_scale: float = 0.25, tau=(0.6, 0.9), psi: float 
 
 # --method diverse ---------------------------------------------------------------------------------
 
-DIVERSE_DEFAULT = {"class": {"method": "cads"}, "unconditional": {"method": "iid"}}
+# used where a model records no choice of its own (mnist's measured choices are in its config.json)
+DIVERSE_DEFAULT = {"class": {"method": "spell"}, "class-unguided": {"method": "dpp"}, "unconditional": {"method": "iid"}}
 
 
 def diverse_preset(model) -> dict:
-    """The model's recorded ``--method diverse`` choice (``config.json`` -> ``preset.diverse``): a dict
-    with ``"class"`` (a request with a class label) and ``"unconditional"`` entries, each
-    ``{"method": ..., **options}``."""
+    """The model's recorded ``--method diverse`` choices (``config.json`` -> ``preset.diverse``): a dict
+    with entries ``"class"`` (a class label under classifier-free guidance, scale > 1),
+    ``"class-unguided"`` (a class label at scale <= 1) and ``"unconditional"`` (no label), each
+    ``{"method": ..., **options}`` (:func:`fixed_condition`'s methods and options, or ``"cover"`` /
+    ``"stratified"`` with ``candidates`` and ``embedding``)."""
     preset = dict(DIVERSE_DEFAULT)
     preset.update((getattr(model, "preset", {}) or {}).get("diverse", {}))
     return preset
+
+
+def diverse_entry(model, labelled: bool, scale: float | None) -> dict:
+    """The :func:`diverse_preset` entry for a request (a copy)."""
+    key = "unconditional" if not labelled else ("class" if (scale or 1.0) > 1.0 else "class-unguided")
+    return dict(diverse_preset(model)[key])
 
 
 def fixed_condition(model, method: str, *, scale: float = 1.0, interval=None, seed: int = 0, options: dict | None = None,
@@ -313,19 +327,18 @@ def _diversity_term(method: str, opts: dict):
 
 def diverse_setup(model, *, labelled: bool, scale: float | None = None, interval=None, seed: int = 0):
     """``(denoiser, guidance terms, chosen method's name)`` of ``--method diverse`` for ``model``: the recorded
-    choice for a labelled or an unconditional request (:func:`diverse_preset`). A user's ``scale`` /
-    ``interval`` override the recorded ones. An unconditional request never passes a class label to
-    the network."""
-    entry = dict(diverse_preset(model)["class" if labelled else "unconditional"])
+    choice for the request (:func:`diverse_entry`): ``scale`` is the user's guidance scale (default 1),
+    a user's ``interval`` overrides a recorded one. An unconditional request never passes a class
+    label to the network."""
+    entry = diverse_entry(model, labelled, scale)
     method = entry.pop("method")
     if method in ("stratified", "cover"):        # selection from iid draws: see diverse_sample
         entry = {k: v for k, v in entry.items() if k not in ("candidates", "embedding")}
-    rec_scale = entry.pop("scale", 1.0)
     if interval is None:
         interval = entry.pop("interval", None)
     else:
         entry.pop("interval", None)
-    scale = rec_scale if scale is None else scale
+    scale = 1.0 if scale is None else scale
     den, terms = fixed_condition(model, "iid" if method in ("stratified", "cover") else method, scale=scale, interval=interval,
                                  seed=seed, options=entry, labelled=labelled)
     return den, terms, method
@@ -366,18 +379,26 @@ def diverse_sample(model, n: int, *, seed: int, cond: dict | None = None, scale:
     cond = dict(cond or {})
     labelled = cond.get("class_labels") is not None
     den, terms, method = diverse_setup(model, labelled=labelled, scale=scale, interval=interval, seed=seed)
-    entry = diverse_preset(model)["class" if labelled else "unconditional"]
-    if method == "stratified":
-        from .stratified import stratified_sample
-        return stratified_sample(den, n, candidates=entry.get("candidates", 4), embedding=entry.get("embedding"),
-                                 seed=seed, cond=cond, **sample_kwargs)
-    if method == "cover":
-        return cover_sample(den, n, candidates=entry.get("candidates", 3), embedding=entry.get("embedding", "classifier-probs"),
-                            seed=seed, cond=cond, **sample_kwargs)
+    if method in ("stratified", "cover"):
+        return select_sample(den, n, diverse_entry(model, labelled, scale), seed=seed, cond=cond, **sample_kwargs)
     return sample(den, n, seed=seed, cond=cond, guidance=terms, **sample_kwargs)
 
 
+def select_sample(denoiser, n: int, entry: dict, *, seed: int, cond: dict | None = None, **sample_kwargs) -> torch.Tensor:
+    """``n`` samples ``(n, *sample_shape)`` selected from iid draws as a recorded ``entry`` says:
+    ``{"method": "cover" | "stratified", "candidates": k, "embedding": ...}``."""
+    if entry["method"] == "stratified":
+        from .stratified import stratified_sample
+        return stratified_sample(denoiser, n, candidates=entry.get("candidates", 4), embedding=entry.get("embedding"),
+                                 seed=seed, cond=cond, **sample_kwargs)
+    check(entry["method"] == "cover", f"unknown selection {entry['method']!r}: use cover or stratified")
+    return cover_sample(denoiser, n, candidates=entry.get("candidates", 3),
+                        embedding=entry.get("embedding", "classifier-probs"), seed=seed, cond=cond, **sample_kwargs)
+
+
 FIXED_CONDITION_METHODS = ("cfg", "interval", "cads", "spell", "dpp", "diverse")
+_PARTICLE_OPTIONS = ("embedding", "kernel", "strength", "window", "on", "bandwidth", "bandwidth_scale", "weight", "project",
+                     "normalize", "archive", "prior_samples")
 
 
 def parse_interval(text: str | None, flag: str = "--cfg-interval") -> tuple[float, float] | None:
@@ -395,11 +416,19 @@ def parse_interval(text: str | None, flag: str = "--cfg-interval") -> tuple[floa
 
 
 def from_args(a, model, cond: dict, seed: int, guidance: list):
-    """The command line's ``(denoiser, guidance terms)``: ``--method cfg / interval / cads / spell /
-    dpp / diverse``, and ``--cfg-scale`` / ``--cfg-interval`` on any method for a class-conditional
-    model. ``guidance`` is what the particle options already asked for (pg, repulsive)."""
+    """The command line's ``(denoiser, guidance terms, selection)``: ``--method cfg / interval / cads /
+    spell / dpp / diverse``, and ``--cfg-scale`` / ``--cfg-interval`` on any method for a
+    class-conditional model. ``guidance`` is what the particle options already asked for (pg,
+    repulsive). ``selection`` is ``None``, or the recorded entry of a ``--method diverse`` that selects
+    from iid draws (draw it with :func:`select_sample`)."""
     method = a.method or "iid"
     scale, interval = getattr(a, "cfg_scale", None), parse_interval(getattr(a, "cfg_interval", None))
+    if method in FIXED_CONDITION_METHODS:
+        takes = ("strength", "embedding", "window") if method in ("spell", "dpp") else ()
+        unused = ["--" + k.replace("_", "-") for k in _PARTICLE_OPTIONS
+                  if k not in takes and getattr(a, k, None) not in (None, 0)]
+        check(not unused, f"{', '.join(unused)}: --method {method} does not use them"
+                          f"{' (spell / dpp take --strength, --embedding, --window)' if takes else ''}; drop them")
     labelled = cond.get("class_labels") is not None
     if getattr(a, "pipeline", None):                     # the pipeline applies --cfg-scale itself
         check(method in ("iid", "pg", "repulsive", "stratified", "cads", "spell", "dpp"),
@@ -409,25 +438,20 @@ def from_args(a, model, cond: dict, seed: int, guidance: list):
             model = cads_pipeline(model, seed=seed, **_cads_opts(a))
         elif method in ("spell", "dpp"):
             guidance = fixed_condition(model, method, options=_term_opts(a), labelled=False)[1]
-        return model, guidance
+        return model, guidance, None
     if method == "diverse":
-        check(not guidance, "--method diverse picks its own guidance: drop the particle options")
         check(labelled or (scale is None and interval is None),
               "--cfg-scale / --cfg-interval guide toward a class: give --class-label, or drop them")
         den, terms, chosen = diverse_setup(model, labelled=labelled, scale=scale, interval=interval, seed=seed)
-        if chosen in ("stratified", "cover"):   # selections from iid draws: the command's own branches draw them
-            entry = diverse_preset(model)["class" if labelled else "unconditional"]
-            a.method, a.candidates = chosen, entry.get("candidates", 4 if chosen == "stratified" else 3)
-            a.embedding = entry.get("embedding", None if chosen == "stratified" else "classifier-probs")
-        return den, terms
+        return den, terms, (diverse_entry(model, labelled, scale) if chosen in ("stratified", "cover") else None)
     if method in ("cfg", "interval", "cads"):
         check(labelled, f"--method {method} guides toward a class: give --class-label (on mnist-cond), or use --method diverse")
         check(method != "cfg" or scale is not None, "--method cfg needs --cfg-scale S (e.g. 3)")
         check(method != "interval" or interval is not None, "--method interval needs --cfg-interval LO,HI (e.g. 0.3,5)")
     if scale is None and interval is None and method not in ("cfg", "interval", "cads"):
         if method in ("spell", "dpp"):
-            return model, fixed_condition(model, method, options=_term_opts(a), labelled=False)[1]
-        return model, guidance
+            return model, fixed_condition(model, method, options=_term_opts(a), labelled=False)[1], None
+        return model, guidance, None
     if not labelled:
         check(method in ("spell", "dpp") or (scale is None and interval is None),
               "--cfg-scale / --cfg-interval guide toward a class: give --class-label")
@@ -435,7 +459,7 @@ def from_args(a, model, cond: dict, seed: int, guidance: list):
     den, terms = fixed_condition(model, method if method in ("cfg", "interval", "cads", "spell", "dpp") else "iid",
                                  scale=1.0 if scale is None else scale, interval=interval, seed=seed,
                                  options=opts, labelled=labelled)
-    return den, (terms or guidance)
+    return den, (terms or guidance), None
 
 
 def _cads_opts(a) -> dict:
