@@ -3,19 +3,19 @@
 Everything is a denoiser ``D(x, sigma, **cond) -> x0_hat`` (EDM convention); samplers, guidance,
 compositions and edits are functions of denoisers. See README.md.
 """
-from . import sampling
-from .api import sample
-from .compose import compose, mixture
-from .denoisers import Denoiser, condition, DiscreteDenoiser, EDMDenoiser, ScoreDenoiser, score_of
-from .diversity import SPELL, DPPGuidance, EntropyGuidance
-from .errors import SteerdiffError
-from .fixed_condition import CADS, CFG, cads, cads_pipeline, cfg
-from .guidance import guided
+from .compose.sculpt import compose, mixture
+from .core import sampling
+from .core.api import sample
+from .core.denoisers import Denoiser, DiscreteDenoiser, EDMDenoiser, ScoreDenoiser, condition, score_of
+from .core.errors import SteerdiffError
+from .core.guidance import guided
+from .core.sampling import get_sigmas_karras, get_sigmas_ve, sigmas_from_scheduler
+from .core.toy import GaussianMixtureDenoiser, ring
 from .models import load
-from .particles import Archive, ParticleGuidance, Pilot, Repulsion
-from .sampling import get_sigmas_karras, get_sigmas_ve, sigmas_from_scheduler
-from .stratified import stratified_sample
-from .toy import GaussianMixtureDenoiser, ring
+from .particles.diversity import SPELL, DPPGuidance, EntropyGuidance
+from .particles.fixed_condition import CADS, CFG, cads, cads_pipeline, cfg
+from .particles.pg import Archive, ParticleGuidance, Pilot, Repulsion
+from .particles.stratified import stratified_sample
 
 __version__ = "0.1.0"
 __all__ = ["sample", "load", "guided", "sampling", "get_sigmas_karras", "get_sigmas_ve", "sigmas_from_scheduler",
@@ -23,3 +23,47 @@ __all__ = ["sample", "load", "guided", "sampling", "get_sigmas_karras", "get_sig
            "ring", "SteerdiffError", "ParticleGuidance", "Repulsion", "Archive", "Pilot", "stratified_sample", "compose",
            "mixture", "condition", "cfg", "cads", "cads_pipeline", "CFG", "CADS",
            "SPELL", "DPPGuidance", "EntropyGuidance"]
+
+
+# Modules that moved (steerdiff.toy is steerdiff.core.toy, ...) stay attributes of the package:
+# ``sd.toy`` imports the old path on first use, like ``import steerdiff.toy`` would.
+_MOVED_MODULES = {
+    "api",
+    "classifier",
+    "compose",
+    "compose_eval",
+    "denoisers",
+    "distributed",
+    "diversity",
+    "edit",
+    "edit_eval",
+    "embeddings",
+    "errors",
+    "evaluate",
+    "features",
+    "fixed_condition",
+    "guidance",
+    "joint",
+    "kernels",
+    "metrics",
+    "nets",
+    "particles",
+    "pipelines",
+    "quality",
+    "report",
+    "sampling",
+    "schedules_ddpm",
+    "seeding",
+    "sequences",
+    "stratified",
+    "toy",
+    "training",
+}
+
+
+def __getattr__(name: str):
+    if name in _MOVED_MODULES:
+        from importlib import import_module
+
+        return import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -25,7 +25,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .errors import SteerdiffError, check
+from .core.errors import SteerdiffError, check
 
 UNET_DIR = "unet"
 WEIGHTS = "diffusion_pytorch_model.safetensors"

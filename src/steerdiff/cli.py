@@ -6,7 +6,7 @@ import math
 import sys
 from pathlib import Path
 
-from .errors import SteerdiffError, check
+from .core.errors import SteerdiffError, check
 
 DESCRIPTION = """\
 steerdiff: steer the sampling of diffusion models at inference time.
@@ -76,7 +76,7 @@ Example (the shipped MNIST model):
 
 
 def cmd_train(a) -> int:
-    from .training import TrainConfig, command_line, train
+    from .train.training import TrainConfig, command_line, train
     a.dataset = {"circle_jumping": "circle"}.get(a.dataset, a.dataset)    # the PG seed's name of the circle dataset
     cfg = TrainConfig(dataset=a.dataset, objective=a.objective, net=a.net, steps=a.steps, batch_size=a.batch_size,
                       lr=a.lr, ema_decay=a.ema_decay, dropout=a.dropout, class_conditional=a.class_conditional,
@@ -186,7 +186,7 @@ Examples:
 
 
 def cmd_sample(a) -> int:
-    from .errors import check
+    from .core.errors import check
     from .io import SAMPLE_SUFFIXES, save_samples
     check(a.n >= 1, f"--n must be at least 1, got {a.n}")
     check(Path(a.out).suffix.lower() in SAMPLE_SUFFIXES, f"--out {a.out}: use a suffix among {', '.join(SAMPLE_SUFFIXES)}")
@@ -198,7 +198,7 @@ def cmd_sample(a) -> int:
         extra["latents"] = latents
         if flags is not None and any(flags):
             print(f"the safety checker blacked out {sum(map(bool, flags))} of {len(flags)} images")
-    from .distributed import world
+    from .core.distributed import world
     if world()[0] == 0:                      # under torchrun every rank holds all samples; one writes
         save_samples(x, a.out, **extra)
         print(f"wrote {a.n} samples {tuple(x.shape[1:])} to {a.out}")
@@ -212,7 +212,7 @@ def _pipeline_model(a):
     if not getattr(a, "pipeline", None):
         check(getattr(a, "prompt", None) is None, "--prompt needs --pipeline DIR (a local Stable Diffusion pipeline)")
         return None
-    from .pipelines import from_pipeline, load_pipeline
+    from .pipelines.stable_diffusion import from_pipeline, load_pipeline
     check(a.prompt is not None, "--pipeline needs --prompt TEXT")
     check(len(a.prompt) in (1, a.n), f"{len(a.prompt)} --prompt values for --n {a.n}: give one prompt, or one per particle")
     return from_pipeline(load_pipeline(a.pipeline, a.device), a.prompt[0] if len(a.prompt) == 1 else a.prompt,
@@ -224,8 +224,8 @@ def _draw(a, seed: int, model=None, frames=None):
     (the previous frames of a frame-conditional model) take the place of ``--cond``."""
     import torch
 
-    from .api import sample
-    from .errors import check
+    from .core.api import sample
+    from .core.errors import check
     from .models import load
     model = model or load(a.model, device=a.device)
     cond, extra = {}, {}
@@ -248,7 +248,7 @@ def _draw(a, seed: int, model=None, frames=None):
     kwargs = {k: v for k, v in (("s_churn", a.s_churn), ("eta", a.eta), ("snr", a.snr)) if v is not None}
     _check_sampling_flags(a, model, kwargs)
     if a.corrector_plan:
-        from .sampling import parse_plan
+        from .core.sampling import parse_plan
         check((a.sampler or model.preset.get("sampler")) == "pc", "--corrector-plan needs --sampler pc")
         kwargs["plan"] = parse_plan(a.corrector_plan)
     guidance, archive = particle_terms(a)
@@ -256,10 +256,10 @@ def _draw(a, seed: int, model=None, frames=None):
         shape = tuple(archive.samples.shape[1:])
         check(shape == tuple(model.sample_shape), f"--archive {a.archive} holds samples of shape {shape}, this model draws "
                                                   f"{tuple(model.sample_shape)}: use another archive file")
-    from .fixed_condition import from_args
+    from .particles.fixed_condition import from_args
     model, guidance, select = from_args(a, model, cond, seed, guidance)   # --cfg-scale / --cfg-interval, --method cfg ...
     if select is not None:                   # --method diverse chose a selection from iid draws
-        from .fixed_condition import select_sample
+        from .particles.fixed_condition import select_sample
         x = select_sample(model, a.n, select, seed=seed, cond=cond, sampler=a.sampler, steps=a.steps,
                           batch_size=a.batch_size, progress=not a.quiet, **kwargs)
         return x, extra, archive
@@ -267,11 +267,11 @@ def _draw(a, seed: int, model=None, frames=None):
         check(a.method == "pg", "--prior-samples is for --method pg (prior-preserving Particle Guidance)")
         check(a.prior_samples >= 2, f"--prior-samples must be >= 2 (the pilot's size), got {a.prior_samples}")
         # the model's own iid draws for this condition, from noise streams the batch does not use
-        from .particles import Pilot
+        from .particles.pg import Pilot
         guidance[0].prior = Pilot(model, a.prior_samples, sampler=a.sampler, steps=a.steps, seed=seed, cond=cond,
                                   start_index=PRIOR_STREAMS, **kwargs)
     if a.method == "stratified":
-        from .stratified import stratified_sample
+        from .particles.stratified import stratified_sample
         check(a.candidates >= 1, f"--candidates must be >= 1 (iid draws per kept sample), got {a.candidates}")
         unused = [f"--{k.replace('_', '-')}" for k in ("kernel", "strength", "window", "on", "bandwidth", "bandwidth_scale",
                                                       "weight", "project", "normalize", "archive")
@@ -321,7 +321,7 @@ def _check_sampling_flags(a, model, kwargs: dict) -> None:
     import inspect
     import math
 
-    from .sampling import get_sampler
+    from .core.sampling import get_sampler
     sampler = a.sampler or (getattr(model, "preset", None) or {}).get("sampler", "heun")
     takes = inspect.signature(get_sampler(sampler)).parameters
     unused = [_flag(k) for k in kwargs if k not in takes]
@@ -347,8 +347,8 @@ def _check_sampling_flags(a, model, kwargs: dict) -> None:
 
 def particle_terms(a):
     """The guidance terms (and archive) that ``--method`` and the particle options ask for."""
-    from .errors import check
-    from .particles import Archive, ParticleGuidance, Repulsion
+    from .core.errors import check
+    from .particles.pg import Archive, ParticleGuidance, Repulsion
     if a.method in ("iid", "stratified", None) or a.method in FIXED_CONDITION_METHODS:
         return [], None
     opts = {"embedding": a.embedding, "kernel": a.kernel, "strength": a.strength, "on": a.on, "weight": a.weight,
@@ -364,7 +364,7 @@ def particle_terms(a):
         try:
             opts["bandwidth"] = float(a.bandwidth)
         except ValueError:
-            from .kernels import BANDWIDTHS
+            from .particles.kernels import BANDWIDTHS
             check(a.bandwidth in BANDWIDTHS, f"--bandwidth {a.bandwidth!r}: use {', '.join(BANDWIDTHS)} or a number")
             opts["bandwidth"] = a.bandwidth
         check(not isinstance(opts["bandwidth"], float) or (math.isfinite(opts["bandwidth"]) and opts["bandwidth"] > 0),
@@ -400,7 +400,7 @@ diffusion model is --diffusion-model (default mnist). Prompts need a Stable Diff
 
 
 def cmd_repulse(a) -> int:
-    from .errors import check
+    from .core.errors import check
     check((a.prompt is None) == (a.pipeline is None), "--prompt and --pipeline go together (a local Stable Diffusion pipeline)")
     check(a.method != "iid" or a.strength is None, "--strength has no effect with --method iid: drop it or use --method repulsive/pg")
     source = ["--pipeline", a.pipeline, *(w for p in a.prompt for w in ("--prompt", p))] if a.pipeline else ["--model", a.diffusion_model]
@@ -455,12 +455,12 @@ def cmd_evaluate(a) -> int:
     from tqdm.auto import tqdm
 
     from .checkpoint import write_json_atomic
-    from .classifier import load_classifier
+    from .core.errors import check
     from .data import load_mnist
-    from .errors import check
-    from .evaluate import evaluate_batches, read_images
-    from .features import load_features
+    from .evaluation.evaluate import evaluate_batches, read_images
+    from .evaluation.features import load_features
     from .models import load
+    from .train.classifier import load_classifier
     check(a.out.endswith(".json"), f"--out {a.out}: evaluate writes a .json file")
     check(a.n >= 1 and a.batches >= 1, "--n and --batches must be at least 1")
     check(a.archive is None, "--archive: evaluate does not append to an archive (its batches are independent runs); "
@@ -523,7 +523,7 @@ def _evaluate_edit(a) -> int:
     import torch
 
     from .checkpoint import write_json_atomic
-    from .edit_eval import evaluate_edit
+    from .edit.evaluate import evaluate_edit
     check(a.samples is not None and a.samples.endswith(".npz"),
           "--task edit judges the .npz written by `steerdiff edit --out e.npz`: give --samples e.npz")
     unused = [_flag(k) for k in ("pipeline", "class_label", "cond", "sampler", "steps", "features", "real", "reference",
@@ -559,11 +559,11 @@ def _evaluate_conditional(a) -> int:
     from tqdm.auto import tqdm
 
     from .checkpoint import write_json_atomic
+    from .core.errors import check
     from .data import load_mnist
-    from .errors import check
-    from .evaluate import interval
+    from .evaluation.evaluate import interval
     from .models import load
-    from .sequences import arriving_at_centre, direction_metrics, frame_quality, moving_digits, p_right
+    from .sequences.moving import arriving_at_centre, direction_metrics, frame_quality, moving_digits, p_right
     dataset = {"circle_jumping": "circle"}.get(a.dataset, a.dataset)
     check(dataset in ("circle", "horizontal", "free"), f"--dataset {a.dataset!r}: use circle (circle_jumping), horizontal or free")
     model = load(a.model, device=a.device)
@@ -587,7 +587,7 @@ def _evaluate_conditional(a) -> int:
         if dataset == "circle":
             row = direction_metrics(x, last, train.get("n_directions", 8))
         else:
-            from .sequences import centroid
+            from .sequences.moving import centroid
             dcol = centroid(x)[:, 1] - centroid(last.expand_as(x))[:, 1]
             dirs = torch.where(dcol >= 0, 1, -1)
             horizontal.extend(dirs.tolist())
@@ -646,16 +646,16 @@ conditional itself, so sweep 0..2; the gradient kernels take strengths in the te
 
 def cmd_report(a) -> int:
     from .checkpoint import check_output_dir
-    from .classifier import load_classifier
+    from .core.errors import check
     from .data import load_mnist
-    from .errors import check
-    from .features import load_features
+    from .evaluation.features import load_features
+    from .evaluation.report import parse_vs, run_report
     from .models import load
-    from .report import parse_vs, run_report
+    from .train.classifier import load_classifier
     check_output_dir(a.out, ("report",), force=a.force)     # before any work
     model = load(a.model, device=a.device)
     if a.strengths is None:
-        from .particles import particle_preset
+        from .particles.pg import particle_preset
         kernel = a.kernel or particle_preset(model, a.method)["kernel"]
         a.strengths = "0,0.5,1,2" if kernel == "label" else "0,10,30,100,300"
     try:
@@ -671,7 +671,7 @@ def cmd_report(a) -> int:
     params = {k: v for k, v in (("embedding", a.embedding), ("kernel", a.kernel), ("on", a.on)) if v is not None}
     kw = {k: v for k, v in (("sampler", a.sampler), ("steps", a.steps)) if v is not None}
     vs = parse_vs(a.vs)
-    from .report import SAMPLER_PARAMS, _term
+    from .evaluation.report import SAMPLER_PARAMS, _term
     for v in (vs[1] if vs else [None]):         # every setting's particle term binds, before any sampling
         p = dict(params)
         if vs and vs[0] not in SAMPLER_PARAMS:
@@ -681,7 +681,7 @@ def cmd_report(a) -> int:
         except TypeError as e:
             raise SteerdiffError(f"--vs {a.vs!r}: {e}") from None
         if vs and vs[0] == "sampler":
-            from .sampling import get_sampler
+            from .core.sampling import get_sampler
             get_sampler(v)
     run_report(model, a.out, method=a.method, strengths=strengths, n=a.n, batches=a.batches, seed=a.seed,
                vs=vs, params=params, sample_kwargs=kw, features=load_features(a.features or "mnist-evaluator"),
@@ -709,9 +709,9 @@ data_generator): --source real takes the held-out MNIST digits, an equal number 
 def cmd_reference(a) -> int:
     import torch
 
-    from .api import sample
+    from .core.api import sample
+    from .core.errors import check
     from .data import load_mnist
-    from .errors import check
     from .io import save_samples
     from .models import load
     check(a.n >= 10, "--n must be at least 10 (one per class)")
@@ -769,13 +769,13 @@ kind joint / joint3 : for compositions (steerdiff compose): a classifier of "whi
 
 def cmd_train_classifier(a) -> int:
     from .checkpoint import check_output_dir
-    from .classifier import train_classifier
-    from .errors import check
-    from .training import command_line
+    from .core.errors import check
+    from .train.classifier import train_classifier
+    from .train.training import command_line
     check(a.arch == "cnn" or a.kind == "label", f"--arch {a.arch} is for --kind label")
     check_output_dir(a.out, ("classifier",), force=a.force)
     if a.kind in ("joint", "joint3"):
-        from .joint import train_joint_classifier
+        from .compose.joint import train_joint_classifier
         check(a.bases is not None, f"--kind {a.kind} needs --bases DATASET1 DATASET2 ...")
         opts = {k: v for k, v in (("batch_size", a.batch_size), ("lr", a.lr)) if v is not None}
         conf = train_joint_classifier(a.out, a.bases, num_labels=2 if a.kind == "joint" else 3, epochs=a.epochs,
@@ -822,10 +822,10 @@ Examples:
 
 
 def cmd_compose(a) -> int:
-    from .compose import compose
-    from .errors import check
+    from .compose.joint import load_joint_classifier, shipped_joint_classifier
+    from .compose.sculpt import compose
+    from .core.errors import check
     from .io import SAMPLE_SUFFIXES, save_samples
-    from .joint import load_joint_classifier, shipped_joint_classifier
     from .models import load
     check(a.n >= 1, f"--n must be at least 1, got {a.n}")
     check(Path(a.out).suffix.lower() in SAMPLE_SUFFIXES, f"--out {a.out}: use a suffix among {', '.join(SAMPLE_SUFFIXES)}")
@@ -906,10 +906,19 @@ def cmd_train_edit(a) -> int:
     import torch
 
     from .checkpoint import check_output_dir
-    from .edit import (RECON_SPACE, attribute_data, calibrate_strength, conf_sigmas, edit_features, global_direction,
-                       prototype_direction, save_edit, train_edit)
-    from .errors import check
-    from .training import command_line
+    from .core.errors import check
+    from .edit.hspace import (
+        RECON_SPACE,
+        attribute_data,
+        calibrate_strength,
+        conf_sigmas,
+        edit_features,
+        global_direction,
+        prototype_direction,
+        save_edit,
+        train_edit,
+    )
+    from .train.training import command_line
     _refuse_green(a.attribute)
     check(a.attribute in ATTRIBUTES, f"--attribute {a.attribute!r}: use {', '.join(ATTRIBUTES)}")
     check_output_dir(a.out, ("edit",), force=a.force)
@@ -972,18 +981,18 @@ an .npy/.npz/.pt array (N, C, H, W) in [-1, 1] or a folder of PNG digits, of the
 def cmd_edit(a) -> int:
     import torch
 
-    from .edit import apply_edit, attribute_data, conf_sigmas, invert, load_edit
-    from .errors import check
+    from .core.errors import check
+    from .edit.hspace import apply_edit, attribute_data, conf_sigmas, invert, load_edit
     from .io import save_samples
     check((a.attribute is None) != (a.edit is None), "give --attribute thick or --edit DIR")
     _refuse_green(a.attribute)
-    from .edit import SHIPPED as SHIPPED_EDITS
+    from .edit.hspace import SHIPPED as SHIPPED_EDITS
     check(a.attribute is None or a.attribute in SHIPPED_EDITS,
           f"--attribute {a.attribute!r}: use a shipped edit ({', '.join(SHIPPED_EDITS)}), or --edit DIR for a trained one")
     check(a.n is None or a.n >= 1, f"--n must be at least 1, got {a.n}")
     check(Path(a.out).suffix.lower() in (".npz", ".png"), f"--out {a.out}: use .npz or .png")
     if a.input is not None:
-        from .evaluate import read_images
+        from .evaluation.evaluate import read_images
         inp = Path(a.input)
         check(inp.is_dir() or (inp.is_file() and inp.suffix.lower() in (".npy", ".npz", ".pt")),
               f"--input {a.input}: give an .npy/.npz/.pt array file or a folder of PNG images")
@@ -1045,7 +1054,7 @@ on (steerdiff.quality.model_quality); each line shows its goal (issue #18) and P
 
 
 def cmd_quality(a) -> int:
-    from .quality import MAX_N, format_table, model_quality
+    from .evaluation.quality import MAX_N, format_table, model_quality
     check(a.n >= 2 and a.n <= MAX_N, f"--n must be in 2..{MAX_N}, got {a.n}")
     check(a.out is None or a.out.endswith(".json"), f"--out {a.out}: quality writes JSON; give a .json path")
     result = model_quality(a.model, a.n, a.seed, set_guidance=a.set_guidance, batch_size=a.batch_size, device=a.device,
@@ -1216,7 +1225,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import warnings
 
-    from .distributed import init_from_env, shutdown
+    from .core.distributed import init_from_env, shutdown
     # show steerdiff's deprecations (e.g. --embedding vgg_noise) to command-line users
     warnings.filterwarnings("default", category=DeprecationWarning, module=r"steerdiff(\.|$)")
     joined = False

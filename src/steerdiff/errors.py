@@ -1,11 +1,8 @@
-"""The one exception type steerdiff raises for bad input: its message names the problem and the fix."""
+"""Old import path: ``steerdiff.errors`` is ``steerdiff.core.errors`` (this module object is replaced by it)."""
 
+# steerdiff-shim: old import path
+import sys
 
-class SteerdiffError(ValueError):
-    """Bad input or a missing/corrupt file. The message says what is wrong and how to fix it."""
+from steerdiff.core import errors as _module
 
-
-def check(condition: bool, message: str) -> None:
-    """Raise :class:`SteerdiffError` with ``message`` unless ``condition`` holds."""
-    if not condition:
-        raise SteerdiffError(message)
+sys.modules[__name__] = _module

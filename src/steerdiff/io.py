@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import SteerdiffError, check
+from .core.errors import SteerdiffError, check
 
 SAMPLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".npy", ".pt", ".npz")
 

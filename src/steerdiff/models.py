@@ -8,35 +8,18 @@ by ``steerdiff train``.
 from __future__ import annotations
 
 import os
-from importlib import resources
 from pathlib import Path
 
 import torch
 
 from . import checkpoint as ckpt
-from .denoisers import Denoiser, DiscreteDenoiser, EDMDenoiser
-from .errors import SteerdiffError, check
-from .nets import build_unet
-from .data import SET_ORDER, SHORT_NAMES, SUBDIGIT_SETS
-from .schedules_ddpm import ddpm_alphas_cumprod
-
-# name -> (weights folder in steerdiff/weights, options)
-SHIPPED = {
-    "mnist": ("mnist", {}),
-    "mnist-cond": ("mnist", {"require_labels": True}),
-    # one set-conditional network (class label = set index in data.SET_ORDER) serves every ColorMNIST set
-    "colormnist-sets": ("colormnist", {"require_labels": True}),
-    **{name: ("colormnist", {"set": name}) for name in SET_ORDER},
-    # frame-conditional moving-digit models (condition: cond={"frames": (1, K, 32, 32)})
-    "circle": ("circle", {}),
-    "horizontal": ("horizontal", {}),
-    # MNIST sub-digit sets: mixtures of mnist-cond's class conditionals, weighted by the noisy classifier
-    **{name: ("mnist", {"digits": digits}) for name, digits in SUBDIGIT_SETS.items()},
-}
-
-
-def weights_dir() -> Path:
-    return Path(str(resources.files("steerdiff") / "weights"))
+from .core.denoisers import Denoiser, DiscreteDenoiser, EDMDenoiser
+from .core.errors import SteerdiffError, check
+from .core.schedules_ddpm import ddpm_alphas_cumprod
+from .data import SET_ORDER, SHORT_NAMES
+from .hub import MODELS as SHIPPED
+from .hub import weights_dir
+from .train.nets import build_unet
 
 
 def resolve(name_or_path: str | os.PathLike) -> tuple[Path, dict]:
@@ -70,7 +53,7 @@ def load(name_or_path: str | os.PathLike = "mnist", *, device: str | torch.devic
         raise SteerdiffError(f"device {device!r}: not a torch device; use 'cpu', 'cuda', 'cuda:N' or 'mps'") from None
     check(device.type != "cuda" or torch.cuda.is_available(), f"device {device}: CUDA is not available on this machine; use 'cpu'")
     if str(name_or_path) == "ring":
-        from .toy import ring
+        from .core.toy import ring
         return ring().to(device)
     path, opts = resolve(name_or_path)
     conf, ucfg, state = ckpt.read_checkpoint(path)
@@ -115,8 +98,8 @@ def load(name_or_path: str | os.PathLike = "mnist", *, device: str | torch.devic
 def _set_model(model: Denoiser, set_name: str, guidance: float = 0.0) -> Denoiser:
     """The denoiser of one ColorMNIST set: the set-conditional network with its set index fixed;
     with ``guidance`` w, sharpened against the all-digit set (see :func:`load`)."""
-    from .compose import conjunction
-    from .denoisers import condition
+    from .compose.sculpt import conjunction
+    from .core.denoisers import condition
     check(guidance >= 0, f"set_guidance must be >= 0, got {guidance}")
     idx = SET_ORDER.index(set_name)
     if guidance and set_name != "colormnist":
@@ -141,9 +124,9 @@ class _ClassSubset(torch.nn.Module):
 def _subdigit_model(model: Denoiser, digits, device) -> Denoiser:
     """The denoiser of MNIST restricted to ``digits``: ``sum_c p_sigma(c | x, digits) D(x | c)``, the
     exact mixture identity with the posterior from the shipped noise-conditional classifier."""
-    from .classifier import load_classifier
-    from .compose import mixture
-    from .denoisers import condition
+    from .compose.sculpt import mixture
+    from .core.denoisers import condition
+    from .train.classifier import load_classifier
     bases = [condition(model, class_labels=c) for c in digits]
     out = mixture(bases, classifier=_ClassSubset(load_classifier("mnist-noisy").to(device), digits))
     out.config, out.name = model.config, f"mnist digits {list(digits)}"

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import check
+from ..core.errors import check
 
 FRAME, DIGIT, CENTRE = 32, 16, 8
 LIMIT = FRAME - DIGIT  # largest top-left coordinate

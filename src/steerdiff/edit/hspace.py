@@ -36,10 +36,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import checkpoint as ckpt
-from .errors import SteerdiffError, check
-from .sampling import get_sigmas_karras
-from .seeding import stream_seed
+from .. import checkpoint as ckpt
+from ..core.errors import SteerdiffError, check
+from ..core.sampling import get_sigmas_karras
+from ..core.seeding import stream_seed
+from ..hub import EDITS as SHIPPED
 
 DELTA_KINDS = ("conv", "pixel", "channel", "pixel-channel", "free")
 
@@ -232,7 +233,7 @@ _EVALUATOR = {}
 def perceptual_features(x: torch.Tensor) -> torch.Tensor:
     """The distance space of the interval curves, ``(B, C + 128)``: ink per channel (x10) and the MNIST
     evaluator's features of the inked channel (shape); LPIPS's stand-in for digits."""
-    from .classifier import load_classifier
+    from ..train.classifier import load_classifier
     ev = _EVALUATOR.setdefault("ev", load_classifier("mnist-evaluator"))
     ink = (x + 1) / 2
     return torch.cat([ink.flatten(2).mean(-1) * 10, ev.features(ink.amax(1, keepdim=True) * 2 - 1)], 1)
@@ -417,14 +418,11 @@ def save_edit(out: str | os.PathLike, delta: DeltaH, config: dict) -> Path:
     return Path(out)
 
 
-SHIPPED = {"thick": "edits/thick"}       # green cannot be an h-space edit of colormnist (see README)
-
-
 def load_edit(path: str | os.PathLike, averaged: bool = False) -> tuple[DeltaH, dict]:
     """``(delta network, config)`` from an edit directory or a shipped attribute name; ``averaged``
     loads the edit's global (averaged) direction from its ``global/`` subdirectory."""
     if str(path) in SHIPPED:
-        from .models import weights_dir
+        from ..hub import weights_dir
         name, path = str(path), weights_dir() / SHIPPED[str(path)]
         check(path.is_dir(), f"the {name!r} edit does not ship in this version (its training has not reached the quality "
                              f"goals yet): train one with `steerdiff train-edit --attribute {name} --out DIR` and pass --edit DIR")
@@ -477,7 +475,7 @@ def attribute_data(attribute: str, split: str = "train") -> tuple[torch.Tensor, 
     """``(source images, target prototype images, source labels)`` of a built-in attribute:
     ``green`` (red ColorMNIST digits -> the same digits in green) or ``thick`` (digits -> dilated
     digits); target ``i`` is source ``i`` edited."""
-    from .data import load_dataset
+    from ..data import load_dataset
     d = load_dataset("colormnist", split)
     if attribute == "green":
         # paired prototypes (each red digit and itself in green): only the colour differs, so the

@@ -23,9 +23,9 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from .denoisers import Denoiser, DenoiserLike, append_dims
-from .errors import check
-from .toy import GaussianMixtureDenoiser
+from ..core.denoisers import Denoiser, DenoiserLike, append_dims
+from ..core.errors import check
+from ..core.toy import GaussianMixtureDenoiser
 
 
 def _common_base(bases: Sequence) -> dict:

@@ -40,11 +40,11 @@ from pathlib import Path
 
 import torch
 
-from . import distributed
+from ..core import distributed
+from ..core.denoisers import Denoiser
+from ..core.errors import check
+from ..core.guidance import GuideContext, schedule_weight
 from .embeddings import get_embedding
-from .denoisers import Denoiser
-from .errors import check
-from .guidance import GuideContext, schedule_weight
 from .kernels import assign_labels, get_kernel, label, rbf
 
 DEFAULTS = {
@@ -281,8 +281,8 @@ class ParticleGuidance(_ParticleTerm):
         seeded by sigma and n, weighted by ``(n - 1) / subset``. Kernel cost ``O(n * subset * m)``
         instead of ``O(n^2 m)`` time; the pairs are processed in chunks (gradients accumulated on the
         features, then one VJP to ``x``), so memory stays ``O(n m)`` plus one chunk."""
+        from ..core.seeding import stream_seed
         from .kernels import paired
-        from .seeding import stream_seed
         check(self.archive is None, "an archive cannot be combined with subset= (yet): drop one of them")
         n, k = feats.shape[0], int(self.subset)
         g = torch.Generator().manual_seed(stream_seed("subset", round(float(ctx.sigma[0]), 9), n))
@@ -384,13 +384,13 @@ class Archive:
         return len(self.samples)
 
     def save(self, path) -> Path:
-        from .io import save_samples
+        from ..io import save_samples
         check(str(path).endswith(".npy"), f"archive file {path}: use a .npy path")
         return save_samples(self.samples, path)
 
     @classmethod
     def load(cls, path, max_size: int | None = None) -> "Archive":
-        from .io import load_array
+        from ..io import load_array
         return cls(load_array(path).float(), max_size)
 
 
@@ -418,7 +418,7 @@ class Pilot:
     the final draws ``(m, *sample_shape)``."""
 
     def __init__(self, denoiser, m: int, **sample_kwargs):
-        from .api import sample
+        from ..core.api import sample
         check(int(m) == m and m >= 2, f"a pilot needs at least 2 draws, got {m}")
         check("guidance" not in sample_kwargs, "a pilot is the model's own iid draws: drop guidance=")
         check(sample_kwargs.get("batch_size") is None, "a pilot records whole trajectories: drop batch_size=")
@@ -431,3 +431,9 @@ class Pilot:
     def at(self, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
         i = int((self._sigmas.log() - math.log(max(float(sigma), 1e-12))).abs().argmin())
         return self._records[i]
+
+
+# sample_pc's "repulsive" corrector steps use Repulsion when their plan entry names no term
+from ..core import sampling as _sampling  # noqa: E402  (core cannot import particles)
+
+_sampling.DEFAULT_CORRECTOR_TERM = Repulsion

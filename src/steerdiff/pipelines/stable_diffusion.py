@@ -23,8 +23,8 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .denoisers import DiscreteDenoiser
-from .errors import SteerdiffError, check
+from ..core.denoisers import DiscreteDenoiser
+from ..core.errors import SteerdiffError, check
 
 
 def _check_pipeline(pipe) -> None:
@@ -138,7 +138,7 @@ def particle_callback(denoiser: PipelineDenoiser, *terms):
     After the pipeline's step from timestep ``t_i`` to ``t_{i+1}`` it adds one explicit Euler step of
     the guidance's share of the probability-flow ODE, ``dx/dsigma = -sigma w g``, over
     ``[sigma_{i+1}, sigma_i]``, in VE coordinates (``x = latents / sqrt(alpha_bar)``)."""
-    from .guidance import guided
+    from ..core.guidance import guided
     g = guided(denoiser, *terms)
     ac = denoiser.pipe.scheduler.alphas_cumprod
 
@@ -171,7 +171,7 @@ class DecodedEmbedding(nn.Module):
 
     def __init__(self, denoiser: PipelineDenoiser, embedding, chunk: int = 1):
         super().__init__()
-        from .embeddings import get_embedding
+        from ..particles.embeddings import get_embedding
         self.denoiser, self.phi, self.chunk = denoiser, get_embedding(embedding), int(chunk)
 
     def forward(self, x, sigma=None):
@@ -192,7 +192,7 @@ def style_latents(pipe, styles: dict[str, Sequence[str]], n_per_prompt: int = 4,
                   guidance_scale: float = 7.5, seed: int = 0, progress: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """The repulsion seed's style generator: clean latents ``(N, C, h, w)`` sampled for every prompt of
     every style, labels ``(N,)`` (the style's index) and the style names."""
-    from .api import sample
+    from ..core.api import sample
     check(len(styles) >= 2, "give at least two styles, each a list of prompts")
     xs, ys, names = [], [], list(styles)
     for k, name in enumerate(names):
@@ -215,9 +215,9 @@ def train_latent_classifier(out, latents: torch.Tensor, labels: torch.Tensor, na
     import torch.nn.functional as F
     from tqdm.auto import tqdm
 
-    from . import checkpoint as ckpt
-    from .classifier import NoisyDigitCNN, load_classifier
-    from .seeding import stream_seed
+    from .. import checkpoint as ckpt
+    from ..core.seeding import stream_seed
+    from ..train.classifier import NoisyDigitCNN, load_classifier
     check(latents.ndim == 4 and latents.shape[-1] % 4 == 0, f"latents must be (N, C, h, w) with h, w divisible by 4, got {tuple(latents.shape)}")
     torch.manual_seed(stream_seed("style-init", seed))
     model = NoisyDigitCNN(latents.shape[1], len(names), 24, image_size=latents.shape[-1], sigma_data=1.0)

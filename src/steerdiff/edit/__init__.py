@@ -1,0 +1,68 @@
+"""Semantic editing in h-space.
+
+Modules:
+
+- ``hspace``: was ``steerdiff.edit``
+- ``evaluate``: was ``steerdiff.edit_eval``
+"""
+
+# steerdiff.edit was one module: every name it defined (private ones too) stays importable from here
+from .hspace import (  # noqa: F401
+    _EVALUATOR,
+    DELTA_KINDS,
+    RECON_SPACE,
+    DeltaH,
+    HSpace,
+    _cond_rows,
+    apply_edit,
+    asymmetric_sample,
+    attribute_data,
+    calibrate_strength,
+    choose_intervals,
+    conf_sigmas,
+    dilate,
+    directional_loss,
+    edit_features,
+    edit_sigmas,
+    find_unet,
+    global_direction,
+    ink_shape,
+    interval_curves,
+    invert,
+    load_edit,
+    noise_embedding,
+    perceptual_features,
+    prototype_direction,
+    save_edit,
+    to_green,
+    train_edit,
+)
+
+__all__ = [
+    "DELTA_KINDS",
+    "find_unet",
+    "HSpace",
+    "noise_embedding",
+    "DeltaH",
+    "edit_sigmas",
+    "conf_sigmas",
+    "invert",
+    "asymmetric_sample",
+    "edit_features",
+    "perceptual_features",
+    "interval_curves",
+    "choose_intervals",
+    "prototype_direction",
+    "directional_loss",
+    "train_edit",
+    "calibrate_strength",
+    "apply_edit",
+    "global_direction",
+    "save_edit",
+    "load_edit",
+    "dilate",
+    "ink_shape",
+    "RECON_SPACE",
+    "to_green",
+    "attribute_data",
+]

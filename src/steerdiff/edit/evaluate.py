@@ -1,0 +1,129 @@
+"""``steerdiff evaluate --task edit``: does an h-space edit change the attribute and keep the digit?
+
+Given source images and their edits (``(N, C, 28, 28)`` in ``[-1, 1]``, 1-channel MNIST or 3-channel
+ColorMNIST), the judges are things the edit never optimised (the shipped ``thick`` edit is trained
+on pixel L1 to dilated targets):
+
+- ``stroke_width``: the mean stroke width of the ink mask (``ink > 0.5`` on the channel maximum in
+  ``[0, 1]``): ``2 * area / perimeter`` (4-neighbour ink/background edges), in pixels. For a stroke of
+  width ``w`` and length ``L >> w`` this is ``w``. ``success`` is the share of edits whose width grew
+  by more than ``min_gain`` (relative; default 5%) for ``thick`` (shrank, for ``thin``).
+- ``digit_kept``: per classifier (the shipped evaluator ``mnist-evaluator`` and the independently
+  trained ``mnist-evaluator2``, another architecture and seed), the share of edits classified as the
+  same digit as the source (``vs_source``) and as the true label (``vs_label``, when labels are given);
+  ``kept_by_all``: the share kept (vs source) by every classifier at once.
+- ``directional``: the S_dir analogue: cosine between the evaluator-feature change ``f(edited) -
+  f(source)`` and the attribute's prototype direction ``mean f(dilate(real)) - mean f(real)`` over
+  1,000 training digits (mean and per-image share above 0).
+- ``frechet``: Fréchet distance (evaluator features) of the edits, and of the sources, to the 1,000
+  held-out real digits.
+- ``l1_outside``: mean absolute pixel change (all channels) farther than 2 pixels from the source's
+  ink, where a stroke-width edit has no business; ``colour_kept``: share of edits whose dominant ink
+  channel is the source's.
+
+Classifiers see the ink map (channel maximum), so ColorMNIST digits are judged like MNIST ones.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..core.errors import check
+
+ATTRIBUTES = {"thick": 1, "thin": -1}          # the sign of the stroke-width change that counts as success
+JUDGES = ("mnist-evaluator", "mnist-evaluator2")
+
+
+def ink_map(x: torch.Tensor) -> torch.Tensor:
+    """``(B, 1, H, W)`` in ``[-1, 1]``: the maximum over channels (colour-blind ink)."""
+    return x.amax(1, keepdim=True)
+
+
+def stroke_width(x: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """Mean stroke width ``(B,)`` in pixels: ``2 * area / perimeter`` of the ink mask (see module
+    docstring). An image without ink has width 0."""
+    m = (((ink_map(x) + 1) / 2) > threshold).float()[:, 0]
+    area = m.flatten(1).sum(1)
+    p = F.pad(m, (1, 1, 1, 1))
+    perim = ((p[:, 1:, :] - p[:, :-1, :]).abs().flatten(1).sum(1) + (p[:, :, 1:] - p[:, :, :-1]).abs().flatten(1).sum(1))
+    return torch.where(perim > 0, 2 * area / perim.clamp(min=1), torch.zeros_like(area))
+
+
+def outside_region(source: torch.Tensor, radius: int = 2, threshold: float = 0.0) -> torch.Tensor:
+    """``(B, 1, H, W)`` bool: pixels farther than ``radius`` (chessboard) from the source's ink."""
+    ink = (ink_map(source) > threshold).float()
+    return F.max_pool2d(ink, 2 * radius + 1, stride=1, padding=radius) == 0
+
+
+def _predict(clf, x: torch.Tensor, batch: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+    with torch.no_grad():
+        feats = torch.cat([clf.features(ink_map(x[i:i + batch]).float()) for i in range(0, len(x), batch)])
+        return clf.head(feats).argmax(1), feats
+
+
+_REAL = {}
+
+
+def _real_digits():
+    if "r" not in _REAL:
+        from ..data import load_mnist
+        _REAL["r"] = (load_mnist("train").images[:1000], load_mnist("heldout").images)
+    return _REAL["r"]
+
+
+@torch.no_grad()
+def evaluate_edit(source: torch.Tensor, edited: torch.Tensor, labels: torch.Tensor | None = None, *,
+                  attribute: str = "thick", classifiers=JUDGES, min_gain: float = 0.05) -> dict:
+    """The edit metrics of the module docstring for ``source`` and ``edited`` ``(N, C, 28, 28)``."""
+    from ..evaluation.metrics import frechet_distance
+    from ..train.classifier import load_classifier
+    from .hspace import dilate
+    check(attribute in ATTRIBUTES, f"edit attribute {attribute!r}: use one of {', '.join(ATTRIBUTES)}")
+    check(source.shape == edited.shape, f"source {tuple(source.shape)} and edited {tuple(edited.shape)} differ in shape")
+    check(source.ndim == 4 and tuple(source.shape[2:]) == (28, 28),
+          f"edit evaluation judges 28x28 digits (N, C, 28, 28), got {tuple(source.shape)}")
+    check(len(source) >= 2, f"edit evaluation needs at least 2 edited images, got {len(source)}")
+    for name, t in (("source", source), ("edited", edited)):
+        check(bool(torch.isfinite(t).all()), f"{name} holds non-finite values (NaN or inf)")
+    check(labels is None or len(labels) == len(source), f"{len(labels) if labels is not None else 0} labels for {len(source)} images")
+    source, edited = source.float(), edited.float()
+    sign = ATTRIBUTES[attribute]
+    w0, w1 = stroke_width(source), stroke_width(edited)
+    gained = sign * (w1 - w0) > min_gain * w0
+    out = {"n": len(source), "attribute": attribute,
+           "stroke_width": {"source_mean": float(w0.mean()), "edited_mean": float(w1.mean()),
+                            "ratio_mean": float((w1 / w0.clamp(min=1e-6)).mean())},
+           "success": float(gained.float().mean()), "min_gain": min_gain}
+    kept_all = torch.ones(len(source), dtype=torch.bool)
+    out["digit_kept"] = {}
+    feats = None
+    for name in classifiers:
+        clf = load_classifier(name)
+        p0, f0 = _predict(clf, source)
+        p1, f1 = _predict(clf, edited)
+        kept_all &= p0 == p1
+        row = {"vs_source": float((p0 == p1).float().mean())}
+        if labels is not None:
+            row["vs_label"] = float((p1 == labels.long()).float().mean())
+            row["source_vs_label"] = float((p0 == labels.long()).float().mean())
+        out["digit_kept"][name] = row
+        if feats is None:                                    # the first judge's features: directions, Fréchet
+            feats = (clf, f0, f1)
+    out["kept_by_all"] = float(kept_all.float().mean())
+    out["success_and_kept"] = float((gained & kept_all).float().mean())
+    clf, f0, f1 = feats
+    train, held = _real_digits()
+    proto = _predict(clf, dilate(train))[1].mean(0) - _predict(clf, train)[1].mean(0)
+    cos = F.cosine_similarity(f1 - f0, (sign * proto)[None], dim=1)
+    out["directional"] = {"mean_cosine": float(cos.mean()), "share_positive": float((cos > 0).float().mean()),
+                          "feature_space": classifiers[0]}
+    real = _predict(clf, held)[1]
+    out["frechet"] = {"edited_to_real": frechet_distance(f1, real), "source_to_real": frechet_distance(f0, real)}
+    region = outside_region(source).expand_as(source)
+    diff = (edited - source).abs()
+    out["l1_outside"] = float(diff[region].mean()) if bool(region.any()) else 0.0
+    out["l1_inside"] = float(diff[~region].mean()) if bool((~region).any()) else 0.0
+    if source.shape[1] > 1:
+        dom = lambda t: ((t + 1) / 2).flatten(2).sum(-1).argmax(1)            # noqa: E731
+        out["colour_kept"] = float((dom(source) == dom(edited)).float().mean())
+    return out

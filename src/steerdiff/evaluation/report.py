@@ -1,0 +1,228 @@
+"""``steerdiff report``: a strength sweep (optionally against a second setting) written as image grids,
+plots, one JSON and a self-contained ``index.html``.
+
+For every strength (and every value of ``vs``), ``batches`` batches of ``n`` particles are drawn with
+seeds ``seed .. seed + batches - 1`` (the same seeds everywhere, so strength 0 is the iid baseline)
+and evaluated by :func:`steerdiff.evaluate.evaluate_batches`.
+"""
+from __future__ import annotations
+
+import html
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..checkpoint import atomic_directory, write_json_atomic
+from ..core.errors import check
+from ..io import save_samples
+from .evaluate import evaluate_batches
+
+SAMPLER_PARAMS = {"churn": "s_churn", "s_churn": "s_churn", "steps": "steps", "sampler": "sampler"}
+
+
+def parse_vs(text: str | None) -> tuple[str, list] | None:
+    """``"PARAM:V1,V2,..."`` -> ``(PARAM, [values])``, numbers converted where they parse."""
+    if not text:
+        return None
+    check(":" in text, f"--vs {text!r}: use PARAM:V1,V2 (e.g. kernel:rbf,dot or churn:0,10,40)")
+    name, vals = text.split(":", 1)
+
+    def conv(v):
+        try:
+            return int(v) if v.isdigit() else float(v)
+        except ValueError:
+            return v
+    values = [conv(v) for v in vals.split(",") if v]
+    check(values, f"--vs {text!r}: give at least one value")
+    from dataclasses import fields
+
+    from ..particles.pg import _ParticleTerm
+    known = sorted(set(SAMPLER_PARAMS) | {f.name for f in fields(_ParticleTerm)} - {"archive", "prior"})
+    check(name in known, f"--vs {name!r}: not a setting to sweep; use one of {', '.join(known)}")
+    numbers = [v for v in values if not isinstance(v, str)]
+    check(all(math.isfinite(v) for v in numbers), f"--vs {text!r}: the values must be finite")
+    if name == "steps":
+        check(all(isinstance(v, int) and v >= 1 for v in values), f"--vs {text!r}: steps are positive integers")
+    if name in ("churn", "s_churn", "bandwidth_scale", "strength", "clip", "subset"):
+        check(len(numbers) == len(values) and all(v >= 0 for v in numbers), f"--vs {text!r}: {name} takes numbers >= 0")
+    return name, values
+
+
+def _term(method: str, strength: float, params: dict):
+    from ..particles.pg import ParticleGuidance, Repulsion
+    if strength == 0:
+        return []
+    return [(ParticleGuidance if method == "pg" else Repulsion)(strength=strength, **params)]
+
+
+def _plot_tradeoff(rows, path: Path, quality: str, diversity: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault(r["vs"], []).append(r)
+    for vs, rs in groups.items():
+        q = [r["quality"] for r in rs]
+        d = [r["metrics"]["aggregate"][diversity] for r in rs]
+        ax.errorbar(q, [x["mean"] for x in d], yerr=[[x["mean"] - x["ci95"][0] for x in d], [x["ci95"][1] - x["mean"] for x in d]],
+                    marker="o", capsize=3, label="" if vs is None else str(vs))
+        for r, qq, dd in zip(rs, q, d):
+            ax.annotate(f"{r['strength']:g}", (qq, dd["mean"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel(quality)
+    ax.set_ylabel(f"{diversity} per batch (mean, 95% CI)")
+    ax.set_title("diversity against quality (labels: strength)")
+    if len(groups) > 1:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_heatmap(rows, strengths, vs_name, vs_values, metric: str, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    grid = np.full((len(vs_values), len(strengths)), np.nan)
+    for r in rows:
+        v = r["metrics"]["aggregate"].get(metric, {}).get("mean") if metric in r["metrics"]["aggregate"] else r["metrics"]["overall"].get(metric)
+        grid[vs_values.index(r["vs"]), strengths.index(r["strength"])] = np.nan if v is None else v
+    fig, ax = plt.subplots(figsize=(1 + 0.9 * len(strengths), 1 + 0.5 * len(vs_values)))
+    im = ax.imshow(grid, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(strengths)), [f"{s:g}" for s in strengths])
+    ax.set_yticks(range(len(vs_values)), [str(v) for v in vs_values])
+    ax.set_xlabel("strength")
+    ax.set_ylabel(vs_name)
+    for i in range(grid.shape[0]):
+        for j in range(grid.shape[1]):
+            ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=7, color="w")
+    ax.set_title(metric)
+    fig.colorbar(im)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_features(rows, feats, real_feats, path: Path) -> None:
+    """PCA of sample features (coloured by strength) over the real data's (grey)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    allf = torch.cat([real_feats] + feats).double().numpy() if real_feats is not None else torch.cat(feats).double().numpy()
+    mean = allf.mean(0)
+    _, _, vt = np.linalg.svd(allf - mean, full_matrices=False)
+    proj = lambda f: (f.double().numpy() - mean) @ vt[:2].T
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    if real_feats is not None:
+        p = proj(real_feats)
+        ax.scatter(p[:, 0], p[:, 1], s=4, c="0.8", label="real")
+    cmap = plt.get_cmap("plasma")
+    for k, (r, f) in enumerate(zip(rows, feats)):
+        p = proj(f)
+        label = f"s={r['strength']:g}" + ("" if r["vs"] is None else f", {r['vs']}")
+        ax.scatter(p[:, 0], p[:, 1], s=9, color=cmap(k / max(1, len(rows) - 1)), label=label)
+    ax.legend(fontsize=6, markerscale=1.5)
+    ax.set_title("features (PCA): samples over real data")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+_IMAGE_CHECK = """<script>
+window.addEventListener('load', function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var ok = imgs.length > 0 && imgs.every(function (i) { return i.complete && i.naturalWidth > 0; });
+  document.body.setAttribute('data-images-ok', ok ? 'yes' : 'no');
+  document.body.setAttribute('data-image-count', String(imgs.length));
+});
+</script>"""
+
+
+def _html(title: str, config: dict, rows, images: list[tuple[str, str]], plots: list[str]) -> str:
+    esc = html.escape
+    metric_names = sorted({m for r in rows for m in r["metrics"]["aggregate"] if r["metrics"]["aggregate"][m]["mean"] is not None})
+    head = "".join(f"<th>{esc(m)}</th>" for m in metric_names)
+    body = ""
+    for r in rows:
+        cells = "".join(
+            f"<td>{r['metrics']['aggregate'][m]['mean']:.3f} <small>[{r['metrics']['aggregate'][m]['ci95'][0]:.3f}, "
+            f"{r['metrics']['aggregate'][m]['ci95'][1]:.3f}]</small></td>" for m in metric_names)
+        fd = r["metrics"]["overall"].get("frechet")
+        body += (f"<tr><td>{r['strength']:g}</td><td>{esc(str(r['vs']))}</td>{cells}"
+                 f"<td>{'' if fd is None else f'{fd:.1f}'}</td><td>{r['seconds_per_batch']:.2f}</td></tr>")
+    figs = "".join(f'<figure><img src="{esc(p)}" alt="{esc(p)}"><figcaption>{esc(p)}</figcaption></figure>' for p in plots)
+    grids = "".join(f'<figure><img src="{esc(p)}" alt="{esc(c)}"><figcaption>{esc(c)}</figcaption></figure>' for p, c in images)
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>{esc(title)}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1200px}} table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px;font-size:13px}} figure{{display:inline-block;margin:8px}}
+img{{image-rendering:pixelated;max-width:520px}} small{{color:#666}}</style></head>
+<body><h1>{esc(title)}</h1>
+<p>Settings: <code>{esc(json.dumps(config, sort_keys=True))}</code></p>
+<h2>Metrics (mean over batches, 95% interval)</h2>
+<table><tr><th>strength</th><th>vs</th>{head}<th>Fréchet</th><th>s/batch</th></tr>{body}</table>
+<h2>Plots</h2>{figs}
+<h2>Samples (rows: batches; same seeds in every grid)</h2>{grids}
+<p>Numbers: <a href="report.json">report.json</a>.</p>
+{_IMAGE_CHECK}
+</body></html>
+"""
+
+
+def run_report(model, out_dir, *, method: str = "pg", strengths=(0.0, 10.0, 30.0, 100.0, 300.0), n: int = 10,
+               batches: int = 8, seed: int = 0, vs: tuple[str, list] | None = None, params: dict | None = None,
+               sample_kwargs: dict | None = None, features=None, classifier=None, real=None, grid_batches: int = 4,
+               progress: bool = True, force: bool = False) -> dict:
+    """Sweep ``strengths`` (x ``vs`` values) and write the report directory ``out_dir`` atomically
+    (``out_dir`` must be missing, empty or an earlier report; anything else only with ``force``)."""
+    import time
+
+    from ..core.api import sample
+    check(method in ("pg", "repulsive"), f"method {method!r}: use pg or repulsive")
+    from ..checkpoint import check_output_dir
+    check_output_dir(out_dir, ("report",), force=force)
+    check(len(strengths) >= 1 and n >= 2 and batches >= 1, "need at least one strength, n >= 2 and one batch")
+    strengths = [float(s) for s in strengths]
+    params, sample_kwargs = dict(params or {}), dict(sample_kwargs or {})
+    vs_name, vs_values = vs if vs else (None, [None])
+    real_feats = features(real) if (features is not None and real is not None) else None
+    rows, feats, pictures = [], [], []
+    configs = [(v, s) for v in vs_values for s in strengths]
+    bar = tqdm(configs, desc=f"report {method}", disable=not progress, unit="setting")
+    with atomic_directory(out_dir) as tmp:
+        for v, s in bar:
+            p, kw = dict(params), dict(sample_kwargs)
+            if vs_name is not None:
+                (kw if vs_name in SAMPLER_PARAMS else p)[SAMPLER_PARAMS.get(vs_name, vs_name)] = v
+            t0 = time.perf_counter()
+            xs = [sample(model, n, seed=seed + b, guidance=_term(method, s, p), **kw) for b in range(batches)]
+            sec = (time.perf_counter() - t0) / batches
+            metrics = evaluate_batches(xs, features, real_feats, classifier, [seed + b for b in range(batches)])
+            quality = metrics["overall"].get("mean_confidence", metrics["overall"].get("frechet"))
+            row = {"strength": s, "vs": v, "seconds_per_batch": sec, "quality": quality, "metrics": metrics}
+            rows.append(row)
+            feats.append(features(torch.cat(xs)))
+            name = f"grid_s{s:g}" + ("" if v is None else f"_{vs_name}{v}") + ".png"
+            save_samples(torch.cat(xs[:grid_batches]), tmp / name, nrow=n)
+            pictures.append((name, f"strength {s:g}" + ("" if v is None else f", {vs_name}={v}")))
+        has_classes = rows[0]["metrics"]["overall"].get("mean_confidence") is not None
+        diversity = "distinct_classes" if has_classes else "vendi"
+        plots = ["tradeoff.png", "features.png"]
+        _plot_tradeoff(rows, tmp / "tradeoff.png", "mean confidence" if has_classes else "Fréchet distance", diversity)
+        _plot_features(rows, feats, real_feats, tmp / "features.png")
+        if vs_name is not None:
+            for metric in (diversity, "mean_confidence" if has_classes else "in_batch_similarity"):
+                _plot_heatmap(rows, strengths, vs_name, vs_values, metric, tmp / f"heatmap_{metric}.png")
+                plots.append(f"heatmap_{metric}.png")
+        config = {"model": getattr(model, "name", None), "method": method, "strengths": strengths, "n": n,
+                  "batches": batches, "seed": seed, "vs": vs_name, "vs_values": vs_values, "params": params,
+                  "sample_kwargs": sample_kwargs}
+        result = {"schema": "steerdiff-report/1", "config": config, "rows": rows}
+        write_json_atomic(tmp / "report.json", result)
+        (tmp / "index.html").write_text(_html(f"steerdiff report: {config['model']} {method}", config, rows, pictures, plots))
+    return result
