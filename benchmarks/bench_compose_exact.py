@@ -4,6 +4,7 @@ mean (1, 2), the contrasts (1, 1) and (2, 2), and the 3-way composition (1, 2, 3
 
     python benchmarks/bench_compose_exact.py [--n 10000] [--steps 64]
 """
+
 import argparse
 
 import torch
@@ -13,7 +14,10 @@ from steerdiff.compose import ExactLabelPosterior, compose
 from steerdiff.toy import GaussianMixtureDenoiser
 
 MEANS = torch.tensor([[-2.0, 0.0], [0.0, 0.0], [2.0, 0.0], [0.0, 2.0]])
-BASES = [GaussianMixtureDenoiser(MEANS, 0.1, w) for w in ([0.5, 0.3, 0.1, 0.1], [0.05, 0.3, 0.45, 0.2], [0.3, 0.05, 0.05, 0.6])]
+BASES = [
+    GaussianMixtureDenoiser(MEANS, 0.1, w)
+    for w in ([0.5, 0.3, 0.1, 0.1], [0.05, 0.3, 0.45, 0.2], [0.3, 0.05, 0.05, 0.6])
+]
 
 
 def main():
@@ -27,8 +31,10 @@ def main():
         x = sd.sample(compose(bs, clf, y=y), a.n, seed=0, steps=a.steps)
         emp = torch.bincount(BASES[0].assign(x), minlength=4).double() / a.n
         target = clf.target_weights(y)
-        print(f"y={y}: target {target.numpy().round(3).tolist()} sampled {emp.numpy().round(3).tolist()} "
-              f"TV {0.5 * float((emp - target).abs().sum()):.4f}")
+        print(
+            f"y={y}: target {target.numpy().round(3).tolist()} sampled {emp.numpy().round(3).tolist()} "
+            f"TV {0.5 * float((emp - target).abs().sum()):.4f}"
+        )
 
 
 if __name__ == "__main__":

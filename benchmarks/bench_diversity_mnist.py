@@ -12,6 +12,7 @@ repellency in the batch and the 4,000 training digits as the protected set, at t
     python benchmarks/bench_diversity_mnist.py [--classes 1 3 7] [--seeds 0 1 2] [--n 10] [--cfg-scale 1]
         [--only NAME ...]
 """
+
 import argparse
 import time
 
@@ -45,7 +46,9 @@ def methods() -> dict:
         out[f"dpp x0 project strength {s:g}"] = [DPPGuidance(strength=s, window=w, project=True)]
     # the near-copy shield: the 4,000 training digits as a protected set, radius = the near-copy threshold
     out["shield (train digits)"] = "shield"
-    out["pg x0 strength 10"] = [sd.ParticleGuidance(strength=10.0, on="x0", embedding="identity", kernel="rbf", window=w)]
+    out["pg x0 strength 10"] = [
+        sd.ParticleGuidance(strength=10.0, on="x0", embedding="identity", kernel="rbf", window=w)
+    ]
     return out
 
 
@@ -63,8 +66,12 @@ def main():
     threshold = near_copy_rate(held.images[:1], train.images, held.images)["threshold"]
     feats = load_features("mnist-evaluator")
     ev = load_classifier("mnist-evaluator")
-    print(f"mnist-cond, classes {a.classes}, seeds {a.seeds}, batches of {a.n}, heun 18 steps, cfg scale {a.cfg_scale:g}")
-    print(f"  {'method':30s} {'vendi':>6s} {'fidelity':>8s} {'conf':>6s} {'min dist':>8s} {'near-copy':>9s} {'s/batch':>7s}")
+    print(
+        f"mnist-cond, classes {a.classes}, seeds {a.seeds}, batches of {a.n}, heun 18 steps, cfg scale {a.cfg_scale:g}"
+    )
+    print(
+        f"  {'method':30s} {'vendi':>6s} {'fidelity':>8s} {'conf':>6s} {'min dist':>8s} {'near-copy':>9s} {'s/batch':>7s}"
+    )
     for name, g in methods().items():
         if a.only and name not in a.only:
             continue
@@ -85,8 +92,11 @@ def main():
                 mind.append(float(d[~torch.eye(a.n, dtype=torch.bool)].min()))
         k = len(v)
         copies = near_copy_rate(torch.cat(xs), train.images, held.images)["near_copy_rate"]
-        print(f"  {name:30s} {sum(v) / k:6.3f} {sum(fid) / k:8.3f} {sum(conf) / k:6.3f} {sum(mind) / k:8.2f} "
-              f"{copies:9.3f} {(time.time() - t0) / k:7.1f}", flush=True)
+        print(
+            f"  {name:30s} {sum(v) / k:6.3f} {sum(fid) / k:8.3f} {sum(conf) / k:6.3f} {sum(mind) / k:8.2f} "
+            f"{copies:9.3f} {(time.time() - t0) / k:7.1f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

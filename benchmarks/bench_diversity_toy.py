@@ -17,6 +17,7 @@ log-determinant and the order-2 kernel entropy (identity RBF on x0, median bandw
 
     python benchmarks/bench_diversity_toy.py [--batches 200]
 """
+
 import argparse
 
 import torch
@@ -52,13 +53,17 @@ def main():
     print(f"70/30 two-mode toy, {a.batches} batches of 8 (seeds 0..{a.batches - 1}), heun 24 steps")
     print(f"  {'method':22s} {'modes/batch':>11s} {'p(heavy)':>16s} {'|p - 0.7|':>9s} {'pairs disagreeing':>17s}")
     for name, g in methods_for(1.0).items():
-        right = (torch.stack([sd.sample(two, 8, seed=b, steps=24, guidance=g) for b in range(a.batches)])[..., 0] > 0).double()
+        right = (
+            torch.stack([sd.sample(two, 8, seed=b, steps=24, guidance=g) for b in range(a.batches)])[..., 0] > 0
+        ).double()
         k = right.sum(1)
         p = float(right.mean())
-        half = 1.96 * float(k.std()) / 8 / a.batches ** 0.5
+        half = 1.96 * float(k.std()) / 8 / a.batches**0.5
         cover = float(((k > 0).double() + (k < 8).double()).mean())
-        print(f"  {name:22s} {cover:11.3f} {p:9.3f} ± {half:.3f} {abs(p - 0.7):9.3f} {float((k * (8 - k) / 28).mean()):17.3f}",
-              flush=True)
+        print(
+            f"  {name:22s} {cover:11.3f} {p:9.3f} ± {half:.3f} {abs(p - 0.7):9.3f} {float((k * (8 - k) / 28).mean()):17.3f}",
+            flush=True,
+        )
 
     ring = sd.ring()
     print(f"\n10-mode ring (equal weights), {a.batches} batches of 10, heun 24 steps")

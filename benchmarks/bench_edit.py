@@ -11,6 +11,7 @@ were chosen from. An edit that does not ship is skipped unless a trained directo
 
     python benchmarks/bench_edit.py [--n 200] [--only green,thick] [--green DIR] [--plot docs/edit_curves.png]
 """
+
 import argparse
 
 import torch
@@ -18,8 +19,8 @@ import torch
 import steerdiff as sd
 from steerdiff.classifier import load_classifier
 from steerdiff.compose_eval import ink
-from steerdiff.errors import SteerdiffError
 from steerdiff.edit import apply_edit, attribute_data, conf_sigmas, dilate, invert, load_edit, to_green
+from steerdiff.errors import SteerdiffError
 from steerdiff.quality import classify
 
 
@@ -75,37 +76,53 @@ def main():
         out, _ = run(model, attr, xT, sig, edit=edit)
         gt = to_green(x0) if attr == "green" else dilate(x0)
         c = conf.get("strength", 1.0)
-        print(f"{attr}, {a.n} held-out digits, strength {c:g}: intervals sigma_edit {conf['intervals']['sigma_edit']:.3g}, "
-              f"sigma_boost {conf['intervals']['sigma_boost']:.3g}")
+        print(
+            f"{attr}, {a.n} held-out digits, strength {c:g}: intervals sigma_edit {conf['intervals']['sigma_edit']:.3g}, "
+            f"sigma_boost {conf['intervals']['sigma_boost']:.3g}"
+        )
         l1_edit, l1_rec = (out - gt).abs().flatten(1).mean(1), (rec - gt).abs().flatten(1).mean(1)
         if attr == "green":
             success = green_share(out) > 0.5
-            print(f"  became green {float(success.float().mean()):.1%}; kept their digit {kept(out, labels):.1%} "
-                  f"(unedited reconstruction {kept(rec, labels):.1%})")
+            print(
+                f"  became green {float(success.float().mean()):.1%}; kept their digit {kept(out, labels):.1%} "
+                f"(unedited reconstruction {kept(rec, labels):.1%})"
+            )
         else:
             success = l1_edit < l1_rec
-            print(f"  ink {float(thickness(out).mean()):.1f} vs source {float(thickness(x0).mean()):.1f} and dilated "
-                  f"{float(thickness(gt).mean()):.1f}; kept their digit {kept(out, labels):.1%} "
-                  f"(unedited reconstruction {kept(rec, labels):.1%})")
-        print(f"  L1 to the ground truth {float(l1_edit.mean()):.4f} (unedited reconstruction {float(l1_rec.mean()):.4f}, "
-              f"source itself {float((x0 - gt).abs().mean()):.4f}); closer than unedited: {float(success.float().mean()):.1%}")
+            print(
+                f"  ink {float(thickness(out).mean()):.1f} vs source {float(thickness(x0).mean()):.1f} and dilated "
+                f"{float(thickness(gt).mean()):.1f}; kept their digit {kept(out, labels):.1%} "
+                f"(unedited reconstruction {kept(rec, labels):.1%})"
+            )
+        print(
+            f"  L1 to the ground truth {float(l1_edit.mean()):.4f} (unedited reconstruction {float(l1_rec.mean()):.4f}, "
+            f"source itself {float((x0 - gt).abs().mean()):.4f}); closer than unedited: {float(success.float().mean()):.1%}"
+        )
         score = green_share if attr == "green" else thickness
         m = min(a.n, 50)
-        scores = [float(score(run(model, attr, xT[:m], sig, s, edit=edit)[0]).mean()) for s in (-1.0, -0.5, 0.0, 0.5, 1.0)]
-        print(f"  linearity: {'green ink share' if attr == 'green' else 'ink'} at strength -1, -0.5, 0, 0.5, 1: "
-              f"{[round(v, 3) for v in scores]} (non-decreasing: {all(y >= x - 1e-6 for x, y in zip(scores, scores[1:]))})")
+        scores = [
+            float(score(run(model, attr, xT[:m], sig, s, edit=edit)[0]).mean()) for s in (-1.0, -0.5, 0.0, 0.5, 1.0)
+        ]
+        print(
+            f"  linearity: {'green ink share' if attr == 'green' else 'ink'} at strength -1, -0.5, 0, 0.5, 1: "
+            f"{[round(v, 3) for v in scores]} (non-decreasing: {all(y >= x - 1e-6 for x, y in zip(scores, scores[1:], strict=False))})"
+        )
         gout, _ = run(model, attr, xT, sig, c, glob=True, edit=edit)
         l1_glob = (gout - gt).abs().flatten(1).mean(1)
         gsuccess = green_share(gout) > 0.5 if attr == "green" else l1_glob < l1_rec
         ratio = float(gsuccess.float().mean()) / max(float(success.float().mean()), 1e-9)
-        print(f"  homogeneity: global direction success {float(gsuccess.float().mean()):.1%} = {ratio:.2f} of the "
-              f"per-image edit's; L1 to the ground truth {float(l1_glob.mean()):.4f}")
+        print(
+            f"  homogeneity: global direction success {float(gsuccess.float().mean()):.1%} = {ratio:.2f} of the "
+            f"per-image edit's; L1 to the ground truth {float(l1_glob.mean()):.4f}"
+        )
     if a.plot and confs:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+
         fig, axes = plt.subplots(1, len(confs), figsize=(4.5 * len(confs), 3.2), squeeze=False)
-        for ax, (name, c) in zip(axes[0], confs.items()):
+        for ax, (name, c) in zip(axes[0], confs.items(), strict=False):
             cu = c["curves"]
             ax.semilogx(cu["sigmas"], cu["xi_norm"], label="editing strength xi (normalised)")
             ax.semilogx(cu["sigmas"], cu["gamma_norm"], label="quality deficiency gamma (normalised)")

@@ -10,6 +10,7 @@ permutation) and reported on the test set: the first 100 of that permutation, th
 
     python benchmarks/bench_edit_keep.py --device cuda --out edit_keep.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,7 +24,7 @@ from steerdiff.edit import apply_edit, attribute_data, conf_sigmas, invert, load
 from steerdiff.edit_eval import evaluate_edit
 
 STRENGTHS = (0.25, 0.4, 0.5, 0.6, 0.75, 1.0)
-SIGMA_EDITS = (2.05, 2.52, 3.07, 3.74, 4.52)       # nearest levels of the edit's 60-level schedule are used
+SIGMA_EDITS = (2.05, 2.52, 3.07, 3.74, 4.52)  # nearest levels of the edit's 60-level schedule are used
 
 
 def main() -> None:
@@ -43,7 +44,7 @@ def main() -> None:
     delta = delta.to(a.device)
     src, _, labels = attribute_data("thick", "heldout")
     perm = torch.randperm(len(src), generator=torch.Generator().manual_seed(0))
-    splits = {"test": perm[:a.n_test], "val": perm[a.n_test:a.n_test + a.n_val]}
+    splits = {"test": perm[: a.n_test], "val": perm[a.n_test : a.n_test + a.n_val]}
     sig = conf_sigmas(model, conf)
     levels = sig[:-1]
     rows = []
@@ -53,26 +54,48 @@ def main() -> None:
         for se in sigma_edits:
             s_edit = float(levels[(levels - se).abs().argmin()])
             for st in strengths + ((-0.5, -0.75, -1.0) if se == sigma_edits[0] else ()):
-                c = {**conf, "intervals": {**conf["intervals"], "sigma_edit": s_edit,
-                                           "sigma_boost": min(conf["intervals"]["sigma_boost"], s_edit)}}
+                c = {
+                    **conf,
+                    "intervals": {
+                        **conf["intervals"],
+                        "sigma_edit": s_edit,
+                        "sigma_boost": min(conf["intervals"]["sigma_boost"], s_edit),
+                    },
+                }
                 e = apply_edit(model, xT, sig, delta, c, strength=st, seed=0)
                 r = evaluate_edit(x0.cpu(), e.cpu(), labels[idx], attribute="thick" if st >= 0 else "thin")
-                row = {"split": split, "sigma_edit": s_edit, "strength": st, "success": r["success"],
-                       "kept_evaluator": r["digit_kept"]["mnist-evaluator"]["vs_source"],
-                       "kept_evaluator2": r["digit_kept"]["mnist-evaluator2"]["vs_source"],
-                       "kept_by_all": r["kept_by_all"], "success_and_kept": r["success_and_kept"],
-                       "width_ratio": r["stroke_width"]["ratio_mean"], "directional": r["directional"]["mean_cosine"],
-                       "frechet": r["frechet"]["edited_to_real"], "l1_outside": r["l1_outside"],
-                       "colour_kept": r.get("colour_kept")}
+                row = {
+                    "split": split,
+                    "sigma_edit": s_edit,
+                    "strength": st,
+                    "success": r["success"],
+                    "kept_evaluator": r["digit_kept"]["mnist-evaluator"]["vs_source"],
+                    "kept_evaluator2": r["digit_kept"]["mnist-evaluator2"]["vs_source"],
+                    "kept_by_all": r["kept_by_all"],
+                    "success_and_kept": r["success_and_kept"],
+                    "width_ratio": r["stroke_width"]["ratio_mean"],
+                    "directional": r["directional"]["mean_cosine"],
+                    "frechet": r["frechet"]["edited_to_real"],
+                    "l1_outside": r["l1_outside"],
+                    "colour_kept": r.get("colour_kept"),
+                }
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    val = [r for r in rows if r["split"] == "val" and r["strength"] > 0]   # strength 0: the plain reconstruction
+    val = [r for r in rows if r["split"] == "val" and r["strength"] > 0]  # strength 0: the plain reconstruction
     ok = [r for r in val if r["success"] >= 0.9 and r["kept_by_all"] >= 0.9]
     best = max(ok or val, key=lambda r: (r["success_and_kept"], r["kept_by_all"]))
-    test = next(r for r in rows if r["split"] == "test" and r["sigma_edit"] == best["sigma_edit"]
-                and r["strength"] == best["strength"])
-    out = {"rows": rows, "chosen_on_val": best, "test_of_chosen": test, "both_goals_on_val": bool(ok),
-           "seconds": time.time() - t0}
+    test = next(
+        r
+        for r in rows
+        if r["split"] == "test" and r["sigma_edit"] == best["sigma_edit"] and r["strength"] == best["strength"]
+    )
+    out = {
+        "rows": rows,
+        "chosen_on_val": best,
+        "test_of_chosen": test,
+        "both_goals_on_val": bool(ok),
+        "seconds": time.time() - t0,
+    }
     with open(a.out, "w") as f:
         json.dump(out, f, indent=1)
     print("chosen on val:", json.dumps(best))

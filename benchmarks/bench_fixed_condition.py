@@ -23,6 +23,7 @@ network).
     python benchmarks/bench_fixed_condition.py --only cond --scales 3 --methods "spell;dpp"  # chosen rows
     python benchmarks/bench_fixed_condition.py --methods all                              # the whole sweep (long)
 """
+
 import argparse
 import time
 
@@ -38,8 +39,15 @@ from steerdiff.metrics import frechet_distance, prdc, vendi_score
 from steerdiff.quality import classify
 from steerdiff.stratified import stratified_sample
 
-REPULSION = {"method": "repulsive", "embedding": "classifier", "kernel": "rbf", "on": "x", "strength": 30.0,
-             "project": True, "window": (0.5, 80.0)}
+REPULSION = {
+    "method": "repulsive",
+    "embedding": "classifier",
+    "kernel": "rbf",
+    "on": "x",
+    "strength": 30.0,
+    "project": True,
+    "window": (0.5, 80.0),
+}
 # name -> (method, options); interval / CADS settings are swept in the first rows
 CONDITIONAL = {
     "iid": ("iid", {}),
@@ -48,25 +56,55 @@ CONDITIONAL = {
     "cads s=0.25": ("cads", {"noise_scale": 0.25}),
     "cads s=0.5": ("cads", {"noise_scale": 0.5}),
     "cads s=0.25 + interval (0.3, 5]": ("cads", {"noise_scale": 0.25, "interval": (0.3, 5.0)}),
-    "repulsion, mnist-noisy features on x, proj": ("repulsive", {"embedding": "classifier", "kernel": "rbf", "on": "x",
-                                                                 "strength": 30.0, "project": True, "window": (0.5, 80.0)}),
-    "pg, mnist-noisy features on x0, proj": ("pg", {"embedding": "classifier", "kernel": "rbf", "on": "x0",
-                                                    "strength": 10.0, "project": True, "window": (0.5, 80.0)}),
+    "repulsion, mnist-noisy features on x, proj": (
+        "repulsive",
+        {
+            "embedding": "classifier",
+            "kernel": "rbf",
+            "on": "x",
+            "strength": 30.0,
+            "project": True,
+            "window": (0.5, 80.0),
+        },
+    ),
+    "pg, mnist-noisy features on x0, proj": (
+        "pg",
+        {
+            "embedding": "classifier",
+            "kernel": "rbf",
+            "on": "x0",
+            "strength": 10.0,
+            "project": True,
+            "window": (0.5, 80.0),
+        },
+    ),
     "cads s=0.5 tau (0.5, 0.8)": ("cads", {"noise_scale": 0.5, "tau": (0.5, 0.8)}),
     "interval (0.3, 3]": ("interval", {"interval": (0.3, 3.0)}),
     "cads s=0.25 + interval (0.3, 3]": ("cads", {"noise_scale": 0.25, "interval": (0.3, 3.0)}),
     "cads s=0.25 + repulsion": ("cads", {"noise_scale": 0.25, "plus": dict(REPULSION)}),
-    "cads s=0.25 + interval (0.3, 5] + repulsion": ("cads", {"noise_scale": 0.25, "interval": (0.3, 5.0),
-                                                             "plus": dict(REPULSION)}),
+    "cads s=0.25 + interval (0.3, 5] + repulsion": (
+        "cads",
+        {"noise_scale": 0.25, "interval": (0.3, 5.0), "plus": dict(REPULSION)},
+    ),
     "interval (0.3, 10]": ("interval", {"interval": (0.3, 10.0)}),
     "interval (0.3, 10] + repulsion": ("interval", {"interval": (0.3, 10.0), "plus": dict(REPULSION)}),
     "interval (0.3, 5] + repulsion": ("interval", {"interval": (0.3, 5.0), "plus": dict(REPULSION)}),
-    "repulsion x2 (strength 60)": ("repulsive", {**{k: v for k, v in REPULSION.items() if k != "method"}, "strength": 60.0}),
-    "cads s=0.25 + repulsion x2 (strength 60)": ("cads", {"noise_scale": 0.25, "plus": {**REPULSION, "strength": 60.0}}),
-    "repulsion 60, window (0.3, 5]": ("repulsive", {**{k: v for k, v in REPULSION.items() if k != "method"},
-                                                    "strength": 60.0, "window": (0.3, 5.0)}),
-    "repulsion 100, window (0.3, 5]": ("repulsive", {**{k: v for k, v in REPULSION.items() if k != "method"},
-                                                     "strength": 100.0, "window": (0.3, 5.0)}),
+    "repulsion x2 (strength 60)": (
+        "repulsive",
+        {**{k: v for k, v in REPULSION.items() if k != "method"}, "strength": 60.0},
+    ),
+    "cads s=0.25 + repulsion x2 (strength 60)": (
+        "cads",
+        {"noise_scale": 0.25, "plus": {**REPULSION, "strength": 60.0}},
+    ),
+    "repulsion 60, window (0.3, 5]": (
+        "repulsive",
+        {**{k: v for k, v in REPULSION.items() if k != "method"}, "strength": 60.0, "window": (0.3, 5.0)},
+    ),
+    "repulsion 100, window (0.3, 5]": (
+        "repulsive",
+        {**{k: v for k, v in REPULSION.items() if k != "method"}, "strength": 100.0, "window": (0.3, 5.0)},
+    ),
     "repulsion 45": ("repulsive", {**{k: v for k, v in REPULSION.items() if k != "method"}, "strength": 45.0}),
     "repulsion 10": ("repulsive", {**{k: v for k, v in REPULSION.items() if k != "method"}, "strength": 10.0}),
     "stratified 4 x 10, mnist-noisy features": ("stratified", {"candidates": 4, "embedding": "classifier"}),
@@ -84,22 +122,49 @@ CONDITIONAL = {
 UNCONDITIONAL = {
     "iid": ("iid", {}),
     "repulsion, mnist-noisy probs on x, proj (repulsive preset)": ("repulsive", {}),
-    "pg dot kernel on x, proj": ("pg", {"kernel": "dot", "embedding": "classifier-probs", "on": "x", "strength": 30.0,
-                                        "window": (0.5, 80.0), "project": True}),
+    "pg dot kernel on x, proj": (
+        "pg",
+        {
+            "kernel": "dot",
+            "embedding": "classifier-probs",
+            "on": "x",
+            "strength": 30.0,
+            "window": (0.5, 80.0),
+            "project": True,
+        },
+    ),
     "stratified 2 x 10, mnist-noisy probs": ("stratified", {"candidates": 2, "embedding": "classifier-probs"}),
     "stratified 4 x 10, mnist-noisy probs": ("stratified", {"candidates": 4, "embedding": "classifier-probs"}),
     "cover 3 x 10, mnist-noisy labels": ("cover", {"candidates": 3}),
     "cover 4 x 10, mnist-noisy labels": ("cover", {"candidates": 4}),
-    "pg dot kernel on x, proj, window (2, 80)": ("pg", {"kernel": "dot", "embedding": "classifier-probs", "on": "x",
-                                                        "strength": 30.0, "window": (2.0, 80.0), "project": True}),
+    "pg dot kernel on x, proj, window (2, 80)": (
+        "pg",
+        {
+            "kernel": "dot",
+            "embedding": "classifier-probs",
+            "on": "x",
+            "strength": 30.0,
+            "window": (2.0, 80.0),
+            "project": True,
+        },
+    ),
     "spell": ("spell", {}),
     "dpp": ("dpp", {}),
     "diverse (preset)": ("diverse", {}),
 }
 
 # the rows a plain run prints (names above); --methods all runs the whole sweep
-MAIN = ["interval (0.3, 5]", "cads s=0.25", "cads s=0.25 + interval (0.3, 5]", "repulsion, mnist-noisy features on x, proj",
-        "spell r 0.9", "dpp strength 4", "cover 4 x 10, mnist-noisy labels", "pg dot kernel on x, proj", "diverse (preset)"]
+MAIN = [
+    "interval (0.3, 5]",
+    "cads s=0.25",
+    "cads s=0.25 + interval (0.3, 5]",
+    "repulsion, mnist-noisy features on x, proj",
+    "spell r 0.9",
+    "dpp strength 4",
+    "cover 4 x 10, mnist-noisy labels",
+    "pg dot kernel on x, proj",
+    "diverse (preset)",
+]
 
 
 def parse_classes(s: str) -> list[int]:
@@ -123,7 +188,7 @@ def run(model, method, opts, n, seeds_labels, scale, labelled):
     """Samples ``(N, 1, 28, 28)`` and seconds per batch."""
     xs, t0 = [], time.perf_counter()
     for seed, label in seeds_labels:
-        cond = {"class_labels": label} if labelled else {}     # an int: every draw (and candidate) of the batch
+        cond = {"class_labels": label} if labelled else {}  # an int: every draw (and candidate) of the batch
         if method == "diverse":
             xs.append(diverse_sample(model, n, seed=seed, cond=cond, scale=scale if labelled else None))
             continue
@@ -142,11 +207,16 @@ def main():
     ap.add_argument("--batches", type=int, default=2, help="batches of 10 per class (default 2)")
     ap.add_argument("--classes", default="0-9", help="classes, e.g. 0-9 or 1,7 (default 0-9)")
     ap.add_argument("--scales", default="1,3", help="cfg scales (default 1,3)")
-    ap.add_argument("--uncond-batches", type=int, default=20, help="batches of 10 for the label-free table (default 20)")
+    ap.add_argument(
+        "--uncond-batches", type=int, default=20, help="batches of 10 for the label-free table (default 20)"
+    )
     ap.add_argument("--only", choices=["cond", "uncond"], default=None)
-    ap.add_argument("--methods", default=None,
-                    help="semicolon-separated substrings of method names to run (iid always runs); 'all' for the whole "
-                         "sweep (long); default: the main rows (MAIN)")
+    ap.add_argument(
+        "--methods",
+        default=None,
+        help="semicolon-separated substrings of method names to run (iid always runs); 'all' for the whole "
+        "sweep (long); default: the main rows (MAIN)",
+    )
     a = ap.parse_args()
     n = 10
     if a.methods is None:
@@ -163,8 +233,10 @@ def main():
         seeds_labels = [(1000 * c + b, c) for c in classes for b in range(a.batches)]
         real = hf[torch.isin(held.labels, torch.tensor(classes))]
         for scale in [float(s) for s in a.scales.split(",")]:
-            print(f"\n## cfg scale {scale:g}: mnist-cond, classes {a.classes}, {a.batches} batches of {n} per class "
-                  f"({len(seeds_labels) * n} samples per method)\n")
+            print(
+                f"\n## cfg scale {scale:g}: mnist-cond, classes {a.classes}, {a.batches} batches of {n} per class "
+                f"({len(seeds_labels) * n} samples per method)\n"
+            )
             print("| method | Vendi (evaluator) | Vendi (cnn64) | fidelity | Fréchet | precision | recall | time |")
             print("|---|---|---|---|---|---|---|---|")
             base = None
@@ -175,16 +247,19 @@ def main():
                 p, f = classify(evaluator, x)
                 g = cnn(x).detach()
                 labels = torch.tensor([c for _, c in seeds_labels]).repeat_interleave(n)
-                v_e = np.mean([vendi_score(f[i:i + n]) for i in range(0, len(f), n)])
-                v_c = np.mean([vendi_score(g[i:i + n]) for i in range(0, len(g), n)])
+                v_e = np.mean([vendi_score(f[i : i + n]) for i in range(0, len(f), n)])
+                v_c = np.mean([vendi_score(g[i : i + n]) for i in range(0, len(g), n)])
                 fid = float((p.argmax(1) == labels).float().mean())
                 fd = frechet_distance(f, real)
                 pr = prdc(real, f, k=5)
                 row = dict(v_e=v_e, v_c=v_c, fid=fid, fd=fd, sec=sec)
                 base = base or row
-                print(f"| {name} | {v_e:.3f} ({v_e / base['v_e']:.2f}x) | {v_c:.3f} ({v_c / base['v_c']:.2f}x) | "
-                      f"{100 * fid:.1f}% | {fd:.1f} ({fd / base['fd']:.2f}x) | {pr['precision']:.2f} | {pr['recall']:.2f} | "
-                      f"{sec / base['sec']:.2f}x |", flush=True)
+                print(
+                    f"| {name} | {v_e:.3f} ({v_e / base['v_e']:.2f}x) | {v_c:.3f} ({v_c / base['v_c']:.2f}x) | "
+                    f"{100 * fid:.1f}% | {fd:.1f} ({fd / base['fd']:.2f}x) | {pr['precision']:.2f} | {pr['recall']:.2f} | "
+                    f"{sec / base['sec']:.2f}x |",
+                    flush=True,
+                )
     if a.only != "cond":
         model = sd.load("mnist")
         seeds_labels = [(b, None) for b in range(a.uncond_batches)]
@@ -197,14 +272,19 @@ def main():
                 continue
             x, sec = run(model, method, opts, n, seeds_labels, 1.0, False)
             p, f = classify(evaluator, x)
-            d = torch.tensor([len(set(p[i:i + n].argmax(1).tolist())) for i in range(0, len(p), n)], dtype=torch.float64)
+            d = torch.tensor(
+                [len(set(p[i : i + n].argmax(1).tolist())) for i in range(0, len(p), n)], dtype=torch.float64
+            )
             conf = float(p.max(1).values.mean())
             fd = frechet_distance(f, hf)
             row = dict(conf=conf, fd=fd, sec=sec)
             base = base or row
             ci = 1.96 * float(d.std()) / len(d) ** 0.5
-            print(f"| {name} | {float(d.mean()):.2f} ± {ci:.2f} | {conf:.3f} ({conf / base['conf']:.3f}x) | "
-                  f"{fd:.1f} ({fd / base['fd']:.2f}x) | {sec / base['sec']:.2f}x |", flush=True)
+            print(
+                f"| {name} | {float(d.mean()):.2f} ± {ci:.2f} | {conf:.3f} ({conf / base['conf']:.3f}x) | "
+                f"{fd:.1f} ({fd / base['fd']:.2f}x) | {sec / base['sec']:.2f}x |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ h-space can carry closes most of the gap to the floor.
 
     python benchmarks/bench_hspace_reach.py [--n 8] [--iters 200] [--sigma-top 80 --levels 0,10,20]
 """
+
 import argparse
 
 import torch
@@ -21,7 +22,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=8)
     ap.add_argument("--iters", type=int, default=200)
-    ap.add_argument("--sigma-top", type=float, default=10.0, help="invert up to this noise level (default 10, as edits do)")
+    ap.add_argument(
+        "--sigma-top", type=float, default=10.0, help="invert up to this noise level (default 10, as edits do)"
+    )
     ap.add_argument("--levels", default="10,25,40,50", help="indices (of 60 levels, highest first) to optimise at")
     ap.add_argument("--only", default="green,thick")
     a = ap.parse_args()
@@ -34,7 +37,7 @@ def main():
         if attr not in a.only.split(","):
             continue
         src = attribute_data(attr, "heldout")[0]
-        x0 = src[torch.randperm(len(src), generator=torch.Generator().manual_seed(0))[:a.n]]
+        x0 = src[torch.randperm(len(src), generator=torch.Generator().manual_seed(0))[: a.n]]
         target = edit(x0)
         _, path = invert(model, x0, sig, return_path=True)
         print(f"{attr}: per-image free delta-h, {a.iters} Adam steps, L1 of the prediction")
@@ -45,15 +48,18 @@ def main():
             dh = torch.zeros((len(x), *hs.shape(x, s)), requires_grad=True)
             opt = torch.optim.Adam([dh], lr=0.05)
             for _ in range(a.iters):
-                with hs.capture(lambda h: dh.to(h.dtype)):
+                with hs.capture(lambda h: dh.to(h.dtype)):  # noqa: B023 (called inside this iteration)
                     loss = (model(x, s) - target).abs().mean()
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
             start, floor = float((d - target).abs().mean()), float((d - x0).abs().mean())
             reached = float(loss.detach())
-            print(f"  sigma {s:6.3f}: unedited {start:.3f} -> reached {reached:.3f} (floor {floor:.3f}): "
-                  f"{(start - reached) / max(start - floor, 1e-9):.0%} of the gap closed", flush=True)
+            print(
+                f"  sigma {s:6.3f}: unedited {start:.3f} -> reached {reached:.3f} (floor {floor:.3f}): "
+                f"{(start - reached) / max(start - floor, 1e-9):.0%} of the gap closed",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

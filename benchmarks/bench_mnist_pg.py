@@ -11,6 +11,7 @@ the 1,000 held-out digits, and wall time per batch relative to iid.
 
     python benchmarks/bench_mnist_pg.py [--batches 30] [--model mnist]
 """
+
 import argparse
 import time
 
@@ -37,11 +38,14 @@ def main():
         "pg cheap: ro3 on x": [sd.ParticleGuidance(embedding="ro3", kernel="rbf", on="x", strength=1.0, project=False)],
         # the gradient form of the same potential: the expected number of same-class pairs (dot kernel
         # on the noisy classifier's probabilities), differentiated through the classifier
-        "pg dot kernel on x": [sd.ParticleGuidance(kernel="dot", on="x", strength=30.0, window=(0.5, 80.0), project=True)],
-        "pg dot kernel on x0": [sd.ParticleGuidance(kernel="dot", on="x0", strength=30.0, window=(0.5, 80.0), project=True)],
+        "pg dot kernel on x": [
+            sd.ParticleGuidance(kernel="dot", on="x", strength=30.0, window=(0.5, 80.0), project=True)
+        ],
+        "pg dot kernel on x0": [
+            sd.ParticleGuidance(kernel="dot", on="x0", strength=30.0, window=(0.5, 80.0), project=True)
+        ],
     }
-    print(f"model {a.model}, 10 particles x {a.batches} batches (seeds 0..{a.batches - 1}), "
-          f"preset {model.preset}")
+    print(f"model {a.model}, 10 particles x {a.batches} batches (seeds 0..{a.batches - 1}), preset {model.preset}")
     base_time = None
     for name, guidance in methods.items():
         distinct, conf, feats = [], [], []
@@ -55,9 +59,11 @@ def main():
         sec = (time.perf_counter() - t0) / a.batches
         base_time = base_time or sec
         d = torch.tensor(distinct, dtype=torch.float64)
-        print(f"{name:22s} distinct digits {float(d.mean()):.2f} ± {1.96 * float(d.std()) / a.batches ** 0.5:.2f}   "
-              f"confidence {sum(conf) / len(conf):.3f}   Fréchet {frechet_distance(torch.cat(feats), held):.1f}   "
-              f"{sec:.2f} s/batch ({sec / base_time:.2f}x iid)")
+        print(
+            f"{name:22s} distinct digits {float(d.mean()):.2f} ± {1.96 * float(d.std()) / a.batches**0.5:.2f}   "
+            f"confidence {sum(conf) / len(conf):.3f}   Fréchet {frechet_distance(torch.cat(feats), held):.1f}   "
+            f"{sec:.2f} s/batch ({sec / base_time:.2f}x iid)"
+        )
 
 
 if __name__ == "__main__":

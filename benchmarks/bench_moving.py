@@ -13,6 +13,7 @@ chooses from (1,600 predictions).
 
 Every method runs through `steerdiff evaluate --task conditional` with the same seeds.
 """
+
 import argparse
 import json
 import tempfile
@@ -23,13 +24,30 @@ import numpy as np
 from steerdiff.cli import main as cli
 
 CHURN = ["--s-churn", "10"]
-STRATIFIED = ["--method", "stratified", "--candidates", "4"]   # as many draws as pg-prior's 32-sample pilot
+STRATIFIED = ["--method", "stratified", "--candidates", "4"]  # as many draws as pg-prior's 32-sample pilot
 
 
 def run(model: str, dataset: str, batches: int, extra: list[str], tmp: Path, name: str) -> dict:
     out = tmp / f"{dataset}-{name}.json"
-    args = ["evaluate", "--task", "conditional", "--model", model, "--dataset", dataset, "--n", "8",
-            "--batches", str(batches), "--seed", "0", "--quiet", "--out", str(out), *extra]
+    args = [
+        "evaluate",
+        "--task",
+        "conditional",
+        "--model",
+        model,
+        "--dataset",
+        dataset,
+        "--n",
+        "8",
+        "--batches",
+        str(batches),
+        "--seed",
+        "0",
+        "--quiet",
+        "--out",
+        str(out),
+        *extra,
+    ]
     assert cli(args) == 0, args
     return json.loads(out.read_text())
 
@@ -52,9 +70,12 @@ def main():
     ap.add_argument("--batches", type=int, default=50, help="batches of 8 per method (default 50: 400 predictions)")
     ap.add_argument("--pg", default="", help="extra PG options, e.g. '--strength 30 --window 0.5,80'")
     ap.add_argument("--skip", default="", help="comma list of tasks to skip (circle, horizontal)")
-    ap.add_argument("--methods", default="deterministic,pool,stochastic,pg,pg-prior,stratified",
-                    help="comma list of methods to run (pool: deterministic, 32 per condition: the model's own p(right) "
-                         "from 4x the predictions, the very draws stratified selection chooses from)")
+    ap.add_argument(
+        "--methods",
+        default="deterministic,pool,stochastic,pg,pg-prior,stratified",
+        help="comma list of methods to run (pool: deterministic, 32 per condition: the model's own p(right) "
+        "from 4x the predictions, the very draws stratified selection chooses from)",
+    )
     a = ap.parse_args()
     pg = ["--method", "pg", *a.pg.split()]
     with tempfile.TemporaryDirectory() as tmp:
@@ -67,20 +88,32 @@ def main():
                     continue
                 agg = run(a.circle, "circle", a.batches, extra, tmp, name)["aggregate"]
                 base = base or agg["l2"]["mean"]
-                print(f"  {name:14s} distinct {agg['distinct']['mean']:.2f} (95% CI {agg['distinct']['ci95'][0]:.2f}-"
-                      f"{agg['distinct']['ci95'][1]:.2f})  L2 {agg['l2']['mean']:.4f} ({agg['l2']['mean'] / base:.2f}x iid)  "
-                      f"IoU {agg['iou']['mean']:.3f}")
+                print(
+                    f"  {name:14s} distinct {agg['distinct']['mean']:.2f} (95% CI {agg['distinct']['ci95'][0]:.2f}-"
+                    f"{agg['distinct']['ci95'][1]:.2f})  L2 {agg['l2']['mean']:.4f} ({agg['l2']['mean'] / base:.2f}x iid)  "
+                    f"IoU {agg['iou']['mean']:.3f}"
+                )
         if "horizontal" not in a.skip:
-            print(f"horizontal, p(right) 0.7, {a.batches * 8} predictions per method, the digit arriving at the centre "
-                  "(alternately from the left and the right)")
-            for name, extra in (("deterministic", []), ("pool", ["--n", "32"]), ("stochastic", CHURN), ("pg", pg),
-                                ("pg-prior", [*pg, "--prior-samples", "32"]), ("stratified", STRATIFIED)):
+            print(
+                f"horizontal, p(right) 0.7, {a.batches * 8} predictions per method, the digit arriving at the centre "
+                "(alternately from the left and the right)"
+            )
+            for name, extra in (
+                ("deterministic", []),
+                ("pool", ["--n", "32"]),
+                ("stochastic", CHURN),
+                ("pg", pg),
+                ("pg-prior", [*pg, "--prior-samples", "32"]),
+                ("stratified", STRATIFIED),
+            ):
                 if name not in a.methods.split(","):
                     continue
                 res = run(a.horizontal, "horizontal", a.batches, extra, tmp, name)
                 pr = res["p_right"]
-                print(f"  {name:14s} p(right) {pr['p_right']:.3f} (95% CI {pr['ci95'][0]:.3f}-{pr['ci95'][1]:.3f})  "
-                      f"pairs disagreeing {disagreement(res['batches']):.3f}  L2 {res['aggregate']['l2']['mean']:.4f}")
+                print(
+                    f"  {name:14s} p(right) {pr['p_right']:.3f} (95% CI {pr['ci95'][0]:.3f}-{pr['ci95'][1]:.3f})  "
+                    f"pairs disagreeing {disagreement(res['batches']):.3f}  L2 {res['aggregate']['l2']['mean']:.4f}"
+                )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ of 3 after a warm-up) and peak resident memory.
 
     python benchmarks/bench_particles_scale.py [--sizes 10 100 1000 5000]
 """
+
 import argparse
 import json
 import subprocess
@@ -38,8 +39,13 @@ def main():
     for n in a.sizes:
         row = []
         for subset in ("none", str(a.subset)):
-            r = json.loads(subprocess.run([sys.executable, "-c", CHILD, str(n), subset], capture_output=True,
-                                          text=True, check=True).stdout.strip().splitlines()[-1])
+            r = json.loads(
+                subprocess.run(
+                    [sys.executable, "-c", CHILD, str(n), subset], capture_output=True, text=True, check=True
+                )
+                .stdout.strip()
+                .splitlines()[-1]
+            )
             label = "full" if subset == "none" else f"subset={subset}"
             row.append(f"{label}: {r['seconds']:.3f} s, +{r['added_mib']:.0f} MiB (peak {r['peak_mib']:.0f} MiB)")
         print(f"N={n:5d}  " + "   ".join(row))

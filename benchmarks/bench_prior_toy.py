@@ -9,6 +9,7 @@ disagreeing (iid: 42%).
 
     python benchmarks/bench_prior_toy.py [--batches 300]
 """
+
 import argparse
 
 import torch
@@ -26,21 +27,31 @@ def main():
     pilot = Pilot(m, 256, seed=12345, steps=24)
 
     def pg(strength, prior=None):
-        return lambda seed: sd.sample(m, 8, seed=seed, steps=24, guidance=[sd.ParticleGuidance(
-            strength=strength, on="x0", window=(0.1, 20), project=True, prior=prior)])
+        return lambda seed: sd.sample(
+            m,
+            8,
+            seed=seed,
+            steps=24,
+            guidance=[sd.ParticleGuidance(strength=strength, on="x0", window=(0.1, 20), project=True, prior=prior)],
+        )
 
     methods = {"iid": lambda seed: sd.sample(m, 8, seed=seed, steps=24), "pg strength 1": pg(1.0)}
     for s in (1.0, 3.0, 10.0):
         methods[f"pg + pilot, strength {s:g}"] = pg(s, pilot)
     for k in (2, 4, 8):
-        methods[f"stratified, {k} x 8 draws"] = lambda seed, k=k: stratified_sample(m, 8, candidates=k, seed=seed, steps=24)
+        methods[f"stratified, {k} x 8 draws"] = lambda seed, k=k: stratified_sample(
+            m, 8, candidates=k, seed=seed, steps=24
+        )
     print(f"two modes 0.7 / 0.3, {a.batches} batches of 8 (seeds 0..{a.batches - 1})")
     for name, draw in methods.items():
         right = (torch.stack([draw(b) for b in range(a.batches)])[..., 0] > 0).double()
         k = right.sum(1)
         p = float(right.mean())
-        half = 1.96 * float(k.std()) / 8 / a.batches ** 0.5
-        print(f"  {name:28s} p {p:.3f} ± {half:.3f}   pairs disagreeing {float((k * (8 - k) / 28).mean()):.3f}", flush=True)
+        half = 1.96 * float(k.std()) / 8 / a.batches**0.5
+        print(
+            f"  {name:28s} p {p:.3f} ± {half:.3f}   pairs disagreeing {float((k * (8 - k) / 28).mean()):.3f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

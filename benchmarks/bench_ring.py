@@ -7,6 +7,7 @@ the same without the projection (the plain PG update); SVGD repulsion with its p
 
     python benchmarks/bench_ring.py [--runs 100] [--steps 32]
 """
+
 import argparse
 import time
 
@@ -24,7 +25,7 @@ def evaluate(model, guidance, runs, steps):
         modes.append(len(set(k.tolist())))
         inside.append(float(((x.double() - model.means[k]).norm(dim=1) <= 3 * model.std).double().mean()))
     m = torch.tensor(modes, dtype=torch.float64)
-    half = 1.96 * float(m.std()) / runs ** 0.5
+    half = 1.96 * float(m.std()) / runs**0.5
     return float(m.mean()), half, sum(inside) / runs, (time.perf_counter() - t0) / runs
 
 
@@ -40,7 +41,9 @@ def main():
         "pg without projection": [sd.ParticleGuidance(project=False)],
         "repulsive (preset)": [sd.Repulsion()],
     }
-    print(f"ring: 10 modes, radius 1, variance 0.005; 10 particles; Heun {a.steps} levels; {a.runs} runs (seeds 0..{a.runs - 1})")
+    print(
+        f"ring: 10 modes, radius 1, variance 0.005; 10 particles; Heun {a.steps} levels; {a.runs} runs (seeds 0..{a.runs - 1})"
+    )
     for name, guidance in methods.items():
         mean, half, inside, sec = evaluate(ring, guidance, a.runs, a.steps)
         print(f"{name:24s} modes {mean:.2f} ± {half:.2f}   within 3 std {100 * inside:.1f}%   {sec * 1000:.0f} ms/run")

@@ -5,6 +5,7 @@ side in one run (interleaved repeats, best of each).
 
     python benchmarks/bench_samplers.py [--model mnist] [--n 64] [--repeats 3]
 """
+
 import argparse
 import time
 
@@ -61,25 +62,44 @@ def main():
     # Heun with 18 levels = 35 network evaluations; diffusers' EDM Euler with 35 steps = 35 evaluations.
     sig18 = sd.get_sigmas_karras(18, model.sigma_min, model.sigma_max)
     sig35 = sd.get_sigmas_karras(35, model.sigma_min, model.sigma_max)
-    heun, euler, theirs = best_times([lambda: sampling.sample_heun(model, x * sig18[0], sig18),
-                                      lambda: sampling.sample_euler(model, x * sig35[0], sig35),
-                                      lambda: diffusers_edm_euler(unet, x, 35, model.time_scale, labels)], a.repeats)
+    heun, euler, theirs = best_times(
+        [
+            lambda: sampling.sample_heun(model, x * sig18[0], sig18),
+            lambda: sampling.sample_euler(model, x * sig35[0], sig35),
+            lambda: diffusers_edm_euler(unet, x, 35, model.time_scale, labels),
+        ],
+        a.repeats,
+    )
     rows.append(("steerdiff heun 18 (35 NFE) vs diffusers EDMEulerScheduler 35 (35 NFE)", heun, theirs))
     rows.append(("steerdiff euler 35 vs diffusers EDMEulerScheduler 35", euler, theirs))
 
     # DDIM: the same UNet behind the discrete adapter (timing only: the network is EDM-trained).
-    ddpm = sd.DiscreteDenoiser(unet, ddpm_alphas_cumprod(1000), sample_shape=model.sample_shape,
-                               num_classes=model.num_classes, null_label=model.null_label)
+    ddpm = sd.DiscreteDenoiser(
+        unet,
+        ddpm_alphas_cumprod(1000),
+        sample_shape=model.sample_shape,
+        num_classes=model.num_classes,
+        null_label=model.null_label,
+    )
     sch = DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear", set_alpha_to_one=True, clip_sample=False)
     sig = sd.sigmas_from_scheduler(sch, 50)
-    ours, theirs = best_times([lambda: sampling.sample_ddim(ddpm, x * (1 + sig[0] ** 2).sqrt(), sig),
-                               lambda: diffusers_ddim(unet, x, 50, labels)], a.repeats)
+    ours, theirs = best_times(
+        [
+            lambda: sampling.sample_ddim(ddpm, x * (1 + sig[0] ** 2).sqrt(), sig),
+            lambda: diffusers_ddim(unet, x, 50, labels),
+        ],
+        a.repeats,
+    )
     rows.append(("steerdiff ddim 50 vs diffusers DDIMScheduler 50", ours, theirs))
 
-    print(f"model {a.model}, batch {a.n}, torch threads {torch.get_num_threads()}, best of {a.repeats} interleaved repeats")
+    print(
+        f"model {a.model}, batch {a.n}, torch threads {torch.get_num_threads()}, best of {a.repeats} interleaved repeats"
+    )
     for name, t_ours, t_theirs in rows:
-        print(f"{name}: steerdiff {a.n / t_ours:.1f} img/s, diffusers {a.n / t_theirs:.1f} img/s, "
-              f"ratio {t_theirs / t_ours:.3f}")
+        print(
+            f"{name}: steerdiff {a.n / t_ours:.1f} img/s, diffusers {a.n / t_theirs:.1f} img/s, "
+            f"ratio {t_theirs / t_ours:.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ requested label.
 
     python benchmarks/mnist_quality.py [--n 1000] [--sampler heun] [--steps 18] [--seed 0]
 """
+
 import argparse
 import json
 import time
@@ -29,18 +30,33 @@ def main():
     evaluator = load_classifier("mnist-evaluator")
     t0 = time.perf_counter()
     x = sd.sample(sd.load(a.model), a.n, sampler=a.sampler, steps=a.steps, seed=a.seed, batch_size=250, progress=True)
-    report = {"model": a.model, "sampler": a.sampler, "steps": a.steps, "seconds": round(time.perf_counter() - t0, 1),
-              "evaluator_heldout_accuracy": evaluator.config["heldout_accuracy"], **mnist_quality(x, evaluator)}
+    report = {
+        "model": a.model,
+        "sampler": a.sampler,
+        "steps": a.steps,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "evaluator_heldout_accuracy": evaluator.config["heldout_accuracy"],
+        **mnist_quality(x, evaluator),
+    }
     cond = sd.load("mnist-cond")
     labels = torch.arange(a.n) % 10
-    xc = sd.sample(cond, a.n, sampler=a.sampler, steps=a.steps, seed=a.seed, batch_size=250,
-                   cond={"class_labels": labels}, progress=True)
+    xc = sd.sample(
+        cond,
+        a.n,
+        sampler=a.sampler,
+        steps=a.steps,
+        seed=a.seed,
+        batch_size=250,
+        cond={"class_labels": labels},
+        progress=True,
+    )
     probs, _ = classify(evaluator, xc)
     report["conditional_label_accuracy"] = float((probs.argmax(1) == labels).float().mean())
     report["conditional_mean_confidence"] = float(probs.max(1).values.mean())
     print(json.dumps(report, indent=2))
     if a.out:
         from steerdiff.checkpoint import write_json_atomic
+
         write_json_atomic(a.out, report)
 
 

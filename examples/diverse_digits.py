@@ -3,6 +3,7 @@ the exact ring of Gaussians; prints distinct digits / modes per batch and writes
 
     python examples/diverse_digits.py        # writes examples_out/iid.png, examples_out/pg.png
 """
+
 from pathlib import Path
 
 import torch
@@ -13,10 +14,10 @@ from steerdiff.io import save_samples
 
 out = Path("examples_out")
 model = sd.load("mnist")
-evaluator = load_classifier("mnist-evaluator")      # the judge; PG is driven by a different network
+evaluator = load_classifier("mnist-evaluator")  # the judge; PG is driven by a different network
 rows = {"iid": [], "pg": []}
 for seed in range(4):
-    for name, guidance in (("iid", []), ("pg", [sd.ParticleGuidance()])):   # PG with the model's preset
+    for name, guidance in (("iid", []), ("pg", [sd.ParticleGuidance()])):  # PG with the model's preset
         x = sd.sample(model, 10, seed=seed, guidance=guidance)
         digits = evaluator(x).argmax(1).tolist()
         print(f"seed {seed} {name:3s}: digits {digits} -> {len(set(digits))} distinct")

@@ -1,4 +1,5 @@
 """ColorMNIST sets, joint classifiers and the composition command."""
+
 import itertools
 
 import pytest
@@ -9,7 +10,13 @@ from steerdiff.cli import main
 from steerdiff.compose_eval import class_histogram, color_digit_classes, exact_target, total_variation
 from steerdiff.data import COLOR_SETS, SET_ORDER, colorize, load_dataset
 from steerdiff.errors import SteerdiffError
-from steerdiff.joint import JointClassifier, _outer, load_joint_classifier, shipped_joint_classifier, train_joint_classifier
+from steerdiff.joint import (
+    JointClassifier,
+    _outer,
+    load_joint_classifier,
+    shipped_joint_classifier,
+    train_joint_classifier,
+)
 
 
 @pytest.mark.parametrize("name", list(COLOR_SETS))
@@ -44,8 +51,8 @@ def test_subdigit_sets_and_short_names():
 def test_colour_digit_judge_on_held_out_colormnist():
     d = load_dataset("colormnist", "heldout")
     pred = color_digit_classes(d.images)
-    assert bool(((pred // 10) == (d.labels // 10)).all())                    # colour by the ink rule: exact
-    assert float(((pred % 10) == (d.labels % 10)).float().mean()) > 0.95    # digit by the evaluator
+    assert bool(((pred // 10) == (d.labels // 10)).all())  # colour by the ink rule: exact
+    assert float(((pred % 10) == (d.labels % 10)).float().mean()) > 0.95  # digit by the evaluator
 
 
 def test_exact_targets_by_hand():
@@ -91,6 +98,7 @@ def test_joint_classifier_training_learns_the_source_base(tmp_path):
 def test_conditioned_model_fixes_the_condition():
     from steerdiff.denoisers import EDMDenoiser
     from steerdiff.nets import build_unet, unet_config
+
     torch.manual_seed(0)
     net = build_unet(unet_config("tiny", sample_size=8, in_channels=1, out_channels=1, num_class_embeds=3)).eval()
     model = EDMDenoiser(net, sample_shape=(1, 8, 8), num_classes=3)
@@ -113,10 +121,31 @@ def test_compose_cli_bad_input(tmp_path, capsys):
     assert "no shipped classifier" in capsys.readouterr().err
     assert main(["compose", "--base", "M1", "M2", "--y", "1", "2", "--out", str(tmp_path / "x.txt")]) == 2
     assert "suffix" in capsys.readouterr().err
-    assert main(["compose", "--base", "M1", "M2", "--y", "1", "1", "--set-guidance", "-1", "--out", str(tmp_path / "x.npy")]) == 2
+    assert (
+        main(
+            ["compose", "--base", "M1", "M2", "--y", "1", "1", "--set-guidance", "-1", "--out", str(tmp_path / "x.npy")]
+        )
+        == 2
+    )
     assert "--set-guidance must be >= 0" in capsys.readouterr().err
-    assert main(["compose", "--base", "mnist-0to5", "mnist-4to9", "--y", "1", "2", "--set-guidance", "1",
-                 "--out", str(tmp_path / "x.npy")]) == 2
+    assert (
+        main(
+            [
+                "compose",
+                "--base",
+                "mnist-0to5",
+                "mnist-4to9",
+                "--y",
+                "1",
+                "2",
+                "--set-guidance",
+                "1",
+                "--out",
+                str(tmp_path / "x.npy"),
+            ]
+        )
+        == 2
+    )
     assert "ColorMNIST set models" in capsys.readouterr().err
 
 

@@ -1,4 +1,5 @@
 """Compositions against exact Gaussian-mixture targets."""
+
 import pytest
 import torch
 
@@ -23,8 +24,12 @@ def tv(x, weights):
 #   harmonic mean y=(1,2):  p1 p2 / (p1 + p2);   contrast y=(1,1): p1^2 / (p1 + p2);   y=(2,2): p2^2 / (p1 + p2)
 #   3-way y=(1,2,3):        p1 p2 p3 / (p1 + p2 + p3)^2
 W1, W2, W3 = P1.weights, P2.weights, P3.weights
-HAND_TARGETS = {(1, 2): W1 * W2 / (W1 + W2), (1, 1): W1 ** 2 / (W1 + W2), (2, 2): W2 ** 2 / (W1 + W2),
-                (1, 2, 3): W1 * W2 * W3 / (W1 + W2 + W3) ** 2}
+HAND_TARGETS = {
+    (1, 2): W1 * W2 / (W1 + W2),
+    (1, 1): W1**2 / (W1 + W2),
+    (2, 2): W2**2 / (W1 + W2),
+    (1, 2, 3): W1 * W2 * W3 / (W1 + W2 + W3) ** 2,
+}
 
 
 @pytest.mark.parametrize("y", [(1, 2), (1, 1), (2, 2)])
@@ -33,7 +38,7 @@ def test_binary_compositions_match_the_exact_targets(y):
     target = HAND_TARGETS[y] / HAND_TARGETS[y].sum()
     torch.testing.assert_close(clf.target_weights(y), target)
     x = sd.sample(compose([P1, P2], clf, y=y), 3000, seed=0, steps=48)
-    assert tv(x, target) < 0.04   # 3,000 samples: sampling noise of TV ~0.015
+    assert tv(x, target) < 0.04  # 3,000 samples: sampling noise of TV ~0.015
 
 
 def test_three_way_composition():
@@ -59,9 +64,9 @@ def test_guidance_scale_multiplies_the_label_score(scale):
     for sigma in (0.05, 0.4, 2.0):
         xg = x.clone().requires_grad_(True)
         d2 = ((xg[:, None, :] - MEANS.double()[None]) ** 2).sum(-1)
-        r = torch.softmax(mix_w.log()[None] - d2 / (2 * (0.01 + sigma ** 2)), dim=1)
-        grad, = torch.autograd.grad((r * q1 * q2).sum(1).log().sum(), xg)
-        torch.testing.assert_close(c(x, sigma), mix(x, sigma) + sigma ** 2 * scale * grad, rtol=1e-7, atol=1e-9)
+        r = torch.softmax(mix_w.log()[None] - d2 / (2 * (0.01 + sigma**2)), dim=1)
+        (grad,) = torch.autograd.grad((r * q1 * q2).sum(1).log().sum(), xg)
+        torch.testing.assert_close(c(x, sigma), mix(x, sigma) + sigma**2 * scale * grad, rtol=1e-7, atol=1e-9)
 
 
 def test_exact_label_posterior_is_symmetric_and_normalised():
@@ -103,6 +108,7 @@ def test_conjunction_is_a_product_of_experts_on_exact_conditionals():
     """With conditionals p(x|c) = mixtures over component subsets, AND of two conditions is
     p(x|c1) p(x|c2) / p(x): on separated components, the weights multiply and divide exactly."""
     from steerdiff.compose import conjunction
+
     w_all = torch.tensor([0.25, 0.25, 0.25, 0.25], dtype=torch.float64)
     w_c = {0: torch.tensor([0.4, 0.4, 0.1, 0.1]), 1: torch.tensor([0.1, 0.4, 0.4, 0.1])}
 
@@ -112,6 +118,7 @@ def test_conjunction_is_a_product_of_experts_on_exact_conditionals():
         def forward(self, x, sigma, c=None):
             w = w_all if c is None else w_c[c]
             return GaussianMixtureDenoiser(MEANS, 0.1, w)(x, sigma)
+
     model = Cond()
     and_ = conjunction(model, [{"c": 0}, {"c": 1}])
     x = sd.sample(and_, 3000, seed=0, steps=64)

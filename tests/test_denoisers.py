@@ -1,4 +1,5 @@
 """Network adapters against diffusers' own schedulers on a tiny random UNet."""
+
 import pytest
 import torch
 
@@ -18,9 +19,17 @@ def _diffusers_ddim(unet, scheduler, x_vp, steps):
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
 def test_discrete_adapter_with_ddim_equals_diffusers_ddim_scheduler(tiny_unet, prediction_type):
     from diffusers import DDIMScheduler
-    sched = DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear", prediction_type=prediction_type,
-                          set_alpha_to_one=True, clip_sample=False)
-    model = sd.DiscreteDenoiser(tiny_unet, sched.alphas_cumprod, prediction_type=prediction_type, sample_shape=(1, 8, 8))
+
+    sched = DDIMScheduler(
+        num_train_timesteps=1000,
+        beta_schedule="linear",
+        prediction_type=prediction_type,
+        set_alpha_to_one=True,
+        clip_sample=False,
+    )
+    model = sd.DiscreteDenoiser(
+        tiny_unet, sched.alphas_cumprod, prediction_type=prediction_type, sample_shape=(1, 8, 8)
+    )
     sigmas = sd.sigmas_from_scheduler(sched, 10)
     x_vp = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -43,6 +52,7 @@ def test_discrete_adapter_interpolates_timesteps(tiny_unet):
 
 def test_edm_adapter_equals_diffusers_edm_preconditioning(tiny_unet):
     from diffusers import EDMEulerScheduler
+
     sch = EDMEulerScheduler(sigma_data=0.5)
     model = sd.EDMDenoiser(tiny_unet, sample_shape=(1, 8, 8), time_scale=1.0)
     x = torch.randn(4, 1, 8, 8)
@@ -56,6 +66,7 @@ def test_edm_adapter_equals_diffusers_edm_preconditioning(tiny_unet):
 
 def test_edm_euler_equals_diffusers_edm_euler_loop(tiny_unet):
     from diffusers import EDMEulerScheduler
+
     sch = EDMEulerScheduler(sigma_data=0.5)
     sch.set_timesteps(8)
     model = sd.EDMDenoiser(tiny_unet, sample_shape=(1, 8, 8), time_scale=1.0)
@@ -75,6 +86,7 @@ def test_score_adapter_of_the_exact_score_is_the_exact_denoiser():
         x = x.detach().requires_grad_(True)
         with torch.enable_grad():
             return torch.autograd.grad(m.log_prob(x, sigma).sum(), x)[0]
+
     sm = sd.ScoreDenoiser(score, sigma_min=m.sigma_min, sigma_max=m.sigma_max, sample_shape=(2,))
     x = torch.randn(10, 2, dtype=torch.float64)
     torch.testing.assert_close(sm(x, 0.4), m(x, 0.4), rtol=1e-8, atol=1e-8)
@@ -83,8 +95,12 @@ def test_score_adapter_of_the_exact_score_is_the_exact_denoiser():
 
 def test_class_conditional_edm_requires_valid_labels(tiny_unet):
     from diffusers import UNet2DModel
+
     from steerdiff.nets import unet_config
-    net = UNet2DModel.from_config(unet_config("tiny", sample_size=8, in_channels=1, out_channels=1, num_class_embeds=11))
+
+    net = UNet2DModel.from_config(
+        unet_config("tiny", sample_size=8, in_channels=1, out_channels=1, num_class_embeds=11)
+    )
     model = sd.EDMDenoiser(net, sample_shape=(1, 8, 8), num_classes=10, null_label=10)
     x = torch.randn(3, 1, 8, 8)
     with torch.no_grad():

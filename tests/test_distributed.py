@@ -1,4 +1,5 @@
 """Particle sets across processes: torchrun (gloo, CPU) gives the one-process particles."""
+
 import os
 import subprocess
 import sys
@@ -14,13 +15,27 @@ from steerdiff.errors import SteerdiffError
 
 def torchrun(nproc: int, args: list[str], tmp_path) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "steerdiff", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "steerdiff",
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path, check=False)
 
 
-@pytest.mark.parametrize("method,extra,atol", [("pg", ["--strength", "4"], 1e-5), ("repulsive", ["--strength", "40"], 1e-5),
-                                               ("pg", ["--strength", "4", "--prior-samples", "6"], 2e-4)])
+@pytest.mark.parametrize(
+    "method,extra,atol",
+    [
+        ("pg", ["--strength", "4"], 1e-5),
+        ("repulsive", ["--strength", "40"], 1e-5),
+        ("pg", ["--strength", "4", "--prior-samples", "6"], 2e-4),
+    ],
+)
 def test_torchrun_equals_one_process(tmp_path, method, extra, atol):
     """7 particles on the ring under PG / SVGD repulsion / PG with a pilot: 2 processes (an uneven
     3 + 4 split) give the one-process particles to 1e-5. With a pilot, to 2e-4: the pilot is
@@ -36,7 +51,7 @@ def test_torchrun_equals_one_process(tmp_path, method, extra, atol):
     np.testing.assert_allclose(two, one, atol=atol, rtol=0)
     iid = tmp_path / "iid.npy"
     assert main(["sample", "--model", "ring", "--n", "7", "--seed", "3", "--quiet", "--out", str(iid)]) == 0
-    assert np.abs(np.load(iid) - one).max() > 1e-2          # the particle term did act
+    assert np.abs(np.load(iid) - one).max() > 1e-2  # the particle term did act
 
 
 def test_more_processes_than_particles_is_a_clear_error():
@@ -54,8 +69,25 @@ def test_ddp_training_under_torchrun_matches_one_process(tmp_path):
     """Without dropout, DDP over 2 ranks (each computing half of every batch, noise drawn for the
     whole batch) follows the one-process run: same losses and weights to float tolerance."""
     from steerdiff import checkpoint as ckpt
-    args = ["train", "--dataset", "digits8", "--net", "tiny", "--steps", "4", "--batch-size", "16", "--dropout", "0",
-            "--checkpoint-every", "2", "--seed", "0", "--quiet"]
+
+    args = [
+        "train",
+        "--dataset",
+        "digits8",
+        "--net",
+        "tiny",
+        "--steps",
+        "4",
+        "--batch-size",
+        "16",
+        "--dropout",
+        "0",
+        "--checkpoint-every",
+        "2",
+        "--seed",
+        "0",
+        "--quiet",
+    ]
     assert main([*args, "--out", str(tmp_path / "one")]) == 0
     run = torchrun(2, [*args, "--out", str(tmp_path / "two")], tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]

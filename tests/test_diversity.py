@@ -1,4 +1,5 @@
 """Diversity terms: SPELL (sparse repellency), the DPP log-determinant and the order-2 kernel entropy."""
+
 import math
 
 import numpy as np
@@ -46,6 +47,7 @@ def _permuted_sample(m, guidance, perm, steps=12, seed=0):
 
 # ------------------------------------------------------------------------------------------------ SPELL
 
+
 def test_spell_correction_matches_the_formula():
     torch.manual_seed(0)
     m = sd.ring()
@@ -53,9 +55,12 @@ def test_spell_correction_matches_the_formula():
     arch = torch.randn(3, 2, dtype=torch.float64) * 0.4
     prot = torch.randn(2, 2, dtype=torch.float64) * 0.4
     t = SPELL(radius=0.5, archive=arch, protected=prot, protected_radius=0.3).bind(m)
-    expected = (_spell_numpy(x0.numpy(), x0.numpy(), 0.5, True) + _spell_numpy(x0.numpy(), arch.numpy(), 0.5, False)
-                + _spell_numpy(x0.numpy(), prot.numpy(), 0.3, False))
-    assert np.abs(expected).max() > 0.1                     # the draw does overlap
+    expected = (
+        _spell_numpy(x0.numpy(), x0.numpy(), 0.5, True)
+        + _spell_numpy(x0.numpy(), arch.numpy(), 0.5, False)
+        + _spell_numpy(x0.numpy(), prot.numpy(), 0.3, False)
+    )
+    assert np.abs(expected).max() > 0.1  # the draw does overlap
     np.testing.assert_allclose(t.correction(x0).numpy(), expected, rtol=1e-12, atol=1e-12)
 
 
@@ -110,8 +115,12 @@ def test_spell_protected_set_shields_modes_and_archive_repels():
     m = sd.ring()
     shielded = m.means[:5].float()
     iid = torch.cat([sd.sample(m, 10, seed=s, steps=24) for s in range(4)])
-    prot = torch.cat([sd.sample(m, 10, seed=s, steps=24, guidance=[SPELL(radius=0.0, protected=shielded,
-                                                                              protected_radius=0.6)]) for s in range(4)])
+    prot = torch.cat(
+        [
+            sd.sample(m, 10, seed=s, steps=24, guidance=[SPELL(radius=0.0, protected=shielded, protected_radius=0.6)])
+            for s in range(4)
+        ]
+    )
     near = lambda b: int((torch.cdist(b.double(), shielded.double()).min(1).values < 0.3).sum())  # noqa: E731
     assert near(iid) >= 12 and near(prot) == 0, (near(iid), near(prot))
     # an Archive of earlier samples works the same way
@@ -139,6 +148,7 @@ def test_spell_default_radius_is_relative_to_the_data_scale():
 
 
 # ------------------------------------------------------------------------------------------------ DPP / entropy
+
 
 def _rbf_numpy(x, h):
     d2 = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
@@ -170,7 +180,9 @@ def _entropy_np(x, h):
     return -np.log(_rbf_numpy(x, h).mean())
 
 
-@pytest.mark.parametrize("cls, value", [(DPPGuidance, lambda x, h: _logdet_np(x, h, 1e-3)), (EntropyGuidance, _entropy_np)])
+@pytest.mark.parametrize(
+    "cls, value", [(DPPGuidance, lambda x, h: _logdet_np(x, h, 1e-3)), (EntropyGuidance, _entropy_np)]
+)
 @pytest.mark.parametrize("bandwidth", [0.8, "median"])
 def test_potential_gradient_matches_numpy_finite_differences(cls, value, bandwidth):
     """On the noisy sample (on='x'): the term's gradient against central differences of a float64 numpy
@@ -184,20 +196,22 @@ def test_potential_gradient_matches_numpy_finite_differences(cls, value, bandwid
     np.testing.assert_allclose(g, _fd(lambda z: value(z, h), x), rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("cls, value", [(DPPGuidance, lambda x, h: _logdet_np(x, h, 1e-3)), (EntropyGuidance, _entropy_np)])
+@pytest.mark.parametrize(
+    "cls, value", [(DPPGuidance, lambda x, h: _logdet_np(x, h, 1e-3)), (EntropyGuidance, _entropy_np)]
+)
 def test_x0_potential_gradient_goes_through_the_denoiser(cls, value):
     """on='x0': the gradient of V(D(x)) with D the exact ring denoiser written out in numpy."""
     m = sd.ring()
-    mu, s2, w = m.means.numpy(), m.std ** 2, m.weights.numpy()
+    mu, s2, w = m.means.numpy(), m.std**2, m.weights.numpy()
     sigma = 0.4
 
     def denoise(x):
         d2 = ((x[:, None, :] - mu[None]) ** 2).sum(-1)
-        logits = np.log(w)[None] - d2 / (2 * (s2 + sigma ** 2))
+        logits = np.log(w)[None] - d2 / (2 * (s2 + sigma**2))
         r = np.exp(logits - logits.max(1, keepdims=True))
         r /= r.sum(1, keepdims=True)
         mm = r @ mu
-        return mm + s2 / (s2 + sigma ** 2) * (x - mm)
+        return mm + s2 / (s2 + sigma**2) * (x - mm)
 
     rng = np.random.default_rng(1)
     x = rng.normal(size=(5, 2)) * 0.8
@@ -206,8 +220,10 @@ def test_x0_potential_gradient_goes_through_the_denoiser(cls, value):
     np.testing.assert_allclose(g, _fd(lambda z: value(denoise(z), 0.5), x), rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("make", [lambda: DPPGuidance(on="x0"), lambda: EntropyGuidance(on="x0"),
-                                  lambda: EntropyGuidance(on="x0", features=64)])
+@pytest.mark.parametrize(
+    "make",
+    [lambda: DPPGuidance(on="x0"), lambda: EntropyGuidance(on="x0"), lambda: EntropyGuidance(on="x0", features=64)],
+)
 def test_potentials_off_are_bit_identical_and_equivariant(make):
     m = sd.ring()
     plain = sd.sample(m, 6, seed=3, steps=10)
@@ -222,7 +238,9 @@ def test_potentials_off_are_bit_identical_and_equivariant(make):
     torch.testing.assert_close(_permuted_sample(m, [on], perm), a[perm], rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("cls, value", [(DPPGuidance, lambda x, h: _logdet_np(x, h, 1e-3)), (EntropyGuidance, _entropy_np)])
+@pytest.mark.parametrize(
+    "cls, value", [(DPPGuidance, lambda x, h: _logdet_np(x, h, 1e-3)), (EntropyGuidance, _entropy_np)]
+)
 def test_a_small_step_along_the_term_raises_the_potential(cls, value):
     m = sd.ring()
     rng = np.random.default_rng(2)
@@ -232,7 +250,7 @@ def test_a_small_step_along_the_term_raises_the_potential(cls, value):
     v0 = value(x, 0.3)
     step = 1e-4 / np.abs(g).max()
     v1 = value(x + step * g, 0.3)
-    assert v1 > v0 and v1 - v0 == pytest.approx(step * (g ** 2).sum(), rel=1e-2)
+    assert v1 > v0 and v1 - v0 == pytest.approx(step * (g**2).sum(), rel=1e-2)
 
 
 def test_random_fourier_entropy_approximates_the_exact_gradient():
@@ -248,11 +266,19 @@ def test_random_fourier_entropy_approximates_the_exact_gradient():
 def test_terms_spread_ring_particles_over_modes():
     """10 particles on the 10-mode ring, 8 runs: every term covers more modes than iid sampling."""
     m = sd.ring()
-    cover = lambda g: sum(len(set(m.assign(sd.sample(m, 10, seed=s, steps=24, guidance=g)).tolist()))  # noqa: E731
-                          for s in range(8)) / 8
+    cover = lambda g: (
+        sum(
+            len(set(m.assign(sd.sample(m, 10, seed=s, steps=24, guidance=g)).tolist()))  # noqa: E731
+            for s in range(8)
+        )
+        / 8
+    )
     iid = cover([])
-    for g in ([SPELL(radius=0.6, window=(0.05, 20.0))], [DPPGuidance(window=(0.1, 20.0), bandwidth_scale=0.3)],
-              [EntropyGuidance(window=(0.1, 20.0), bandwidth_scale=0.3, strength=4.0)]):
+    for g in (
+        [SPELL(radius=0.6, window=(0.05, 20.0))],
+        [DPPGuidance(window=(0.1, 20.0), bandwidth_scale=0.3)],
+        [EntropyGuidance(window=(0.1, 20.0), bandwidth_scale=0.3, strength=4.0)],
+    ):
         assert cover(g) > iid + 1.0, (g, cover(g), iid)
 
 
@@ -276,6 +302,7 @@ def test_term_factory_and_errors():
 def test_terms_on_a_pipelines_latents(tmp_path):
     """On a tiny Stable-Diffusion-style pipeline: in steerdiff's loop and as an unchanged pipeline's callback."""
     from steerdiff.pipelines import from_pipeline, particle_callback, tiny_pipeline
+
     pipe = tiny_pipeline(tmp_path)
     den = from_pipeline(pipe, "a red cat", guidance_scale=3.0)
     iid = sd.sample(den, 4, seed=0, steps=8, clip=False)
@@ -286,14 +313,28 @@ def test_terms_on_a_pipelines_latents(tmp_path):
     dpp = sd.sample(den, 4, seed=0, steps=8, clip=False, guidance=[DPPGuidance(strength=3.0)])
     assert not torch.equal(dpp, iid) and bool(torch.isfinite(dpp).all())
     lat0 = torch.randn(4, 4, 8, 8, generator=torch.Generator().manual_seed(1))
-    kw = {"num_inference_steps": 6, "guidance_scale": 3.0, "height": 16, "width": 16, "output_type": "latent",
-          "num_images_per_prompt": 4}
+    kw = {
+        "num_inference_steps": 6,
+        "guidance_scale": 3.0,
+        "height": 16,
+        "width": 16,
+        "output_type": "latent",
+        "num_images_per_prompt": 4,
+    }
     plain = pipe("a red cat", latents=lat0.clone(), **kw).images
-    off = pipe("a red cat", latents=lat0.clone(), callback_on_step_end=particle_callback(den, SPELL(radius=r, strength=0.0)),
-               **kw).images
+    off = pipe(
+        "a red cat",
+        latents=lat0.clone(),
+        callback_on_step_end=particle_callback(den, SPELL(radius=r, strength=0.0)),
+        **kw,
+    ).images
     torch.testing.assert_close(off, plain)
-    pushed = pipe("a red cat", latents=lat0.clone(), callback_on_step_end=particle_callback(
-        den, SPELL(radius=1.5 * closest(plain))), **kw).images
+    pushed = pipe(
+        "a red cat",
+        latents=lat0.clone(),
+        callback_on_step_end=particle_callback(den, SPELL(radius=1.5 * closest(plain))),
+        **kw,
+    ).images
     assert closest(pushed) > closest(plain)
 
 
@@ -308,5 +349,5 @@ def test_projected_force_is_orthogonal_to_the_score(cls):
     score = ctx.score
     assert float((proj * score).sum(1).abs().max()) < 1e-9 * float(proj.norm() * score.norm())
     # what is left is the free force minus its component along the score
-    along = (free * score).sum(1, keepdim=True) / (score ** 2).sum(1, keepdim=True)
+    along = (free * score).sum(1, keepdim=True) / (score**2).sum(1, keepdim=True)
     torch.testing.assert_close(proj, free - along * score)

@@ -1,12 +1,26 @@
 """h-space editing: hooks, inversion, the asymmetric reverse process, delta networks."""
+
 import pytest
 import torch
 
 import steerdiff as sd
 from steerdiff.cli import main
 from steerdiff.denoisers import EDMDenoiser
-from steerdiff.edit import (DELTA_KINDS, DeltaH, HSpace, asymmetric_sample, dilate, edit_sigmas, global_direction, invert,
-                            load_edit, prototype_direction, save_edit, to_green, train_edit)
+from steerdiff.edit import (
+    DELTA_KINDS,
+    DeltaH,
+    HSpace,
+    asymmetric_sample,
+    dilate,
+    edit_sigmas,
+    global_direction,
+    invert,
+    load_edit,
+    prototype_direction,
+    save_edit,
+    to_green,
+    train_edit,
+)
 from steerdiff.errors import SteerdiffError
 from steerdiff.nets import build_unet, unet_config
 
@@ -37,7 +51,7 @@ def test_zero_delta_is_plain_ddim(tiny3):
     sig = edit_sigmas(tiny3, 12)
     xT = invert(tiny3, x0, sig)
     c, h, w = HSpace(tiny3).shape(x0, 1.0)
-    zero = DeltaH("conv", c, h, w)                     # zero-initialised output layer
+    zero = DeltaH("conv", c, h, w)  # zero-initialised output layer
     a = asymmetric_sample(tiny3, xT, sig, zero, strength=1.0)
     b = asymmetric_sample(tiny3, xT, sig, None)
     torch.testing.assert_close(a, b, rtol=0, atol=0)
@@ -50,6 +64,7 @@ def test_inversion_then_regeneration_reconstructs_real_digits():
     levels, 2 fixed-point refinements per level: per-pixel RMS error below 0.02 on [-1, 1] images
     (measured 0.009; plain first-order inversion: 0.15, with pixels off by 1.98)."""
     from steerdiff.data import load_mnist
+
     model = sd.load("mnist")
     x0 = load_mnist("heldout").images[::125]
     sig = edit_sigmas(model, 40)
@@ -71,7 +86,7 @@ def test_delta_networks_start_at_zero_and_learn(kind):
     h, s = torch.randn(2, 16, 4, 4, generator=g), torch.tensor([1.0, 0.1])
     target = 0.3 * torch.randn(2, 16, 4, 4, generator=g)
     opt = torch.optim.Adam(d.parameters(), lr=1e-2)
-    start = float((target ** 2).mean())
+    start = float((target**2).mean())
     for _ in range(100):
         opt.zero_grad()
         loss = (d(h, s) - target).pow(2).mean()
@@ -94,8 +109,18 @@ def test_train_save_load_and_global_direction(tiny3, tmp_path):
     x0 = torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1  # not the fixture's global RNG
     feats = lambda x: x.flatten(2).mean(-1)  # noqa: E731 - channel means: a direction toward green
     direction = torch.tensor([-1.0, 1.0, 0.0])
-    delta, info = train_edit(tiny3, x0, direction, features=feats, steps=25, batch_size=4, edit_steps=10, progress=False,
-                             sigma_edit=0.05, curve_features=feats)
+    delta, info = train_edit(
+        tiny3,
+        x0,
+        direction,
+        features=feats,
+        steps=25,
+        batch_size=4,
+        edit_steps=10,
+        progress=False,
+        sigma_edit=0.05,
+        curve_features=feats,
+    )
     # the learned delta moves the prediction's features along the direction: the mean feature shift over
     # 6 images x 4 noise draws points along it (cosine measured 0.66-0.998 over 6 seeds of x0, 0.89 here;
     # the per-image cosine of one noise draw, checked before, ranged 0.02-0.68 with the RNG state)
@@ -117,8 +142,12 @@ def test_train_save_load_and_global_direction(tiny3, tmp_path):
         expected = delta(hs.h, torch.full((6,), float(sig[k]))).mean(0)
         torch.testing.assert_close(glob.table[k], expected, rtol=1e-5, atol=1e-6)
         # shared by all images: any h at that level gets the same direction
-        torch.testing.assert_close(glob(torch.randn_like(hs.h), torch.full((6,), float(sig[k]))), expected.expand_as(hs.h),
-                                   rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(
+            glob(torch.randn_like(hs.h), torch.full((6,), float(sig[k]))),
+            expected.expand_as(hs.h),
+            rtol=1e-5,
+            atol=1e-6,
+        )
     # a delta that is already one shared direction per level is its own global direction
     const = DeltaH("free", *glob.table.shape[1:], sigmas=sig[:-1])
     with torch.no_grad():
@@ -133,8 +162,18 @@ def test_paired_loss_moves_the_prediction_to_the_targets(tiny3):
     after training, the edited prediction on the training images is closer to their targets."""
     x0 = torch.rand(6, 3, 8, 8) * 2 - 1
     target = to_green(x0)
-    delta, info = train_edit(tiny3, x0, None, target=target, steps=40, batch_size=6, edit_steps=10, progress=False,
-                             sigma_edit=0.05, curve_features=lambda x: x.flatten(1))
+    delta, info = train_edit(
+        tiny3,
+        x0,
+        None,
+        target=target,
+        steps=40,
+        batch_size=6,
+        edit_steps=10,
+        progress=False,
+        sigma_edit=0.05,
+        curve_features=lambda x: x.flatten(1),
+    )
     assert info["losses"][-1] < info["losses"][0]
     d, d_edit = _predictions(tiny3, delta, x0)
     assert float((d_edit - target).abs().mean()) < float((d - target).abs().mean())
@@ -168,6 +207,7 @@ def test_shipped_thick_edit_thickens_held_out_digits(tmp_path, capsys):
     than their sources and are closer to the sources dilated by one pixel than the sources are
     (measured on 200 digits: L1 0.0705 against 0.0874)."""
     import numpy as np
+
     out = tmp_path / "thick.npz"
     assert main(["edit", "--attribute", "thick", "--n", "6", "--seed", "0", "--quiet", "--out", str(out)]) == 0
     z = np.load(out)
@@ -178,4 +218,4 @@ def test_shipped_thick_edit_thickens_held_out_digits(tmp_path, capsys):
     assert float((edited - gt).abs().mean()) < float((src - gt).abs().mean())
     assert load_edit("thick")[1]["strength"] == 0.75
     assert main(["edit", "--attribute", "green", "--out", str(tmp_path / "g.npz")]) == 2
-    assert "skip connections" in capsys.readouterr().err      # green cannot be an h-space edit: it says why
+    assert "skip connections" in capsys.readouterr().err  # green cannot be an h-space edit: it says why

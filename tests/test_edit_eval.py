@@ -1,4 +1,5 @@
 """Issue #16: edit evaluation (two independent judges), editing your own images, and the edit's sign."""
+
 import json
 
 import numpy as np
@@ -31,9 +32,9 @@ def _erode(x):
 def test_stroke_width_reads_the_width_of_a_bar():
     for w in (1, 2, 3, 4):
         x = torch.full((1, 1, 28, 28), -1.0)
-        x[0, 0, 4:24, 10:10 + w] = 1.0                       # a 20 x w bar: 2 * 20w / (40 + 2w)
+        x[0, 0, 4:24, 10 : 10 + w] = 1.0  # a 20 x w bar: 2 * 20w / (40 + 2w)
         assert abs(float(stroke_width(x)) - 40 * w / (40 + 2 * w)) < 1e-5
-    assert float(stroke_width(torch.full((1, 3, 28, 28), -1.0))) == 0.0     # no ink: width 0
+    assert float(stroke_width(torch.full((1, 3, 28, 28), -1.0))) == 0.0  # no ink: width 0
     digits = load_mnist("heldout").images[:50]
     assert bool((stroke_width(dilate(digits)) > stroke_width(digits)).all())
 
@@ -56,7 +57,7 @@ def test_evaluate_edit_on_known_image_edits():
     # a change far from the ink is what l1_outside sees
     far = x.clone()
     far[outside_region(x).expand_as(x)] = 0.0
-    assert evaluate_edit(x, far, y)["l1_outside"] == pytest.approx(1.0, abs=1e-3)     # background -1 -> 0
+    assert evaluate_edit(x, far, y)["l1_outside"] == pytest.approx(1.0, abs=1e-3)  # background -1 -> 0
     with pytest.raises(SteerdiffError, match="differ in shape"):
         evaluate_edit(x, x[:3], y)
     with pytest.raises(SteerdiffError, match="attribute"):
@@ -73,10 +74,26 @@ def test_second_classifier_ships_and_is_independent():
 
 
 def test_train_classifier_arch_option(tmp_path, capsys):
-    assert main(["train-classifier", "--arch", "lenet", "--kind", "noisy-label", "--epochs", "1", "--quiet",
-                 "--out", str(tmp_path / "c")]) == 2
+    assert (
+        main(
+            [
+                "train-classifier",
+                "--arch",
+                "lenet",
+                "--kind",
+                "noisy-label",
+                "--epochs",
+                "1",
+                "--quiet",
+                "--out",
+                str(tmp_path / "c"),
+            ]
+        )
+        == 2
+    )
     assert "--arch lenet is for --kind label" in capsys.readouterr().err
     from steerdiff.classifier import train_classifier
+
     with pytest.raises(SteerdiffError, match="arch"):
         train_classifier(tmp_path / "d", arch="vit", epochs=1, progress=False)
 
@@ -100,6 +117,7 @@ def test_evaluate_task_edit_cli(tmp_path, capsys):
 
 def test_edit_input_png_folder_and_bad_inputs(tmp_path, capsys):
     from PIL import Image
+
     d = load_colormnist("colormnist", "heldout")
     x = d.images[:1]
     folder = tmp_path / "pngs"
@@ -109,13 +127,16 @@ def test_edit_input_png_folder_and_bad_inputs(tmp_path, capsys):
     assert main(["edit", "--attribute", "thick", "--input", str(folder), "--out", str(out), "--quiet"]) == 0
     z = np.load(out)
     assert z["source"].shape == z["edited"].shape == (1, 3, 28, 28)
-    assert np.abs(z["source"] - x.numpy()).max() < 1 / 127          # the PNG round trip
+    assert np.abs(z["source"] - x.numpy()).max() < 1 / 127  # the PNG round trip
     assert float(stroke_width(torch.from_numpy(z["edited"]))) > float(stroke_width(x))
     # a 1-channel array for the 3-channel model, values outside [-1, 1], a missing file: one-line errors
     np.save(tmp_path / "gray.npy", load_mnist("heldout").images[:2].numpy())
     np.save(tmp_path / "range.npy", 3 * x.numpy())
-    for bad, msg in (("gray.npy", "model colormnist edits (3, 28, 28)"), ("range.npy", "not in [-1, 1]"),
-                     ("missing.npy", "--input")):
+    for bad, msg in (
+        ("gray.npy", "model colormnist edits (3, 28, 28)"),
+        ("range.npy", "not in [-1, 1]"),
+        ("missing.npy", "--input"),
+    ):
         assert main(["edit", "--attribute", "thick", "--input", str(tmp_path / bad), "--out", str(out), "--quiet"]) == 2
         err = capsys.readouterr().err
         assert msg in err and len(err.strip().splitlines()) == 1
@@ -144,6 +165,7 @@ def test_editing_a_tiny_diffusers_ddpm_unet_uses_the_same_path(tiny_unet):
     """A diffusers DDPM ``UNet2DModel`` (tiny, random) behind ``DiscreteDenoiser``: h-space is found,
     a zero delta is plain DDIM, a nonzero delta edits, through the same functions as the shipped edit."""
     from steerdiff.schedules_ddpm import ddpm_alphas_cumprod
+
     model = sd.DiscreteDenoiser(tiny_unet.requires_grad_(False), ddpm_alphas_cumprod(1000), sample_shape=(1, 8, 8))
     x0 = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
     sig = edit_sigmas(model, 10, sigma_top=5.0)
@@ -152,7 +174,7 @@ def test_editing_a_tiny_diffusers_ddpm_unet_uses_the_same_path(tiny_unet):
     delta = DeltaH("conv", c, h, w)
     conf = {"intervals": {"sigma_edit": 0.5, "sigma_boost": 0.0}}
     plain = asymmetric_sample(model, xT, sig, None).clamp(-1, 1)
-    torch.testing.assert_close(apply_edit(model, xT, sig, delta, conf), plain, rtol=0, atol=0)   # zero-initialised
+    torch.testing.assert_close(apply_edit(model, xT, sig, delta, conf), plain, rtol=0, atol=0)  # zero-initialised
     with torch.no_grad():
         torch.nn.init.normal_(delta.out.weight, std=0.5)
     edited = apply_edit(model, xT, sig, delta, conf)

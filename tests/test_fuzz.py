@@ -9,6 +9,7 @@ one-line message (a SteerdiffError, or argparse's usage error). A traceback (any
 A few values are legitimately valid for a flag (a new --out directory for train, ...); they are
 listed in VALID with the reason and not asserted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,7 +26,7 @@ import steerdiff as sd
 from steerdiff.cli import build_parser, main
 from steerdiff.errors import SteerdiffError
 
-SECONDS = 10          # a bad value must be refused before any real work: well within this
+SECONDS = 10  # a bad value must be refused before any real work: well within this
 
 
 class _Overrun(BaseException):
@@ -38,6 +39,7 @@ def run_cli(argv: list[str]) -> tuple[str, str]:
 
     def alarm(*_):
         raise _Overrun()
+
     old = signal.signal(signal.SIGALRM, alarm)
     signal.alarm(SECONDS)
     try:
@@ -70,9 +72,16 @@ def paths(tmp_path_factory):
     (root / "file.txt").write_text("not an array\n")
     np.save(root / "empty.npy", np.zeros((0, 1, 28, 28), np.float32))
     from steerdiff.data import load_mnist
+
     np.save(root / "digits.npy", load_mnist("heldout").images[:12].numpy())
-    return {"root": root, "missing": str(root / "missing" / "nothing.npy"), "dir": str(root / "dir"),
-            "file": str(root / "file.txt"), "empty": str(root / "empty.npy"), "digits": str(root / "digits.npy")}
+    return {
+        "root": root,
+        "missing": str(root / "missing" / "nothing.npy"),
+        "dir": str(root / "dir"),
+        "file": str(root / "file.txt"),
+        "empty": str(root / "empty.npy"),
+        "digits": str(root / "digits.npy"),
+    }
 
 
 def base_commands(p: dict) -> dict[str, list[str]]:
@@ -84,11 +93,37 @@ def base_commands(p: dict) -> dict[str, list[str]]:
         "sample": ["sample", "--n", "2", "--steps", "1", "--out", str(r / "s.npy")],
         "repulse": ["repulse", "--nparticles", "2", "--out", str(r / "r.npy")],
         "evaluate": ["evaluate", "--samples", p["digits"], "--out", str(r / "e.json")],
-        "report": ["report", "--n", "2", "--batches", "1", "--steps", "1", "--strengths", "0,1", "--out", str(r / "rep")],
+        "report": [
+            "report",
+            "--n",
+            "2",
+            "--batches",
+            "1",
+            "--steps",
+            "1",
+            "--strengths",
+            "0,1",
+            "--out",
+            str(r / "rep"),
+        ],
         "reference": ["reference", "--n", "10", "--out", str(r / "ref.npy")],
         "quality": ["quality", "--model", "mnist", "--n", "2", "--out", str(r / "q.json")],
         "export": ["export", str(sd.models.weights_dir() / "mnist"), "--out", str(r / "x")],
-        "compose": ["compose", "--base", "M1", "M2", "--y", "1", "2", "--n", "2", "--steps", "1", "--out", str(r / "c.npy")],
+        "compose": [
+            "compose",
+            "--base",
+            "M1",
+            "M2",
+            "--y",
+            "1",
+            "2",
+            "--n",
+            "2",
+            "--steps",
+            "1",
+            "--out",
+            str(r / "c.npy"),
+        ],
         "train-edit": ["train-edit", "--attribute", "thick", "--steps", "1", "--images", "2", "--out", str(r / "te")],
         "edit": ["edit", "--attribute", "thick", "--n", "2", "--out", str(r / "ed.npz")],
     }
@@ -97,14 +132,26 @@ def base_commands(p: dict) -> dict[str, list[str]]:
 
 # flags whose bad values need the particle method on (under iid every particle flag is refused outright,
 # which the fuzz checks too): the value itself is then checked
-PARTICLE = {"embedding", "kernel", "strength", "window", "on", "bandwidth", "bandwidth_scale", "weight", "project",
-            "normalize", "archive", "prior_samples"}
+PARTICLE = {
+    "embedding",
+    "kernel",
+    "strength",
+    "window",
+    "on",
+    "bandwidth",
+    "bandwidth_scale",
+    "weight",
+    "project",
+    "normalize",
+    "archive",
+    "prior_samples",
+}
 NONNEGATIVE_INT = {"cond_frames", "prior_samples"}
 ANY_INT = {"seed"}
-SIGNED_FLOAT = {"strength", "cfg_scale", "guidance_scale"}         # any finite value has a meaning
+SIGNED_FLOAT = {"strength", "cfg_scale", "guidance_scale"}  # any finite value has a meaning
 POSITIVE_FLOAT = {"lr", "snr", "bandwidth_scale", "sigma_top", "sigma_edit"}
 UNIT = {"ema_decay", "dropout", "p_uncond", "p_first", "p_right"}
-HUGE = {"n", "k", "images"}                     # a count with a limit the command checks (memory, data size)
+HUGE = {"n", "k", "images"}  # a count with a limit the command checks (memory, data size)
 
 
 def bad_values(dest: str, action: argparse.Action, p: dict) -> list[str]:
@@ -115,7 +162,7 @@ def bad_values(dest: str, action: argparse.Action, p: dict) -> list[str]:
         if dest not in ANY_INT:
             vals += ["-1"] + ([] if dest in NONNEGATIVE_INT else ["0"])
         if dest in HUGE:
-            vals.append(str(10 ** 9))
+            vals.append(str(10**9))
         if dest == "n_directions":
             vals.append("3")
         return vals
@@ -135,11 +182,13 @@ def bad_values(dest: str, action: argparse.Action, p: dict) -> list[str]:
 # (command, flag, value) combinations that are legitimately valid, and why; they are not run
 def valid(command: str, dest: str, value: str, p: dict) -> bool:
     directory_out = command in ("train", "train-classifier", "train-edit", "report", "export")
-    return ((dest == "out" and directory_out and value in ("bogus", p["missing"], p["dir"]))  # a directory to (re)write
-            or (dest == "out" and value == p["missing"] and command in ("sample", "repulse", "reference", "compose"))
-            or (dest == "archive" and value == p["missing"])                                # a new .npy file to write
-            # evaluate --samples: --n cuts the file into batches; one larger than the file is one batch
-            or (command == "evaluate" and dest == "n" and value == str(10 ** 9)))
+    return (
+        (dest == "out" and directory_out and value in ("bogus", p["missing"], p["dir"]))  # a directory to (re)write
+        or (dest == "out" and value == p["missing"] and command in ("sample", "repulse", "reference", "compose"))
+        or (dest == "archive" and value == p["missing"])  # a new .npy file to write
+        # evaluate --samples: --n cuts the file into batches; one larger than the file is one batch
+        or (command == "evaluate" and dest == "n" and value == str(10**9))
+    )
 
 
 def cases(p: dict):
@@ -166,13 +215,27 @@ def _argv(bases, command, flag, dest, value, particle_on: bool):
         return argv
     extra = [flag, value]
     if particle_on and dest in PARTICLE and command in ("sample", "evaluate", "compose"):
-        extra = ["--method", "repulsive" if dest in ("archive",) else "pg", "--kernel", "rbf"] + extra if dest != "kernel" \
+        extra = (
+            ["--method", "repulsive" if dest in ("archive",) else "pg", "--kernel", "rbf"] + extra
+            if dest != "kernel"
             else ["--method", "pg"] + extra
-    if command == "evaluate" and dest not in ("samples", "features", "feature_input", "classifier", "real", "k",
-                                              "reference", "batch_size", "n", "seed", "out"):
+        )
+    if command == "evaluate" and dest not in (
+        "samples",
+        "features",
+        "feature_input",
+        "classifier",
+        "real",
+        "k",
+        "reference",
+        "batch_size",
+        "n",
+        "seed",
+        "out",
+    ):
         # the other flags describe sampling: drop --samples so they take part
         i = argv.index("--samples")
-        del argv[i:i + 2]
+        del argv[i : i + 2]
         argv += ["--n", "6", "--batches", "1", "--steps", "1"]
     return argv + extra
 
@@ -182,7 +245,7 @@ def test_every_bad_flag_value_is_a_clean_error(paths):
     tally: dict[str, int] = {}
     failures = []
     for command, flag, dest, value in cases(paths):
-        for particle_on in ((False, True) if dest in PARTICLE else (False,)):
+        for particle_on in (False, True) if dest in PARTICLE else (False,):
             argv = _argv(bases, command, flag, dest, value, particle_on)
             outcome, err = run_cli(argv)
             lines = [line for line in err.strip().splitlines() if "error" in line or "usage" in line]
@@ -208,31 +271,67 @@ def test_base_commands_run(paths):
         assert outcome == "ok", (command, outcome, err)
 
 
-@pytest.mark.parametrize("argv", [
-    ["sample", "--n", "1e9"], ["sample", "--steps", "0"], ["sample", "--device", "bogus"],
-    ["sample", "--strength", "3"], ["sample", "--size", "64"], ["sample", "--pg_factor", "nan"],
-    ["sample", "--prompt", "a"], ["sample", "--negative-prompt", "a"], ["sample", "--eta", "0.5"],
-    ["sample", "--method", "pg", "--window", "5,1"], ["sample", "--method", "pg", "--kernel", "rbf", "--bandwidth", "-1"],
-    ["sample", "--cond", "MISSING"], ["sample", "--class-label", "bogus", "--model", "mnist-cond"],
-    ["sample", "--model", "circle"], ["sample", "--model", "FILE"],
-    ["sample", "--corrector-plan", "langevin:1-2"], ["sample", "--out", "FILE/x.npy"],
-    ["compose", "--base", "M1"], ["compose", "--y", "1", "3"], ["compose", "--y", "1"],
-    ["compose", "--classifier", "MISSING"], ["compose", "--set-guidance", "-1"],
-    ["evaluate", "--samples", "EMPTY"], ["evaluate", "--samples", "FILE"], ["evaluate", "--samples", "DIR"],
-    ["evaluate", "--k", "100000"], ["evaluate", "--k", "-3"], ["evaluate", "--dataset", "circle"],
-    ["evaluate", "--task", "conditional", "--dataset", "free"], ["evaluate", "--pipeline", "MISSING", "--prompt", "a"],
-    ["evaluate", "--real", "EMPTY"], ["evaluate", "--features", "FILE"],
-    ["report", "--vs", "bogus:1,2"], ["report", "--vs", "steps:0,1"], ["report", "--vs", "kernel:rbf,bogus"],
-    ["report", "--strengths", "0,nan"], ["report", "--strengths", "x"], ["report", "--model", "circle"],
-    ["reference", "--n", "5"], ["reference", "--model", "mnist-cond"], ["reference", "--n", "2000"],
-    ["repulse", "--method", "iid", "--strength", "5"], ["repulse", "--prompt", "a", "--prompt", "b"],
-    ["repulse", "--model", "vgg_noise", "--diffusion-model", "M1"],
-    ["train", "--dataset", "circle"], ["train", "--idx-dir", "DIR"], ["train", "--out", "FILE"],
-    ["train-classifier", "--kind", "joint"], ["train-classifier", "--bases", "M1", "M2"],
-    ["train-edit", "--sigma-edit", "20"], ["train-edit", "--images", "100000000"],
-    ["edit", "--attribute", "thick", "--edit", "DIR"], ["edit", "--n", "100000"], ["edit", "--out", "x.npy"],
-    ["export", "--preset", "FILE"], ["export", "--preset", "MISSING"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["sample", "--n", "1e9"],
+        ["sample", "--steps", "0"],
+        ["sample", "--device", "bogus"],
+        ["sample", "--strength", "3"],
+        ["sample", "--size", "64"],
+        ["sample", "--pg_factor", "nan"],
+        ["sample", "--prompt", "a"],
+        ["sample", "--negative-prompt", "a"],
+        ["sample", "--eta", "0.5"],
+        ["sample", "--method", "pg", "--window", "5,1"],
+        ["sample", "--method", "pg", "--kernel", "rbf", "--bandwidth", "-1"],
+        ["sample", "--cond", "MISSING"],
+        ["sample", "--class-label", "bogus", "--model", "mnist-cond"],
+        ["sample", "--model", "circle"],
+        ["sample", "--model", "FILE"],
+        ["sample", "--corrector-plan", "langevin:1-2"],
+        ["sample", "--out", "FILE/x.npy"],
+        ["compose", "--base", "M1"],
+        ["compose", "--y", "1", "3"],
+        ["compose", "--y", "1"],
+        ["compose", "--classifier", "MISSING"],
+        ["compose", "--set-guidance", "-1"],
+        ["evaluate", "--samples", "EMPTY"],
+        ["evaluate", "--samples", "FILE"],
+        ["evaluate", "--samples", "DIR"],
+        ["evaluate", "--k", "100000"],
+        ["evaluate", "--k", "-3"],
+        ["evaluate", "--dataset", "circle"],
+        ["evaluate", "--task", "conditional", "--dataset", "free"],
+        ["evaluate", "--pipeline", "MISSING", "--prompt", "a"],
+        ["evaluate", "--real", "EMPTY"],
+        ["evaluate", "--features", "FILE"],
+        ["report", "--vs", "bogus:1,2"],
+        ["report", "--vs", "steps:0,1"],
+        ["report", "--vs", "kernel:rbf,bogus"],
+        ["report", "--strengths", "0,nan"],
+        ["report", "--strengths", "x"],
+        ["report", "--model", "circle"],
+        ["reference", "--n", "5"],
+        ["reference", "--model", "mnist-cond"],
+        ["reference", "--n", "2000"],
+        ["repulse", "--method", "iid", "--strength", "5"],
+        ["repulse", "--prompt", "a", "--prompt", "b"],
+        ["repulse", "--model", "vgg_noise", "--diffusion-model", "M1"],
+        ["train", "--dataset", "circle"],
+        ["train", "--idx-dir", "DIR"],
+        ["train", "--out", "FILE"],
+        ["train-classifier", "--kind", "joint"],
+        ["train-classifier", "--bases", "M1", "M2"],
+        ["train-edit", "--sigma-edit", "20"],
+        ["train-edit", "--images", "100000000"],
+        ["edit", "--attribute", "thick", "--edit", "DIR"],
+        ["edit", "--n", "100000"],
+        ["edit", "--out", "x.npy"],
+        ["export", "--preset", "FILE"],
+        ["export", "--preset", "MISSING"],
+    ],
+)
 def test_combinations_are_clean_errors(paths, argv):
     """Bad combinations and values the per-flag table cannot express."""
     bases = base_commands(paths)
@@ -241,14 +340,14 @@ def test_combinations_are_clean_errors(paths, argv):
     full = list(bases[argv[0]])
     if "--out" in argv:
         i = full.index("--out")
-        del full[i:i + 2]
+        del full[i : i + 2]
     if argv[0] == "evaluate" and any(f in argv for f in ("--samples", "--pipeline", "--task")):
         i = full.index("--samples")
-        del full[i:i + 2]
+        del full[i : i + 2]
         full += ["--n", "6", "--batches", "1", "--steps", "1"]
     if argv[0] == "compose" and any(f in argv for f in ("--base", "--y")):
         i = full.index("--base")
-        del full[i:i + 5]
+        del full[i : i + 5]
     outcome, err = run_cli(full + argv[1:])
     assert outcome == "error", (full + argv[1:], outcome, err)
     assert err.strip().splitlines()[-1].startswith(("steerdiff", "usage")), err
@@ -278,27 +377,66 @@ def _api_cases(tmp):
     yield "load set_guidance on mnist", lambda: sd.load("mnist", set_guidance=1.0)
     for n in (0, -1, nan, float("inf"), 2.5, "3", None, True):
         yield f"sample n={n!r}", lambda n=n: sd.sample(m, n, steps=1)
-    for kw in (dict(steps=0), dict(steps=-1), dict(steps=2.5), dict(steps="3"), dict(seed=1.5), dict(seed="x"),
-               dict(seed=nan), dict(sigmas=torch.ones(2, 3)), dict(sigmas=torch.tensor([1.0])),
-               dict(sigmas=torch.tensor([nan, 0.0])), dict(sigmas=torch.tensor([0.0, 1.0])), dict(cond={"bogus": 1}),
-               dict(cond="bogus"), dict(cond={"class_labels": torch.tensor([1.5, 2.5])}), dict(cond={"class_labels": 11}),
-               dict(cond={"class_labels": [1, 2, 3]}), dict(cond={"frames": torch.zeros(1, 1, 32, 32)}),
-               dict(batch_size=0), dict(batch_size=1.5), dict(sampler="bogus"), dict(sampler=3), dict(guidance=["bogus"]),
-               dict(guidance=[3]), dict(bogus_kw=1), dict(eta=0.5), dict(start_index=-1)):
+    for kw in (
+        dict(steps=0),
+        dict(steps=-1),
+        dict(steps=2.5),
+        dict(steps="3"),
+        dict(seed=1.5),
+        dict(seed="x"),
+        dict(seed=nan),
+        dict(sigmas=torch.ones(2, 3)),
+        dict(sigmas=torch.tensor([1.0])),
+        dict(sigmas=torch.tensor([nan, 0.0])),
+        dict(sigmas=torch.tensor([0.0, 1.0])),
+        dict(cond={"bogus": 1}),
+        dict(cond="bogus"),
+        dict(cond={"class_labels": torch.tensor([1.5, 2.5])}),
+        dict(cond={"class_labels": 11}),
+        dict(cond={"class_labels": [1, 2, 3]}),
+        dict(cond={"frames": torch.zeros(1, 1, 32, 32)}),
+        dict(batch_size=0),
+        dict(batch_size=1.5),
+        dict(sampler="bogus"),
+        dict(sampler=3),
+        dict(guidance=["bogus"]),
+        dict(guidance=[3]),
+        dict(bogus_kw=1),
+        dict(eta=0.5),
+        dict(start_index=-1),
+    ):
         yield f"sample {kw}", lambda kw=kw: sd.sample(m, 2, **{"steps": 1, **kw})
     yield "sample None", lambda: sd.sample(None, 2)
     yield "sample 'mnist'", lambda: sd.sample("mnist", 2)
-    for term in ("bogus", 3, None, sd.ParticleGuidance(strength=nan), sd.ParticleGuidance(kernel="bogus"),
-                 sd.ParticleGuidance(window=(5, 1)), sd.ParticleGuidance(on="bogus"), sd.ParticleGuidance(embedding="bogus"),
-                 sd.ParticleGuidance(kernel="rbf", bandwidth="bogus"), sd.ParticleGuidance(weight="bogus"),
-                 sd.Repulsion(strength=float("inf")), sd.ParticleGuidance(kernel="label")):
+    for term in (
+        "bogus",
+        3,
+        None,
+        sd.ParticleGuidance(strength=nan),
+        sd.ParticleGuidance(kernel="bogus"),
+        sd.ParticleGuidance(window=(5, 1)),
+        sd.ParticleGuidance(on="bogus"),
+        sd.ParticleGuidance(embedding="bogus"),
+        sd.ParticleGuidance(kernel="rbf", bandwidth="bogus"),
+        sd.ParticleGuidance(weight="bogus"),
+        sd.Repulsion(strength=float("inf")),
+        sd.ParticleGuidance(kernel="label"),
+    ):
         yield f"guided {term!r:.50}", lambda term=term: sd.sample(sd.guided(ring, term), 4, steps=2, seed=0)
     yield "guided None", lambda: sd.guided(None, sd.ParticleGuidance())
     from steerdiff.joint import shipped_joint_classifier
+
     clf = shipped_joint_classifier(["M1", "M2"])
     bases = [sd.load("M1"), sd.load("M2")]
-    for kw in (dict(y=(1, 5)), dict(y=()), dict(y=(1.5, 2)), dict(y="12"), dict(y=(0, 1)), dict(guidance_scale=nan),
-               dict(guidance_scale="x")):
+    for kw in (
+        dict(y=(1, 5)),
+        dict(y=()),
+        dict(y=(1.5, 2)),
+        dict(y="12"),
+        dict(y=(0, 1)),
+        dict(guidance_scale=nan),
+        dict(guidance_scale="x"),
+    ):
         yield f"compose {kw}", lambda kw=kw: sd.sample(sd.compose(bases, clf, **kw), 2, steps=1)
     yield "compose one base", lambda: sd.compose(bases[:1], clf)
     yield "compose no classifier", lambda: sd.compose(bases, None)

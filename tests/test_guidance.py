@@ -1,4 +1,5 @@
 """guided(): a term is a score; with the exact class-posterior gradient it turns a mixture into a component."""
+
 import pytest
 import torch
 
@@ -12,12 +13,14 @@ MIX = GaussianMixtureDenoiser(MEANS, STD, [0.5, 0.3, 0.2])
 
 def class_score(k):
     """The plain-callable term grad_x log p_sigma(component k | x), by autograd of the exact posterior."""
+
     def g(x, sigma, **cond):
         with torch.enable_grad():
             xg = x.detach().double().requires_grad_(True)
             lr = MIX.log_responsibilities(xg, torch.as_tensor(sigma, dtype=torch.float64).expand(len(x)))
-            grad, = torch.autograd.grad(lr[:, k].sum(), xg)
+            (grad,) = torch.autograd.grad(lr[:, k].sum(), xg)
         return grad.to(x.dtype)
+
     return g
 
 
@@ -28,7 +31,7 @@ def test_class_posterior_term_turns_the_mixture_into_a_component(k):
     x = torch.randn(16, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(k)) * 2
     den = sd.guided(MIX, class_score(k))
     for sigma in (0.01, 0.3, 1.0, 5.0):
-        expected = MEANS[k] + STD ** 2 / (STD ** 2 + sigma ** 2) * (x - MEANS[k])
+        expected = MEANS[k] + STD**2 / (STD**2 + sigma**2) * (x - MEANS[k])
         torch.testing.assert_close(den(x, sigma), expected, rtol=1e-9, atol=1e-9)
 
 

@@ -4,8 +4,16 @@ import torch
 from scipy import linalg
 
 from steerdiff.errors import SteerdiffError
-from steerdiff.metrics import (frechet_distance, in_batch_similarity, kid, mode_count, near_copy_rate,
-                               pairwise_distances, prdc, vendi_score)
+from steerdiff.metrics import (
+    frechet_distance,
+    in_batch_similarity,
+    kid,
+    mode_count,
+    near_copy_rate,
+    pairwise_distances,
+    prdc,
+    vendi_score,
+)
 
 
 def scipy_fid(a, b):
@@ -56,6 +64,7 @@ def test_mode_count_and_near_copy():
 
 def test_prdc_matches_the_prdc_package():
     import prdc as prdc_pkg  # a test extra (pip install -e ".[test]"): fail, don't skip, when it is missing
+
     rng = np.random.default_rng(0)
     real, fake = rng.normal(size=(300, 6)), rng.normal(size=(250, 6)) * 1.3 + 0.2
     ref = prdc_pkg.compute_prdc(real, fake, nearest_k=5)
@@ -84,9 +93,9 @@ def test_kid_against_a_direct_computation():
     rs = np.random.default_rng(7)
     for _ in range(4):
         x, y = a[rs.choice(40, m, replace=False)], b[rs.choice(30, m, replace=False)]
-        xx = sum(k(x[i:i + 1], x[j:j + 1])[0, 0] for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
-        yy = sum(k(y[i:i + 1], y[j:j + 1])[0, 0] for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
-        xy = sum(k(x[i:i + 1], y[j:j + 1])[0, 0] for i in range(m) for j in range(m)) / (m * m)
+        xx = sum(k(x[i : i + 1], x[j : j + 1])[0, 0] for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+        yy = sum(k(y[i : i + 1], y[j : j + 1])[0, 0] for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+        xy = sum(k(x[i : i + 1], y[j : j + 1])[0, 0] for i in range(m) for j in range(m)) / (m * m)
         direct.append(xx + yy - 2 * xy)
     assert kid(a, b, subsets=4, subset_size=30, seed=7)["mean"] == pytest.approx(np.mean(direct), rel=1e-9)
     same = kid(rng.normal(size=(500, 3)), rng.normal(size=(500, 3)), subsets=20, subset_size=200)
@@ -98,13 +107,14 @@ def test_similarity_and_pairwise():
     x = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 0.0]])
     assert in_batch_similarity(x) == pytest.approx((0 + 1 + 0) / 3)
     d = pairwise_distances(x, top=1)
-    assert d["closest"] == [(0, 2, pytest.approx(2.0))] and d["farthest"] == [(1, 2, pytest.approx(13 ** 0.5))]
+    assert d["closest"] == [(0, 2, pytest.approx(2.0))] and d["farthest"] == [(1, 2, pytest.approx(13**0.5))]
 
 
 def test_torchscript_features_still_load(tmp_path):
     import warnings
 
     from steerdiff.features import load_features
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.jit.script(torch.nn.Flatten()).save(str(tmp_path / "f.pt"))
@@ -116,6 +126,7 @@ def test_torchscript_features_still_load(tmp_path):
 
 def test_reference_distances_prefer_the_matching_set():
     from steerdiff.metrics import reference_distances
+
     torch.manual_seed(0)
     ref = torch.rand(80, 1, 12, 12) * 2 - 1
     near = (ref + 0.05 * torch.randn_like(ref)).clamp(-1, 1)
@@ -131,6 +142,7 @@ def test_reference_distances_prefer_the_matching_set():
 
 def test_evaluate_input_errors(tmp_path):
     from steerdiff.evaluate import read_images
+
     (tmp_path / "empty").mkdir()
     with pytest.raises(SteerdiffError, match="no .png"):
         read_images(tmp_path / "empty")
@@ -145,6 +157,7 @@ def test_evaluate_rows_equal_direct_metric_calls():
     """evaluate_batches' per-batch rows, aggregate and overall numbers against the metric functions
     called directly on each batch (and a Student-t interval with t from a table)."""
     from steerdiff.evaluate import evaluate_batches
+
     g = torch.Generator().manual_seed(0)
     batches = [torch.rand(n, 1, 4, 4, generator=g) * 2 - 1 for n in (5, 6, 7)]
     real = torch.rand(40, 1, 4, 4, generator=g) * 2 - 1
@@ -163,7 +176,7 @@ def test_evaluate_rows_equal_direct_metric_calls():
         dist = np.linalg.norm(f[:, None] - f[None], axis=-1)[np.triu_indices(len(f), 1)]
         assert row["pairwise_mean"] == pytest.approx(dist.mean(), rel=1e-9)
     v = np.array([r["vendi"] for r in out["batches"]])
-    half = 4.302652729911275 * v.std(ddof=1) / np.sqrt(3)         # t(0.975, df=2)
+    half = 4.302652729911275 * v.std(ddof=1) / np.sqrt(3)  # t(0.975, df=2)
     agg = out["aggregate"]["vendi"]
     assert agg["n_batches"] == 3 and agg["mean"] == pytest.approx(v.mean())
     assert agg["ci95"] == pytest.approx([v.mean() - half, v.mean() + half], rel=1e-9)
@@ -173,4 +186,6 @@ def test_evaluate_rows_equal_direct_metric_calls():
     assert ov["frechet"] == pytest.approx(frechet_distance(allf, feats(real)))
     assert ov["prdc"] == pytest.approx(prdc(feats(real), allf, k=3))
     probs = torch.softmax(clf(torch.cat(batches)), 1)
-    assert ov["class_fractions"] == pytest.approx((np.bincount(probs.argmax(1).numpy(), minlength=3) / 18).tolist(), abs=1e-4)
+    assert ov["class_fractions"] == pytest.approx(
+        (np.bincount(probs.argmax(1).numpy(), minlength=3) / 18).tolist(), abs=1e-4
+    )

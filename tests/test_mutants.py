@@ -7,6 +7,7 @@ the suite cannot see that bug (see CONTRIBUTING.md, "A test must be able to fail
 
     python -m pytest -q tests/test_mutants.py
 """
+
 import __future__
 
 import importlib
@@ -22,6 +23,7 @@ def _tiny_unet():
     from diffusers import UNet2DModel
 
     from steerdiff.nets import unet_config
+
     torch.manual_seed(0)
     return UNet2DModel.from_config(unet_config("tiny", sample_size=8, in_channels=1, out_channels=1)).eval()
 
@@ -29,6 +31,7 @@ def _tiny_unet():
 def _tmp_dir():
     import tempfile
     from pathlib import Path
+
     return Path(tempfile.mkdtemp(prefix="steerdiff-mutant-"))
 
 
@@ -43,15 +46,22 @@ def _mutate(monkeypatch, module_name: str, qualname: str, old: str, new: str) ->
     original = inspect.getattr_static(owner, name)
     src = textwrap.dedent(inspect.getsource(original))
     assert src.count(old) == 1, f"mutant text not found once in {qualname}: {old!r}"
-    code = compile(src.replace(old, new), f"<mutant of {module_name}.{qualname}>", "exec",
-                   flags=__future__.annotations.compiler_flag, dont_inherit=True)
+    code = compile(
+        src.replace(old, new),
+        f"<mutant of {module_name}.{qualname}>",
+        "exec",
+        flags=__future__.annotations.compiler_flag,
+        dont_inherit=True,
+    )
     namespace: dict = {}
     exec(code, mod.__dict__, namespace)
     monkeypatch.setattr(owner, name, namespace[name])
     if not path:
         for other in list(sys.modules.values()):
             owner_name = getattr(other, "__name__", "")
-            if (owner_name.startswith("steerdiff") or owner_name.startswith("test_")) and getattr(other, name, None) is original:
+            if (owner_name.startswith("steerdiff") or owner_name.startswith("test_")) and getattr(
+                other, name, None
+            ) is original:
                 monkeypatch.setattr(other, name, namespace[name])
 
 
@@ -64,18 +74,27 @@ def _checks():
     import test_sampling
     import test_seeding
     import test_toy
+
     heun_ref = test_sampling.test_heun_and_euler_equal_the_edm_reference
     return {
         "heun_ref": heun_ref,
         "karras": test_sampling.test_karras_schedule_formula,
         "dpmpp_ref": test_sampling.test_dpmpp_2m_equals_the_paper_algorithm,
-        "ddim_vs_ancestral": lambda: [test_sampling.test_ddim_equals_euler_ancestral_with_the_same_eta(e) for e in (0.5, 1.0)],
-        "moments_ancestral": lambda: test_sampling.test_sampler_reproduces_mixture_weights_and_moments("euler_ancestral", 128, {}),
-        "moments_pc": lambda: test_sampling.test_sampler_reproduces_mixture_weights_and_moments("pc", 128, {"snr": 0.1}),
+        "ddim_vs_ancestral": lambda: [
+            test_sampling.test_ddim_equals_euler_ancestral_with_the_same_eta(e) for e in (0.5, 1.0)
+        ],
+        "moments_ancestral": lambda: test_sampling.test_sampler_reproduces_mixture_weights_and_moments(
+            "euler_ancestral", 128, {}
+        ),
+        "moments_pc": lambda: test_sampling.test_sampler_reproduces_mixture_weights_and_moments(
+            "pc", 128, {"snr": 0.1}
+        ),
         "ring_modes_pc": lambda: test_sampling.test_sampler_covers_ring_modes("pc"),
         "class_term": lambda: test_guidance.test_class_posterior_term_turns_the_mixture_into_a_component(1),
         "edm_adapter": lambda: test_denoisers.test_edm_adapter_equals_diffusers_edm_preconditioning(_tiny_unet()),
-        "v_adapter": lambda: test_denoisers.test_discrete_adapter_with_ddim_equals_diffusers_ddim_scheduler(_tiny_unet(), "v_prediction"),
+        "v_adapter": lambda: test_denoisers.test_discrete_adapter_with_ddim_equals_diffusers_ddim_scheduler(
+            _tiny_unet(), "v_prediction"
+        ),
         "schedules": test_particles.test_schedules,
         "rbf_detached": test_particles.test_rbf_median_bandwidth_is_detached,
         "forces": lambda: test_particles.test_project_normalize_and_clip_of_the_force(test_particles.ParticleGuidance),
@@ -91,49 +110,175 @@ def _checks():
 
 # (id, module, function, old text, new text, the oracle checks that must catch it)
 MUTANTS = [
-    ("heun_becomes_euler", "steerdiff.sampling", "_ode_with_churn",
-     "if not heun or sigmas[i + 1] == 0:", "if True:", ["heun_ref"]),
-    ("churn_gamma_unclipped", "steerdiff.sampling", "_churn",
-     "min(s_churn / n, 2 ** 0.5 - 1)", "min(s_churn / n, 2 ** 0.5)", ["heun_ref"]),
-    ("karras_off_by_one", "steerdiff.sampling", "get_sigmas_karras",
-     "torch.linspace(0, 1, n, dtype=torch.float64)", "torch.linspace(0, 1, n + 1, dtype=torch.float64)[:n]", ["karras"]),
-    ("ancestral_no_sigma_down", "steerdiff.sampling", "get_ancestral_step",
-     "sigma_down = (sigma_to ** 2 - sigma_up ** 2) ** 0.5", "sigma_down = sigma_to", ["ddim_vs_ancestral", "moments_ancestral"]),
-    ("ddim_noise_in_vp_units", "steerdiff.sampling", "sample_ddim",
-     "(var_eta / a_next).sqrt()", "var_eta.sqrt()", ["ddim_vs_ancestral"]),
-    ("dpmpp_ratio_inverted", "steerdiff.sampling", "sample_dpmpp_2m",
-     "r = h_last / h", "r = h / h_last", ["dpmpp_ref"]),
-    ("langevin_step_half", "steerdiff.sampling", "langevin_step_size",
-     "return (2 * (snr * sigma) ** 2)", "return ((snr * sigma) ** 2)", ["plan_langevin", "moments_pc"]),
-    ("pc_predictor_drift_wrong_power", "steerdiff.sampling", "sample_pc",
-     "(denoised - x) / sigma ** 2\n", "(denoised - x) / sigma\n", ["moments_pc", "ring_modes_pc"]),
-    ("guided_drops_sigma_squared", "steerdiff.guidance", "Guided.split",
-     "append_dims(sigma, x.ndim) ** 2 * g", "append_dims(sigma, x.ndim) * g", ["class_term"]),
-    ("window_upper_bound_ignored", "steerdiff.guidance", "schedule_weight",
-     "if not (lo <= sigma <= hi):", "if not (lo <= sigma):", ["schedules"]),
-    ("edm_output_sign_flipped", "steerdiff.denoisers", "EDMDenoiser.denoise",
-     "return c_skip * x + c_out * f.to(x.dtype)", "return c_skip * x - c_out * f.to(x.dtype)", ["edm_adapter"]),
-    ("v_prediction_wrong_skip", "steerdiff.denoisers", "DiscreteDenoiser.denoise",
-     "return x / (1 + s ** 2) - s", "return x / (1 + s ** 2).sqrt() - s", ["v_adapter"]),
-    ("mixture_shrinkage_wrong", "steerdiff.toy", "GaussianMixtureDenoiser.denoise",
-     "self.std ** 2 / (self.std ** 2 + sigma.double() ** 2)", "self.std / (self.std + sigma.double() ** 2)", ["tweedie"]),
-    ("bandwidth_not_detached", "steerdiff.kernels", "rbf_bandwidth",
-     "d2 = d2_ref.detach()", "d2 = d2_ref", ["rbf_detached"]),
-    ("projection_half_removed", "steerdiff.particles.pg", "_ParticleTerm._finish",
-     "force = force - along * score", "force = force - 0.5 * along * score", ["forces"]),
-    ("cond_not_sliced_per_chunk", "steerdiff.api", "sample",
-     "extra_args=_slice_cond(cond, n, lo, hi)", "extra_args=cond", ["chunked_cond"]),
-    ("composition_ignores_scale", "steerdiff.compose.sculpt", "Composition.denoise",
-     "self.scale * g.to(d.dtype)", "g.to(d.dtype)", ["compose_scale"]),
+    (
+        "heun_becomes_euler",
+        "steerdiff.sampling",
+        "_ode_with_churn",
+        "if not heun or sigmas[i + 1] == 0:",
+        "if True:",
+        ["heun_ref"],
+    ),
+    (
+        "churn_gamma_unclipped",
+        "steerdiff.sampling",
+        "_churn",
+        "min(s_churn / n, 2 ** 0.5 - 1)",
+        "min(s_churn / n, 2 ** 0.5)",
+        ["heun_ref"],
+    ),
+    (
+        "karras_off_by_one",
+        "steerdiff.sampling",
+        "get_sigmas_karras",
+        "torch.linspace(0, 1, n, dtype=torch.float64)",
+        "torch.linspace(0, 1, n + 1, dtype=torch.float64)[:n]",
+        ["karras"],
+    ),
+    (
+        "ancestral_no_sigma_down",
+        "steerdiff.sampling",
+        "get_ancestral_step",
+        "sigma_down = (sigma_to ** 2 - sigma_up ** 2) ** 0.5",
+        "sigma_down = sigma_to",
+        ["ddim_vs_ancestral", "moments_ancestral"],
+    ),
+    (
+        "ddim_noise_in_vp_units",
+        "steerdiff.sampling",
+        "sample_ddim",
+        "(var_eta / a_next).sqrt()",
+        "var_eta.sqrt()",
+        ["ddim_vs_ancestral"],
+    ),
+    (
+        "dpmpp_ratio_inverted",
+        "steerdiff.sampling",
+        "sample_dpmpp_2m",
+        "r = h_last / h",
+        "r = h / h_last",
+        ["dpmpp_ref"],
+    ),
+    (
+        "langevin_step_half",
+        "steerdiff.sampling",
+        "langevin_step_size",
+        "return (2 * (snr * sigma) ** 2)",
+        "return ((snr * sigma) ** 2)",
+        ["plan_langevin", "moments_pc"],
+    ),
+    (
+        "pc_predictor_drift_wrong_power",
+        "steerdiff.sampling",
+        "sample_pc",
+        "(denoised - x) / sigma ** 2\n",
+        "(denoised - x) / sigma\n",
+        ["moments_pc", "ring_modes_pc"],
+    ),
+    (
+        "guided_drops_sigma_squared",
+        "steerdiff.guidance",
+        "Guided.split",
+        "append_dims(sigma, x.ndim) ** 2 * g",
+        "append_dims(sigma, x.ndim) * g",
+        ["class_term"],
+    ),
+    (
+        "window_upper_bound_ignored",
+        "steerdiff.guidance",
+        "schedule_weight",
+        "if not (lo <= sigma <= hi):",
+        "if not (lo <= sigma):",
+        ["schedules"],
+    ),
+    (
+        "edm_output_sign_flipped",
+        "steerdiff.denoisers",
+        "EDMDenoiser.denoise",
+        "return c_skip * x + c_out * f.to(x.dtype)",
+        "return c_skip * x - c_out * f.to(x.dtype)",
+        ["edm_adapter"],
+    ),
+    (
+        "v_prediction_wrong_skip",
+        "steerdiff.denoisers",
+        "DiscreteDenoiser.denoise",
+        "return x / (1 + s ** 2) - s",
+        "return x / (1 + s ** 2).sqrt() - s",
+        ["v_adapter"],
+    ),
+    (
+        "mixture_shrinkage_wrong",
+        "steerdiff.toy",
+        "GaussianMixtureDenoiser.denoise",
+        "self.std ** 2 / (self.std ** 2 + sigma.double() ** 2)",
+        "self.std / (self.std + sigma.double() ** 2)",
+        ["tweedie"],
+    ),
+    (
+        "bandwidth_not_detached",
+        "steerdiff.kernels",
+        "rbf_bandwidth",
+        "d2 = d2_ref.detach()",
+        "d2 = d2_ref",
+        ["rbf_detached"],
+    ),
+    (
+        "projection_half_removed",
+        "steerdiff.particles.pg",
+        "_ParticleTerm._finish",
+        "force = force - along * score",
+        "force = force - 0.5 * along * score",
+        ["forces"],
+    ),
+    (
+        "cond_not_sliced_per_chunk",
+        "steerdiff.api",
+        "sample",
+        "extra_args=_slice_cond(cond, n, lo, hi)",
+        "extra_args=cond",
+        ["chunked_cond"],
+    ),
+    (
+        "composition_ignores_scale",
+        "steerdiff.compose.sculpt",
+        "Composition.denoise",
+        "self.scale * g.to(d.dtype)",
+        "g.to(d.dtype)",
+        ["compose_scale"],
+    ),
     # beyond the core: mutants that the tests replaced in this round could not see
-    ("archive_ignored", "steerdiff.particles.pg", "_ParticleTerm._archive_feats",
-     "if self.archive is None:", "if True:", ["archive"]),
-    ("normalize_not_rescaled", "steerdiff.particles.pg", "_ParticleTerm._finish",
-     "force = force / f_norm * s_norm", "force = force / f_norm", ["forces"]),
-    ("ro3_max_instead_of_mean", "steerdiff.embeddings", "ro3",
-     "F.adaptive_avg_pool2d(x, 3)", "F.adaptive_max_pool2d(x, 3)", ["ro3"]),
-    ("interval_wrong_quantile", "steerdiff.evaluate", "interval",
-     "stats.t.ppf(0.975,", "stats.t.ppf(0.95,", ["evaluate_rows"]),
+    (
+        "archive_ignored",
+        "steerdiff.particles.pg",
+        "_ParticleTerm._archive_feats",
+        "if self.archive is None:",
+        "if True:",
+        ["archive"],
+    ),
+    (
+        "normalize_not_rescaled",
+        "steerdiff.particles.pg",
+        "_ParticleTerm._finish",
+        "force = force / f_norm * s_norm",
+        "force = force / f_norm",
+        ["forces"],
+    ),
+    (
+        "ro3_max_instead_of_mean",
+        "steerdiff.embeddings",
+        "ro3",
+        "F.adaptive_avg_pool2d(x, 3)",
+        "F.adaptive_max_pool2d(x, 3)",
+        ["ro3"],
+    ),
+    (
+        "interval_wrong_quantile",
+        "steerdiff.evaluate",
+        "interval",
+        "stats.t.ppf(0.975,",
+        "stats.t.ppf(0.95,",
+        ["evaluate_rows"],
+    ),
 ]
 
 
@@ -146,7 +291,7 @@ def test_mutant_is_killed(mutant, monkeypatch):
     for c in check_names:
         try:
             checks[c]()
-        except Exception as e:          # AssertionError, or the mutant made the code fail outright
+        except Exception as e:  # AssertionError, or the mutant made the code fail outright
             caught.append(f"{c}: {type(e).__name__}")
     assert caught, f"mutant {name} survived {check_names}"
     print(f"{name} killed by {caught}")

@@ -1,4 +1,5 @@
 """Particle terms: kernel gradients, repulsion geometry, exactness of the VJP, guidance-off identity."""
+
 import pytest
 import torch
 
@@ -27,20 +28,21 @@ def _kernel_grad_numpy(kernel, f, w, h=0.7):
     """The gradient of ``sum_ij w_ij k(f_i, f_j)`` with respect to ``f``, derived by hand in float64 numpy
     (independent of the torch kernels and of autograd): row ``a`` collects ``k(f_a, .)`` and ``k(., f_a)``."""
     import numpy as np
+
     f, w = np.asarray(f, dtype=np.float64), np.asarray(w, dtype=np.float64)
     ws = w + w.T
-    if kernel == "rbf":                      # k = exp(-|f_i - f_j|^2 / h), fixed h
+    if kernel == "rbf":  # k = exp(-|f_i - f_j|^2 / h), fixed h
         diff = f[:, None, :] - f[None, :, :]
-        k = np.exp(-(diff ** 2).sum(-1) / h)
+        k = np.exp(-(diff**2).sum(-1) / h)
         return (ws[..., None] * (-2 / h) * k[..., None] * diff).sum(1)
-    if kernel == "cosine":                   # k = u_i . u_j, u = f / |f|: d(u . c)/df = (c - (u . c) u) / |f|
+    if kernel == "cosine":  # k = u_i . u_j, u = f / |f|: d(u . c)/df = (c - (u . c) u) / |f|
         norm = np.linalg.norm(f, axis=1, keepdims=True)
         u = f / norm
         c = ws @ u
         return (c - (u * c).sum(1, keepdims=True) * u) / norm
-    if kernel == "dot":                      # k = f_i . f_j
+    if kernel == "dot":  # k = f_i . f_j
         return ws @ f
-    if kernel == "iou":                      # p = (f + 1) / 2 in (0, 1); k = I / (P_i + P_j - I), I = p_i . p_j
+    if kernel == "iou":  # p = (f + 1) / 2 in (0, 1); k = I / (P_i + P_j - I), I = p_i . p_j
         p = (f + 1) / 2
         inter = p @ p.T
         den = p.sum(1)[:, None] + p.sum(1)[None, :] - inter
@@ -57,13 +59,14 @@ def test_kernel_gradients_match_the_formula(kernel, kw):
     k = kernels.get_kernel(kernel)
     w = torch.rand(5, 5, dtype=torch.float64)
     fr = f.clone().requires_grad_(True)
-    grad, = torch.autograd.grad((k(fr, **kw) * w).sum(), fr)
+    (grad,) = torch.autograd.grad((k(fr, **kw) * w).sum(), fr)
     expected = torch.from_numpy(_kernel_grad_numpy(kernel, f.numpy(), w.numpy()))
     torch.testing.assert_close(grad, expected, rtol=1e-10, atol=1e-12)
     # and the formula itself against central differences of the numpy kernel value (guards the oracle)
     if kernel == "dot":
         return
     import numpy as np
+
     def value(z):
         z = z.reshape(5, 4)
         if kernel == "rbf":
@@ -75,6 +78,7 @@ def test_kernel_gradients_match_the_formula(kernel, kw):
             p = (z + 1) / 2
             kk = (p @ p.T) / (p.sum(1)[:, None] + p.sum(1)[None] - p @ p.T)
         return float((kk * w.numpy()).sum())
+
     z0, eps = f.numpy().ravel(), 1e-6
     fd = np.array([(value(z0 + eps * e) - value(z0 - eps * e)) / (2 * eps) for e in np.eye(z0.size)]).reshape(5, 4)
     np.testing.assert_allclose(expected.numpy(), fd, rtol=1e-6, atol=1e-8)
@@ -86,7 +90,7 @@ def test_rbf_median_bandwidth_is_detached():
     f = torch.randn(6, 3, dtype=torch.float64, requires_grad=True)
     d2 = kernels.pairwise_sq_dists(f.detach())
     h = kernels.rbf_bandwidth(d2, "median")
-    grad, = torch.autograd.grad(kernels.rbf(f).sum(), f)
+    (grad,) = torch.autograd.grad(kernels.rbf(f).sum(), f)
     k = torch.exp(-d2 / h)
     diff = f.detach()[:, None, :] - f.detach()[None, :, :]
     analytic = (-2 / h * k[..., None] * diff).sum(1) * 2  # each pair appears twice in the sum
@@ -98,8 +102,18 @@ def _mean_pairwise(x):
 
 
 @pytest.mark.parametrize("term", ["pg", "repulsive"])
-@pytest.mark.parametrize("kernel, bandwidth", [("rbf", "median"), ("rbf", "per-particle"), ("rbf", "sigma"), ("rbf", 0.5),
-                                               ("cosine", "median"), ("iou", "median"), ("dot", "median")])
+@pytest.mark.parametrize(
+    "kernel, bandwidth",
+    [
+        ("rbf", "median"),
+        ("rbf", "per-particle"),
+        ("rbf", "sigma"),
+        ("rbf", 0.5),
+        ("cosine", "median"),
+        ("iou", "median"),
+        ("dot", "median"),
+    ],
+)
 def test_one_repulsion_step_spreads_particles(term, kernel, bandwidth):
     """x + sigma^2 g (the guided step's displacement) has a larger mean pairwise distance than x."""
     torch.manual_seed(2)
@@ -132,6 +146,7 @@ def test_x0_guidance_is_the_gradient_through_the_denoiser():
     def potential(z):
         k = kernels.rbf(m(z, sigma), bandwidth=0.5)
         return (k.sum() - k.diagonal().sum()) / 2
+
     xg = x.clone().requires_grad_(True)
     with torch.enable_grad():
         g = t.guide(GuideContext(xg, sigma, m(xg, sigma), {}, m))
@@ -156,6 +171,7 @@ def test_permuting_particles_with_their_noise_permutes_outputs():
     a = sd.sample(m, 5, seed=0, steps=12, sampler="euler_ancestral", guidance=pg)
     from steerdiff import sampling
     from steerdiff.seeding import PerSampleNoise, randn_per_sample, sample_generators
+
     sig = sd.get_sigmas_karras(12, m.sigma_min, m.sigma_max)
     gens = sample_generators(0, perm.tolist())
     x = randn_per_sample(gens, (2,)) * sig[0]
@@ -206,7 +222,7 @@ def test_schedules():
     assert schedule_weight("constant", 2.0, (0.1, 1.0)) == 0.0
     assert schedule_weight("sigma", 0.5, (0.1, 1.0)) == 0.5
     assert schedule_weight("cosine", 0.1, (0.1, 1.0)) == pytest.approx(0.0)
-    assert schedule_weight("cosine", 0.1 ** 0.5, (0.1, 1.0)) == pytest.approx(1.0)
+    assert schedule_weight("cosine", 0.1**0.5, (0.1, 1.0)) == pytest.approx(1.0)
     assert schedule_weight(lambda s: 3 * s, 0.5, (0.1, 1.0)) == 1.5
 
 
@@ -214,12 +230,14 @@ def _embedding_numpy(name, x):
     """The documented embeddings written out in numpy (float64) for (n, C, 16, 16) images."""
     import numpy as np
     from scipy.ndimage import correlate
+
     x = np.asarray(x, dtype=np.float64)
     n, c, hh, ww = x.shape
 
-    def pool(img, k):                       # adaptive average pooling: bin i covers [floor(i H / k), ceil((i + 1) H / k))
+    def pool(img, k):  # adaptive average pooling: bin i covers [floor(i H / k), ceil((i + 1) H / k))
         b = [(i * hh // k, -(-(i + 1) * hh // k)) for i in range(k)]
         return np.array([[img[r0:r1, c0:c1].mean() for c0, c1 in b] for r0, r1 in b])
+
     if name == "identity":
         return x.reshape(n, -1)
     if name == "averagedim":
@@ -240,12 +258,13 @@ def _embedding_numpy(name, x):
 @pytest.mark.parametrize("name", ["identity", "averagedim", "ro3", "edges", "cnn16", "cnn64", "cnn16-redraw", "style"])
 def test_embeddings_on_images(name):
     from steerdiff.embeddings import get_embedding
+
     g = torch.Generator().manual_seed(0)
     x = torch.randn(3, 2, 16, 16, generator=g, dtype=torch.float64, requires_grad=True)
     f = get_embedding(name)(x, torch.ones(3))
     assert f.ndim == 2 and f.shape[0] == 3
     expected = _embedding_numpy(name, x.detach().numpy())
-    if expected is not None:                 # the formula the docstring promises
+    if expected is not None:  # the formula the docstring promises
         torch.testing.assert_close(f.detach(), torch.from_numpy(expected), rtol=1e-10, atol=1e-10)
     # every embedding is per sample: permuting the batch permutes the features, and a sample's features
     # do not depend on the others (a fresh embedding each time, so redrawn CNNs draw the same weights)
@@ -254,7 +273,7 @@ def test_embeddings_on_images(name):
     other = x.detach().clone()
     other[1:] = torch.randn(2, 2, 16, 16, generator=g, dtype=torch.float64)
     torch.testing.assert_close(get_embedding(name)(other, torch.ones(3))[0], f.detach()[0])
-    if name == "style":                      # the upper triangle of a Gram matrix: positive semi-definite
+    if name == "style":  # the upper triangle of a Gram matrix: positive semi-definite
         w = int((8 * f.shape[1] + 1) ** 0.5 - 1) // 2
         i, j = torch.triu_indices(w, w)
         gram = torch.zeros(3, w, w, dtype=f.dtype)
@@ -267,8 +286,11 @@ def test_embeddings_on_images(name):
 
 def test_corrector_plan():
     from steerdiff.sampling import parse_plan
+
     assert parse_plan("repulsive:1-20:2,langevin:0.05-1") == [
-        {"kind": "repulsive", "window": (1.0, 20.0), "steps": 2}, {"kind": "langevin", "window": (0.05, 1.0), "steps": 1}]
+        {"kind": "repulsive", "window": (1.0, 20.0), "steps": 2},
+        {"kind": "langevin", "window": (0.05, 1.0), "steps": 1},
+    ]
     with pytest.raises(SteerdiffError, match="KIND:LO-HI"):
         parse_plan("repulsive:1")
     m = sd.ring()
@@ -293,11 +315,18 @@ def test_corrector_plan_steps_follow_their_formulas(kind, count):
     calls = iter(zs)
     sigma, snr = 0.7, 0.16
     sigmas = torch.tensor([sigma, 0.0], dtype=torch.float64)
-    out = sd.sampling.sample_pc(m, x.clone(), sigmas, n_corrector=0, snr=snr, disable=True,
-                                noise_sampler=lambda *_: next(calls),
-                                plan=[{"kind": kind, "window": (0.5, 1.0), "steps": count}])
+    out = sd.sampling.sample_pc(
+        m,
+        x.clone(),
+        sigmas,
+        n_corrector=0,
+        snr=snr,
+        disable=True,
+        noise_sampler=lambda *_: next(calls),
+        plan=[{"kind": kind, "window": (0.5, 1.0), "steps": count}],
+    )
     rep = sd.guided(m, Repulsion())
-    score = lambda d, y: (d(y, sigma) - y) / sigma ** 2  # noqa: E731
+    score = lambda d, y: (d(y, sigma) - y) / sigma**2  # noqa: E731
     eps = 2 * (snr * sigma) ** 2
     y = x.clone()
     for z in zs:
@@ -310,7 +339,7 @@ def test_corrector_plan_steps_follow_their_formulas(kind, count):
         else:
             y = y + eps * (score(rep, y) - score(m, y))
     torch.testing.assert_close(out, m(y, sigma), rtol=1e-9, atol=1e-12)
-    assert float((out - m(x, sigma)).abs().max()) > 1e-3       # the plan did move the particles
+    assert float((out - m(x, sigma)).abs().max()) > 1e-3  # the plan did move the particles
 
 
 def _force_ctx(seed=0, sigma=0.5):
@@ -318,8 +347,8 @@ def _force_ctx(seed=0, sigma=0.5):
     x = torch.randn(6, 2, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * 0.8
     s = torch.full((6,), sigma, dtype=torch.float64)
     ctx = GuideContext(x, s, m(x, s), {}, m)
-    xg = x.clone().requires_grad_(True)              # the exact score from the mixture's log-density
-    score, = torch.autograd.grad(m.log_prob(xg, sigma).sum(), xg)
+    xg = x.clone().requires_grad_(True)  # the exact score from the mixture's log-density
+    (score,) = torch.autograd.grad(m.log_prob(xg, sigma).sum(), xg)
     return m, ctx, score
 
 
@@ -339,9 +368,11 @@ def test_project_normalize_and_clip_of_the_force(cls):
     torch.testing.assert_close(proj, raw - c[:, None] * score, rtol=1e-9, atol=1e-12)
     norm = sd.guided(m, cls(normalize=True, **kw)).terms[0].guide(ctx)
     torch.testing.assert_close(norm.norm(dim=1), score.norm(dim=1), rtol=1e-9, atol=0)
-    torch.testing.assert_close(norm, raw / raw.norm(dim=1, keepdim=True) * score.norm(dim=1, keepdim=True), rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(
+        norm, raw / raw.norm(dim=1, keepdim=True) * score.norm(dim=1, keepdim=True), rtol=1e-9, atol=1e-12
+    )
     ratio = raw.norm(dim=1) / score.norm(dim=1)
-    cap = float(ratio.median())                        # some particles above the cap, some below
+    cap = float(ratio.median())  # some particles above the cap, some below
     clipped = sd.guided(m, cls(clip=cap, **kw)).terms[0].guide(ctx)
     assert bool((clipped.norm(dim=1) <= cap * score.norm(dim=1) * (1 + 1e-9)).all())
     over = ratio > cap
@@ -352,6 +383,7 @@ def test_project_normalize_and_clip_of_the_force(cls):
 
 def test_redrawn_cnn_changes_per_call_and_is_reproducible():
     from steerdiff.embeddings import get_embedding
+
     x = torch.randn(2, 1, 8, 8)
     a, b = get_embedding("cnn16-redraw"), get_embedding("cnn16-redraw")
     first, second = a(x), a(x)
@@ -364,6 +396,7 @@ def test_redrawn_cnn_changes_per_call_and_is_reproducible():
 @pytest.mark.parametrize("kernel", ["rbf", "cosine", "iou", "dot"])
 def test_paired_kernels_equal_the_matrix_diagonal(kernel):
     from steerdiff.kernels import get_kernel, paired
+
     torch.manual_seed(4)
     a, b = torch.rand(6, 5, dtype=torch.float64), torch.rand(6, 5, dtype=torch.float64)
     k = get_kernel(kernel)
@@ -379,8 +412,12 @@ def test_subset_estimator_is_unbiased_and_pushes_apart():
     sigma = torch.full((12,), 0.5, dtype=torch.float64)
     full = ParticleGuidance(on="x", bandwidth=0.5).bind(m).guide(GuideContext(x, sigma, m(x, sigma), {}, m))
     t = ParticleGuidance(on="x", bandwidth=0.5, subset=4).bind(m)
-    draws = torch.stack([t.guide(GuideContext(x, torch.full((12,), s, dtype=torch.float64), m(x, sigma), {}, m))
-                         for s in torch.linspace(0.4, 0.6, 200).tolist()])
+    draws = torch.stack(
+        [
+            t.guide(GuideContext(x, torch.full((12,), s, dtype=torch.float64), m(x, sigma), {}, m))
+            for s in torch.linspace(0.4, 0.6, 200).tolist()
+        ]
+    )
     assert float((draws.mean(0) - full).norm() / full.norm()) < 0.15
     one = t.guide(GuideContext(x, sigma, m(x, sigma), {}, m))
     assert float((one - full).norm() / full.norm()) > 0.05  # a single draw is an estimate, not the full sum
@@ -419,23 +456,25 @@ def test_batch_size_chunks_network_calls_of_a_guided_sample():
 
 def test_centroid_embedding_follows_a_shift():
     from steerdiff.embeddings import get_embedding
+
     x = torch.full((1, 1, 32, 32), -1.0)
     x[0, 0, 10:14, 20:24] = 1.0
     shifted = torch.roll(x, shifts=(4, -8), dims=(2, 3))
     c0, c1 = get_embedding("centroid")(x), get_embedding("centroid")(shifted)
-    step = 2 / 31                                      # one pixel in [-1, 1] coordinates
+    step = 2 / 31  # one pixel in [-1, 1] coordinates
     torch.testing.assert_close(c1 - c0, torch.tensor([[4 * step, -8 * step]]), atol=1e-4, rtol=0)
 
 
 class _ClassGMM(sd.toy.GaussianMixtureDenoiser):
     """A Gaussian mixture whose components are classes: ``class_labels`` gives the exact denoiser of
     one component, none the exact mixture denoiser (a model trained with label dropout, exactly)."""
+
     num_classes = 5
 
     def denoise(self, x, sigma, class_labels=None, **cond):
         if class_labels is None:
             return super().denoise(x, sigma)
-        var, s2 = self.std ** 2, sigma.reshape(-1, 1).to(x.dtype) ** 2
+        var, s2 = self.std**2, sigma.reshape(-1, 1).to(x.dtype) ** 2
         return (var * x + s2 * self.means.to(x.dtype)[class_labels]) / (var + s2)
 
     def probs(self, x, sigma):
@@ -450,15 +489,19 @@ def _class_gmm():
 def test_assign_labels_is_the_best_capacitated_assignment():
     """Against brute force over every labelling with each class used at most ceil(n/K) times."""
     import itertools
+
     torch.manual_seed(0)
     for n, k in ((4, 4), (5, 3), (3, 5)):
         p = torch.rand(n, k, dtype=torch.float64).softmax(1)
         cap = -(-n // k)
-        best = max((c for c in itertools.product(range(k), repeat=n) if max(c.count(v) for v in c) <= cap),
-                   key=lambda c: sum(float(p[i, c[i]].log()) for i in range(n)))
+        best = max(
+            (c for c in itertools.product(range(k), repeat=n) if max(c.count(v) for v in c) <= cap),
+            key=lambda c: sum(float(p[i, c[i]].log()) for i in range(n)),
+        )
         got = kernels.assign_labels(p)
         assert sum(float(p[i, got[i]].log()) for i in range(n)) == pytest.approx(
-            sum(float(p[i, best[i]].log()) for i in range(n)))
+            sum(float(p[i, best[i]].log()) for i in range(n))
+        )
         assert max(int((got == v).sum()) for v in range(k)) <= cap
         perm = torch.randperm(n)
         torch.testing.assert_close(kernels.assign_labels(p[perm]), got[perm])
@@ -476,11 +519,11 @@ def test_label_kernel_gives_distinct_classes_with_exact_conditionals():
         x = sd.sample(m, 5, seed=seed, guidance=[pg])
         comp = m.assign(x)
         d = (x - m.means[comp].to(x.dtype)).norm(dim=1)
-        assert float(d.max()) < 4 * m.std * 2 ** 0.5
+        assert float(d.max()) < 4 * m.std * 2**0.5
         distinct_pg.append(len(set(comp.tolist())))
         distinct_iid.append(len(set(m.assign(sd.sample(m, 5, seed=seed)).tolist())))
     assert min(distinct_pg) == 5
-    assert sum(distinct_iid) / 20 < 4.0         # iid: 5 * (1 - (4/5)^5) = 3.36 expected
+    assert sum(distinct_iid) / 20 < 4.0  # iid: 5 * (1 - (4/5)^5) = 3.36 expected
     off = ParticleGuidance(embedding=m.probs, kernel="label", on="x", strength=0.0)
     assert torch.equal(sd.sample(m, 5, seed=3, guidance=[off]), sd.sample(m, 5, seed=3))
 
@@ -497,7 +540,7 @@ def test_label_kernel_clear_errors():
         sd.sample(m, 4, seed=0, steps=4, guidance=[ParticleGuidance(embedding="identity", kernel="label", on="x")])
     with pytest.raises(SteerdiffError, match="Repulsion"):
         sd.guided(m, Repulsion(embedding=m.probs, kernel="label", on="x"))
-    assert sd.guided(m, ParticleGuidance(embedding=m.probs, kernel="label")).terms[0].on == "x"   # unset: x
+    assert sd.guided(m, ParticleGuidance(embedding=m.probs, kernel="label")).terms[0].on == "x"  # unset: x
 
 
 def test_label_kernel_is_one_network_call_at_strength_one():
@@ -510,6 +553,7 @@ def test_label_kernel_is_one_network_call_at_strength_one():
     def counting(x, sigma, class_labels=None, **cond):
         calls.append(class_labels)
         return orig(x, sigma, class_labels=class_labels, **cond)
+
     m.denoise = counting
     x, s = torch.randn(5, 2, dtype=torch.float64) * 0.8, torch.full((5,), 0.7, dtype=torch.float64)
     labels = kernels.assign_labels(m.probs(x, s))

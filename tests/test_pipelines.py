@@ -1,4 +1,5 @@
 """Stable Diffusion pipelines, on a tiny random pipeline built from configs (no downloads)."""
+
 import pytest
 import torch
 
@@ -30,14 +31,22 @@ def test_denoiser_is_the_pipelines_cfg_prediction(tmp_path, prediction_type):
     t = 500
     a = p.scheduler.alphas_cumprod[t].float()
     sigma = ((1 - a) / a).sqrt()
-    x = torch.randn(2, 4, 8, 8) * (1 + sigma ** 2).sqrt()
+    x = torch.randn(2, 4, 8, 8) * (1 + sigma**2).sqrt()
     with torch.no_grad():
         cond, uncond = p.encode_prompt("a red cat", "cpu", 1, True)
         x_vp = x * a.sqrt()
-        out = p.unet(torch.cat([x_vp] * 2), t, encoder_hidden_states=torch.cat([uncond.expand(2, -1, -1), cond.expand(2, -1, -1)])).sample
+        out = p.unet(
+            torch.cat([x_vp] * 2),
+            t,
+            encoder_hidden_states=torch.cat([uncond.expand(2, -1, -1), cond.expand(2, -1, -1)]),
+        ).sample
         u, c = out.chunk(2)
         guided_out = u + 3.0 * (c - u)
-        x0 = (x_vp - (1 - a).sqrt() * guided_out) / a.sqrt() if prediction_type == "epsilon" else a.sqrt() * x_vp - (1 - a).sqrt() * guided_out
+        x0 = (
+            (x_vp - (1 - a).sqrt() * guided_out) / a.sqrt()
+            if prediction_type == "epsilon"
+            else a.sqrt() * x_vp - (1 - a).sqrt() * guided_out
+        )
         torch.testing.assert_close(den(x, sigma), x0, atol=1e-4, rtol=1e-4)
 
 
@@ -50,8 +59,16 @@ def test_ddim_on_the_wrapper_matches_the_pipeline(pipe):
     a0 = pipe.scheduler.alphas_cumprod[0].float()
     sigmas[-1] = ((1 - a0) / a0).sqrt()
     lat0 = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
-    ref = pipe("a red cat", num_inference_steps=6, guidance_scale=5.0, height=16, width=16, latents=lat0.clone(),
-               output_type="latent", num_images_per_prompt=2).images
+    ref = pipe(
+        "a red cat",
+        num_inference_steps=6,
+        guidance_scale=5.0,
+        height=16,
+        width=16,
+        latents=lat0.clone(),
+        output_type="latent",
+        num_images_per_prompt=2,
+    ).images
     x = sd.sampling.sample_ddim(den, lat0 * (1 + sigmas[0] ** 2).sqrt(), sigmas, disable=True)
     torch.testing.assert_close(x * a0.sqrt(), ref, atol=2e-4, rtol=1e-3)
 
@@ -77,7 +94,9 @@ def test_repulsion_on_latents_spreads_and_is_reproducible(pipe):
     images, flags = den.to_images(x1)
     # the pipeline's own decode and post-processing (VAE, then diffusers' image processor to [0, 1])
     with torch.no_grad():
-        ref = pipe.image_processor.postprocess(pipe.vae.decode(x1 / pipe.vae.config.scaling_factor).sample, output_type="pt")
+        ref = pipe.image_processor.postprocess(
+            pipe.vae.decode(x1 / pipe.vae.config.scaling_factor).sample, output_type="pt"
+        )
     assert images.shape == (4, 3, 16, 16) and flags is None
     torch.testing.assert_close(images, ref * 2 - 1, atol=1e-5, rtol=0)
 
@@ -85,11 +104,21 @@ def test_repulsion_on_latents_spreads_and_is_reproducible(pipe):
 def test_callback_on_an_unchanged_pipeline(pipe):
     den = from_pipeline(pipe, "a red cat", guidance_scale=3.0)
     lat0 = torch.randn(4, 4, 8, 8, generator=torch.Generator().manual_seed(1))
-    kw = {"num_inference_steps": 6, "guidance_scale": 3.0, "height": 16, "width": 16, "output_type": "latent",
-          "num_images_per_prompt": 4}
+    kw = {
+        "num_inference_steps": 6,
+        "guidance_scale": 3.0,
+        "height": 16,
+        "width": 16,
+        "output_type": "latent",
+        "num_images_per_prompt": 4,
+    }
     plain = pipe("a red cat", latents=lat0.clone(), **kw).images
-    off = pipe("a red cat", latents=lat0.clone(), callback_on_step_end=particle_callback(den, sd.Repulsion(
-        embedding="averagedim", strength=0.0, on="x")), **kw).images
+    off = pipe(
+        "a red cat",
+        latents=lat0.clone(),
+        callback_on_step_end=particle_callback(den, sd.Repulsion(embedding="averagedim", strength=0.0, on="x")),
+        **kw,
+    ).images
     torch.testing.assert_close(off, plain)
     cb = particle_callback(den, sd.Repulsion(embedding="averagedim", strength=50.0, on="x"))
     pushed = pipe("a red cat", latents=lat0.clone(), callback_on_step_end=cb, **kw).images
@@ -111,6 +140,7 @@ def test_style_classifier_on_latents_drives_an_embedding(pipe, tmp_path):
     assert conf["styles"] == ["red", "blue"]
     # the classifier separates the styles, and the recorded accuracy is what a fresh load measures
     from steerdiff.classifier import load_classifier
+
     with torch.no_grad():
         acc = float((load_classifier(tmp_path / "style")(lat, 0.02).argmax(1) == labels).float().mean())
     assert acc == conf["train_accuracy"] == 1.0
@@ -119,10 +149,18 @@ def test_style_classifier_on_latents_drives_an_embedding(pipe, tmp_path):
     den = from_pipeline(pipe, "a cat", guidance_scale=2.0)
     emb = f"classifier:{tmp_path / 'style'}"
     from steerdiff.embeddings import get_embedding
+
     phi = get_embedding(emb)
     spread = {}
     for strength in (0.0, 5.0, 20.0):
-        x = sd.sample(den, 3, seed=0, steps=4, clip=False, guidance=[sd.ParticleGuidance(embedding=emb, strength=strength, on="x")])
+        x = sd.sample(
+            den,
+            3,
+            seed=0,
+            steps=4,
+            clip=False,
+            guidance=[sd.ParticleGuidance(embedding=emb, strength=strength, on="x")],
+        )
         with torch.no_grad():
             spread[strength] = float(torch.pdist(phi(x, torch.full((3,), 0.02)).flatten(1)).mean())
     assert spread[0.0] < spread[5.0] < spread[20.0] and spread[20.0] > 1.05 * spread[0.0], spread
@@ -130,12 +168,56 @@ def test_style_classifier_on_latents_drives_an_embedding(pipe, tmp_path):
 
 def test_cli_sample_and_repulse_with_a_pipeline(pipe, tmp_path):
     from steerdiff.cli import main
+
     pipe.save_pretrained(tmp_path / "sd")
     out = tmp_path / "grid.png"
-    assert main(["sample", "--pipeline", str(tmp_path / "sd"), "--prompt", "a red cat", "--n", "2", "--steps", "4",
-                 "--method", "repulsive", "--embedding", "averagedim", "--strength", "100", "--quiet", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                "--pipeline",
+                str(tmp_path / "sd"),
+                "--prompt",
+                "a red cat",
+                "--n",
+                "2",
+                "--steps",
+                "4",
+                "--method",
+                "repulsive",
+                "--embedding",
+                "averagedim",
+                "--strength",
+                "100",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert out.stat().st_size > 0
-    assert main(["repulse", "--pipeline", str(tmp_path / "sd"), "--prompt", "a cat", "--model", "averagedim",
-                 "--nparticles", "2", "--quiet", "--out", str(tmp_path / "r.npz")]) == 0
-    assert main(["sample", "--pipeline", str(tmp_path / "nothing"), "--prompt", "a", "--out", str(tmp_path / "x.png")]) == 2
+    assert (
+        main(
+            [
+                "repulse",
+                "--pipeline",
+                str(tmp_path / "sd"),
+                "--prompt",
+                "a cat",
+                "--model",
+                "averagedim",
+                "--nparticles",
+                "2",
+                "--quiet",
+                "--out",
+                str(tmp_path / "r.npz"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(["sample", "--pipeline", str(tmp_path / "nothing"), "--prompt", "a", "--out", str(tmp_path / "x.png")])
+        == 2
+    )
     assert main(["sample", "--model", "mnist", "--prompt", "a", "--out", str(tmp_path / "x.png")]) == 2

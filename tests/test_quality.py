@@ -1,6 +1,7 @@
 """`steerdiff quality` / `steerdiff.quality.model_quality` (issue #18, item 3): a model's own quality
 table. Its numbers must be the direct metric calls on the same samples, the goals must judge them
 (a one-class model fails class balance), the JSON must be valid and bad flags clean errors."""
+
 from __future__ import annotations
 
 import contextlib
@@ -34,13 +35,13 @@ def run_cli(argv):
 
 def test_mnist_table_equals_direct_metric_calls():
     n = 12
-    res = model_quality("mnist", n=n, seed=3, batch_size=n)       # one sample call: the very samples below
+    res = model_quality("mnist", n=n, seed=3, batch_size=n)  # one sample call: the very samples below
     x = sd.sample(sd.load("mnist"), n, seed=3)
     ev = load_classifier("mnist-evaluator")
     probs, feats = classify(ev, x)
     train, held = load_mnist("train"), load_mnist("heldout")
     _, held_feats = classify(ev, held.images)
-    sub = torch.randperm(len(train.images), generator=torch.Generator().manual_seed(0))[:n]   # same-size reference
+    sub = torch.randperm(len(train.images), generator=torch.Generator().manual_seed(0))[:n]  # same-size reference
     _, train_feats = classify(ev, train.images[sub])
     rows = _rows(res)
     assert rows["evaluator confidence (mean)"]["value"] == pytest.approx(float(probs.max(1).values.mean()), abs=1e-6)
@@ -75,6 +76,7 @@ def test_class_conditional_table_has_label_carried():
 
 class OneDigit(torch.nn.Module):
     """A 'model' whose denoised estimate is always one real digit: every sample is that digit."""
+
     sigma_min, sigma_max, sample_shape = 0.002, 80.0, (1, 28, 28)
 
     def __init__(self, image):
@@ -100,7 +102,9 @@ def test_a_model_that_draws_one_class_fails_class_balance():
 def test_frame_tables_equal_direct_calls_and_json_is_valid(tmp_path):
     n = 6
     out = tmp_path / "q.json"
-    rc, stdout, err = run_cli(["quality", "--model", "circle", "--n", str(n), "--batch-size", str(n), "--out", str(out), "--quiet"])
+    rc, stdout, err = run_cli(
+        ["quality", "--model", "circle", "--n", str(n), "--batch-size", str(n), "--out", str(out), "--quiet"]
+    )
     assert rc == 0, err
     res = json.loads(out.read_text())
     assert res["schema"] == "steerdiff-quality/1" and res["kind"] == "circle" and "goal >= 95%" in stdout
@@ -133,12 +137,26 @@ def test_set_table_equals_the_judge():
     assert row["value"] == pytest.approx(own) and row["pass"] == (own >= GOALS["own_set"])
 
 
-@pytest.mark.parametrize("argv", [
-    ["--n", "0"], ["--n", "1"], ["--n", "1000000000"], ["--n", "x"], ["--out", "q.npy"], ["--model", "ring"],
-    ["--model", "bogus"], ["--set-guidance", "1"], ["--model", "circle", "--set-guidance", "1"],
-    ["--model", "M1", "--set-guidance", "-1"], ["--set-guidance", "nan"], ["--batch-size", "0"], ["--device", "bogus"],
-    ["--model", "mnist-0to5", "--set-guidance", "1"], ["--seed", "1.5"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--n", "0"],
+        ["--n", "1"],
+        ["--n", "1000000000"],
+        ["--n", "x"],
+        ["--out", "q.npy"],
+        ["--model", "ring"],
+        ["--model", "bogus"],
+        ["--set-guidance", "1"],
+        ["--model", "circle", "--set-guidance", "1"],
+        ["--model", "M1", "--set-guidance", "-1"],
+        ["--set-guidance", "nan"],
+        ["--batch-size", "0"],
+        ["--device", "bogus"],
+        ["--model", "mnist-0to5", "--set-guidance", "1"],
+        ["--seed", "1.5"],
+    ],
+)
 def test_bad_flags_are_clean_errors(argv, tmp_path):
     with pytest.raises(SystemExit) if argv[1] in ("x", "1.5") else contextlib.nullcontext():
         rc, _, err = run_cli(["quality", "--n", "2", "--out", str(tmp_path / "q.json"), "--quiet", *argv])
@@ -150,6 +168,7 @@ def test_bad_flags_are_clean_errors(argv, tmp_path):
 
 def test_set_network_table_covers_the_composed_sets():
     from steerdiff.quality import _plan
+
     for name in ("colormnist", "colormnist-sets"):
         kind, sets = _plan(name, 1.0, "cpu")
         assert kind == "sets" and [s for s, _ in sets] == [f"colormnist-{k}" for k in ("m1", "m2", "mn1", "mn2", "mn3")]

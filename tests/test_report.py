@@ -1,4 +1,5 @@
 """The HTML report: written atomically, and it opens in headless Chromium with every image loaded."""
+
 import json
 import os
 import shutil
@@ -20,14 +21,16 @@ def chromium():
     exe = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if exe is None:
         if os.environ.get("CI") or os.environ.get("STEERDIFF_REQUIRE_CHROMIUM") == "1":
-            pytest.fail("Chromium is not installed: .ci/run installs Debian's chromium package (apt-get install chromium)")
+            pytest.fail(
+                "Chromium is not installed: .ci/run installs Debian's chromium package (apt-get install chromium)"
+            )
         pytest.skip("Chromium not installed (apt-get install chromium); CI runs this test")
     return exe
 
 
 def _report_model():
     g = torch.Generator().manual_seed(0)
-    means = torch.rand(6, 1, 6, 6, generator=g) * 2 - 1   # six 6x6 "images": an exact image denoiser
+    means = torch.rand(6, 1, 6, 6, generator=g) * 2 - 1  # six 6x6 "images": an exact image denoiser
     model = GaussianMixtureDenoiser(means, std=0.1, preset={"sampler": "heun", "steps": 8})
     real = model.sample_exact(60, torch.Generator().manual_seed(1)).float().clamp(-1, 1)
     return model, real
@@ -37,8 +40,18 @@ def _report_model():
 def report_dir(tmp_path_factory):
     model, real = _report_model()
     out = tmp_path_factory.mktemp("rep") / "report"
-    run_report(model, out, strengths=[0, 5], n=6, batches=2, vs=("bandwidth_scale", [0.3, 1.0]),
-               params={"on": "x0"}, features=load_features(lambda x: x.flatten(1)), real=real, progress=False)
+    run_report(
+        model,
+        out,
+        strengths=[0, 5],
+        n=6,
+        batches=2,
+        vs=("bandwidth_scale", [0.3, 1.0]),
+        params={"on": "x0"},
+        features=load_features(lambda x: x.flatten(1)),
+        real=real,
+        progress=False,
+    )
     return out
 
 
@@ -48,6 +61,7 @@ def test_report_contents(report_dir):
 
     import steerdiff as sd
     from steerdiff.metrics import frechet_distance, pairwise_distances, vendi_score
+
     names = sorted(p.name for p in report_dir.iterdir())
     assert {"index.html", "report.json", "tradeoff.png", "features.png", "heatmap_vendi.png"} <= set(names)
     assert len([n for n in names if n.startswith("grid_")]) == 4
@@ -64,7 +78,9 @@ def test_report_contents(report_dir):
         for b, x in enumerate(iid):
             assert m["batches"][b]["vendi"] == pytest.approx(vendi_score(x.flatten(1)), rel=1e-9)
             assert m["batches"][b]["pairwise_mean"] == pytest.approx(pairwise_distances(x.flatten(1))["mean"], rel=1e-9)
-        assert m["overall"]["frechet"] == pytest.approx(frechet_distance(torch.cat(iid).flatten(1), real.flatten(1)), rel=1e-9)
+        assert m["overall"]["frechet"] == pytest.approx(
+            frechet_distance(torch.cat(iid).flatten(1), real.flatten(1)), rel=1e-9
+        )
     # guidance is on at strength 5, and the swept bandwidth reaches the term
     v = {k: [b["vendi"] for b in m["batches"]] for k, m in rows.items()}
     assert v[(5.0, 0.3)] != v[(0.0, 0.3)] and v[(5.0, 0.3)] != v[(5.0, 1.0)]
@@ -72,8 +88,10 @@ def test_report_contents(report_dir):
     png = np.asarray(Image.open(report_dir / "grid_s0_bandwidth_scale0.3.png").convert("RGB"))
     for k, x in enumerate(torch.cat(iid)[:8]):
         top, left = 2 + (k // 6) * 62, 2 + (k % 6) * 62
-        np.testing.assert_array_equal(png[top:top + 60:10, left:left + 60:10, 0].astype(int),
-                                      np.round((x[0].numpy().astype(np.float64) + 1) * 127.5).astype(int))
+        np.testing.assert_array_equal(
+            png[top : top + 60 : 10, left : left + 60 : 10, 0].astype(int),
+            np.round((x[0].numpy().astype(np.float64) + 1) * 127.5).astype(int),
+        )
 
 
 def test_report_html_references_every_image(report_dir):
@@ -82,6 +100,7 @@ def test_report_html_references_every_image(report_dir):
     import re
 
     from PIL import Image
+
     html = (report_dir / "index.html").read_text()
     srcs = re.findall(r'<img[^>]*\ssrc="([^"]+)"', html)
     pngs = {p.name for p in report_dir.iterdir() if p.suffix == ".png"}
@@ -93,10 +112,21 @@ def test_report_html_references_every_image(report_dir):
 
 def test_report_opens_in_headless_chromium(report_dir, tmp_path):
     exe = chromium()
-    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom",
-           (report_dir / "index.html").as_uri()]
+    cmd = [
+        exe,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        (report_dir / "index.html").as_uri(),
+    ]
     dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
     assert "<table>" in dom and "tradeoff.png" in dom and "features.png" in dom
     assert 'data-images-ok="yes"' in dom, "an image of the report did not load"

@@ -1,5 +1,6 @@
 """Issue #14, "Honest and safe": --out never destroys what it does not own, interrupted saves are
 recovered, non-finite results are errors, same seed -> same bytes, and names say what they are."""
+
 import json
 import os
 import re
@@ -71,24 +72,27 @@ def test_export_refuses_its_own_source_and_foreign_directories(run, tmp_path, ca
     before = tree_bytes(mine)
     assert main(["export", str(mine), "--out", str(mine)]) == 2
     assert "training state" in capsys.readouterr().err
-    assert main(["export", str(mine), "--out", str(mine), "--force"]) == 2       # never, even with --force
+    assert main(["export", str(mine), "--out", str(mine), "--force"]) == 2  # never, even with --force
     assert tree_bytes(mine) == before
     other = tmp_path / "other"
     copy_run(run, tmp_path, "other")
-    assert main(["export", str(mine), "--out", str(other)]) == 2                # a training checkpoint is not an export
+    assert main(["export", str(mine), "--out", str(other)]) == 2  # a training checkpoint is not an export
     assert (other / "state.safetensors").is_file()
     model = tmp_path / "model"
     assert main(["export", str(mine), "--out", str(model)]) == 0
-    assert main(["export", str(mine), "--out", str(model), "--fp32"]) == 0     # an export replaces an export
+    assert main(["export", str(mine), "--out", str(model), "--fp32"]) == 0  # an export replaces an export
 
 
-@pytest.mark.parametrize("argv", [
-    [*TRAIN, "--steps", "1"],
-    ["export", "RUN"],
-    ["report", "--n", "2", "--batches", "1", "--steps", "1", "--strengths", "0", "--quiet"],
-    ["train-edit", "--attribute", "thick", "--steps", "1", "--images", "2", "--quiet"],
-    ["train-classifier", "--epochs", "1", "--quiet"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [*TRAIN, "--steps", "1"],
+        ["export", "RUN"],
+        ["report", "--n", "2", "--batches", "1", "--steps", "1", "--strengths", "0", "--quiet"],
+        ["train-edit", "--attribute", "thick", "--steps", "1", "--images", "2", "--quiet"],
+        ["train-classifier", "--epochs", "1", "--quiet"],
+    ],
+)
 def test_directory_commands_never_replace_a_file(run, tmp_path, argv):
     f = tmp_path / "keep.txt"
     f.write_text("precious")
@@ -97,11 +101,14 @@ def test_directory_commands_never_replace_a_file(run, tmp_path, argv):
     assert f.read_text() == "precious" and sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
 
 
-@pytest.mark.parametrize("argv", [
-    ["report", "--n", "2", "--batches", "1", "--steps", "1", "--strengths", "0", "--quiet"],
-    ["train-edit", "--attribute", "thick", "--steps", "1", "--images", "2", "--quiet"],
-    ["train-classifier", "--epochs", "1", "--quiet"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["report", "--n", "2", "--batches", "1", "--steps", "1", "--strengths", "0", "--quiet"],
+        ["train-edit", "--attribute", "thick", "--steps", "1", "--images", "2", "--quiet"],
+        ["train-classifier", "--epochs", "1", "--quiet"],
+    ],
+)
 def test_other_directory_commands_refuse_foreign_directories(tmp_path, argv, capsys):
     out = tmp_path / "mine"
     out.mkdir()
@@ -124,17 +131,17 @@ def test_atomic_directory_never_turns_a_file_into_a_hidden_old(tmp_path):
 def test_a_save_killed_between_its_renames_is_recovered(run, tmp_path, capsys):
     mine = copy_run(run, tmp_path)
     meta = json.loads((mine / "state.json").read_text())
-    losses = meta["losses"] = [123.0, 456.0]                 # marks the preserved copy: a resume carries them on
+    losses = meta["losses"] = [123.0, 456.0]  # marks the preserved copy: a resume carries them on
     (mine / "state.json").write_text(json.dumps(meta))
-    os.replace(mine, tmp_path / ".run.old")                 # what a kill between the two renames leaves
-    stale = tmp_path / ".run.k1ll3d_1.tmp"                   # and a killed save's temporary
+    os.replace(mine, tmp_path / ".run.old")  # what a kill between the two renames leaves
+    stale = tmp_path / ".run.k1ll3d_1.tmp"  # and a killed save's temporary
     stale.mkdir()
     (stale / "config.json").write_text("{}")
-    keep = tmp_path / ".run.mine.tmp"                        # not a steerdiff temporary: left alone
+    keep = tmp_path / ".run.mine.tmp"  # not a steerdiff temporary: left alone
     keep.mkdir()
     assert main([*TRAIN, "--steps", "4", "--out", str(mine)]) == 0
     meta = json.loads((mine / "state.json").read_text())
-    assert meta["step"] == 4 and meta["losses"][:2] == losses   # resumed, not restarted from step 0
+    assert meta["step"] == 4 and meta["losses"][:2] == losses  # resumed, not restarted from step 0
     assert sorted(p.name for p in tmp_path.iterdir()) == [".run.mine.tmp", "run"]
 
 
@@ -145,7 +152,7 @@ def test_recover_never_deletes_the_only_copy(tmp_path):
     with ckpt.atomic_directory(tmp_path / "d") as d:
         (d / "config.json").write_text('{"new": 1}')
     assert json.loads((tmp_path / "d" / "config.json").read_text()) == {"new": 1}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]      # the recovered copy was replaced, as a save does
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]  # the recovered copy was replaced, as a save does
     # a failed save after the recovery keeps the recovered copy, not an empty slot
     old.mkdir()
     (old / "config.json").write_text("{}")
@@ -177,12 +184,13 @@ def test_edit_with_wrong_weight_keys_is_refused(tmp_path, capsys):
     state = ckpt.read_safetensors(bad / "delta.safetensors")
     ckpt.save_tensors(bad / "delta.safetensors", {f"other.{k}": v for k, v in state.items()})
     from steerdiff.edit import load_edit
+
     with pytest.raises(SteerdiffError, match="missing: .*unexpected: other"):
         load_edit(bad)
     assert main(["edit", "--edit", str(bad), "--n", "1", "--out", str(tmp_path / "e.npz"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "delta.safetensors" in err and len(err.strip().splitlines()) == 1
-    load_edit(src)                     # the shipped edit loads strictly
+    load_edit(src)  # the shipped edit loads strictly
 
 
 # ---------------------------------------------------------------- 4. same seed, same bytes
@@ -190,7 +198,7 @@ def test_edit_with_wrong_weight_keys_is_refused(tmp_path, capsys):
 def test_same_seed_same_bytes_for_sample_files(tmp_path, suffix):
     outs = []
     for k in range(2):
-        out = tmp_path / f"run{k}" / f"x{suffix}"          # different folders, the same file name
+        out = tmp_path / f"run{k}" / f"x{suffix}"  # different folders, the same file name
         argv = ["sample", "--model", "mnist", "--n", "2", "--steps", "2", "--seed", "3", "--out", str(out), "--quiet"]
         assert main(argv) == 0
         outs.append(out.read_bytes())
@@ -199,6 +207,7 @@ def test_same_seed_same_bytes_for_sample_files(tmp_path, suffix):
 
 def test_same_seed_same_bytes_for_pt_whatever_the_temporary(tmp_path):
     from steerdiff.io import save_samples
+
     x = torch.randn(3, 1, 4, 4)
     save_samples(x, tmp_path / "a.pt")
     first = (tmp_path / "a.pt").read_bytes()
@@ -209,7 +218,7 @@ def test_same_seed_same_bytes_for_pt_whatever_the_temporary(tmp_path):
 
 def test_same_seed_same_bytes_for_checkpoints_and_json(run, tmp_path):
     first = tree_bytes(run)
-    shutil.move(str(run), str(tmp_path / "first"))       # the same command again (config.json records --out)
+    shutil.move(str(run), str(tmp_path / "first"))  # the same command again (config.json records --out)
     try:
         assert main([*TRAIN, "--steps", "2", "--out", str(run)]) == 0
         assert tree_bytes(run) == first
@@ -221,16 +230,32 @@ def test_same_seed_same_bytes_for_checkpoints_and_json(run, tmp_path):
     jsons = []
     for k in range(2):
         out = tmp_path / f"m{k}.json"
-        assert main(["evaluate", "--samples", str(samples), "--batch-size", "10", "--seed", "0", "--out", str(out),
-                     "--quiet"]) == 0
+        assert (
+            main(
+                [
+                    "evaluate",
+                    "--samples",
+                    str(samples),
+                    "--batch-size",
+                    "10",
+                    "--seed",
+                    "0",
+                    "--out",
+                    str(out),
+                    "--quiet",
+                ]
+            )
+            == 0
+        )
         jsons.append(json.loads(out.read_text()))
-    jsons = [{k: v for k, v in j.items() if k != "config"} for j in jsons]     # config names --out
+    jsons = [{k: v for k, v in j.items() if k != "config"} for j in jsons]  # config names --out
     assert jsons[0] == jsons[1]
 
 
 # ---------------------------------------------------------------- 5. honest embedding names
 def test_noisy_digit_cnn_names_and_deprecated_aliases():
     from steerdiff.embeddings import EMBEDDINGS, ClassifierEmbedding, get_embedding
+
     assert "noisy-digit-cnn" in EMBEDDINGS and "noisy-digit-cnn-ro3" in EMBEDDINGS
     assert "vgg_noise" not in EMBEDDINGS and "vgg_noisero3" not in EMBEDDINGS
     with warnings.catch_warnings():
@@ -248,6 +273,7 @@ def test_noisy_digit_cnn_names_and_deprecated_aliases():
 
 def test_noisy_digit_cnn_refuses_other_sample_shapes():
     from steerdiff.particles import ParticleGuidance
+
     ring = sd.toy.ring()
     for name in ("noisy-digit-cnn", "vgg_noisero3"):
         with warnings.catch_warnings():
@@ -259,8 +285,27 @@ def test_noisy_digit_cnn_refuses_other_sample_shapes():
 def test_noisy_digit_cnn_on_a_colour_model_is_a_one_line_error(tmp_path, capsys):
     out = tmp_path / "x.npy"
     with pytest.warns(DeprecationWarning, match="not a VGG network"):
-        assert main(["sample", "--model", "colormnist", "--method", "pg", "--embedding", "vgg_noise", "--n", "2",
-                     "--steps", "2", "--out", str(out), "--quiet"]) == 2
+        assert (
+            main(
+                [
+                    "sample",
+                    "--model",
+                    "colormnist",
+                    "--method",
+                    "pg",
+                    "--embedding",
+                    "vgg_noise",
+                    "--n",
+                    "2",
+                    "--steps",
+                    "2",
+                    "--out",
+                    str(out),
+                    "--quiet",
+                ]
+            )
+            == 2
+        )
     err = capsys.readouterr().err
     assert "1x28x28" in err and "3x28x28" in err and "Traceback" not in err and not out.exists()
 
@@ -276,8 +321,19 @@ def test_help_names_the_embeddings_honestly():
 def test_green_is_not_advertised_and_says_why(tmp_path, command, capsys):
     text = build_parser()._subparsers._group_actions[0].choices[command].format_help()
     assert "--attribute green" not in text and "green or thick" not in text and "green," not in text
-    assert main([command, "--attribute", "green", "--out", str(tmp_path / ("g.npz" if command == "edit" else "g")),
-                 "--quiet"]) == 2
+    assert (
+        main(
+            [
+                command,
+                "--attribute",
+                "green",
+                "--out",
+                str(tmp_path / ("g.npz" if command == "edit" else "g")),
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "skip connections" in err and "bench_hspace_reach" in err and len(err.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
@@ -323,11 +379,12 @@ def test_readme_is_a_reference_and_links_the_lab_notes():
     assert len(readme.splitlines()) < 400
     for note in ("**Shipped MNIST model**", "| iid | 6.60", "| sigma | green | thick |", "bench_prior_toy.py"):
         assert note not in readme and note in bench
-    assert bench.count("python benchmarks/") >= 10          # the measurements keep their reproducing commands
+    assert bench.count("python benchmarks/") >= 10  # the measurements keep their reproducing commands
 
 
 def test_a_diverged_edit_is_not_written(tmp_path):
     from steerdiff.edit import DeltaH, save_edit
+
     delta = DeltaH("channel", 4, 2, 2)
     with torch.no_grad():
         next(p for p in delta.parameters()).fill_(float("nan"))

@@ -1,4 +1,5 @@
 """Samplers against the exact Gaussian-mixture denoiser and against independent reference updates."""
+
 import math
 
 import numpy as np
@@ -29,6 +30,7 @@ def test_ve_schedule_is_geometric():
 
 def test_sigmas_from_diffusers_schedulers():
     from diffusers import DDIMScheduler, EDMEulerScheduler
+
     ddim = DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear")
     s = sd.sigmas_from_scheduler(ddim, 10)
     ac = ddim.alphas_cumprod[ddim.timesteps]
@@ -39,12 +41,15 @@ def test_sigmas_from_diffusers_schedulers():
     np.testing.assert_allclose(s.numpy(), sd.get_sigmas_karras(12, 0.002, 80.0).numpy(), rtol=1e-5)
 
 
-@pytest.mark.parametrize("bad, msg", [
-    (torch.tensor([1.0, 2.0, 0.0]), "decrease"),
-    (torch.tensor([1.0, -0.5, 0.0]), "non-negative"),
-    (torch.tensor([float("nan"), 0.0]), "inf or nan"),
-    (torch.tensor([[1.0, 0.0]]), "1-D"),
-])
+@pytest.mark.parametrize(
+    "bad, msg",
+    [
+        (torch.tensor([1.0, 2.0, 0.0]), "decrease"),
+        (torch.tensor([1.0, -0.5, 0.0]), "non-negative"),
+        (torch.tensor([float("nan"), 0.0]), "inf or nan"),
+        (torch.tensor([[1.0, 0.0]]), "1-D"),
+    ],
+)
 def test_bad_sigmas_raise_a_clear_error(bad, msg):
     with pytest.raises(SteerdiffError, match=msg):
         sampling.sample_euler(sd.ring(), torch.zeros(2, 2), bad)
@@ -53,6 +58,7 @@ def test_bad_sigmas_raise_a_clear_error(bad, msg):
 def test_non_finite_model_output_is_reported():
     def broken(x, sigma):
         return x * float("nan")
+
     with pytest.raises(SteerdiffError, match="non-finite"):
         sampling.sample_heun(broken, torch.ones(2, 2), sd.get_sigmas_karras(4, 0.01, 1.0))
 
@@ -61,8 +67,14 @@ def test_non_finite_model_output_is_reported():
 TWO = GaussianMixtureDenoiser(torch.tensor([[-2.0], [2.0]]), std=0.5, weights=[0.3, 0.7], sigma_max=40.0)
 
 CASES = [
-    ("euler", 128, {}), ("heun", 48, {}), ("heun", 48, {"s_churn": 10.0}), ("euler_ancestral", 128, {}),
-    ("ddim", 128, {}), ("ddim", 128, {"eta": 1.0}), ("dpmpp_2m", 48, {}), ("pc", 128, {"snr": 0.1}),
+    ("euler", 128, {}),
+    ("heun", 48, {}),
+    ("heun", 48, {"s_churn": 10.0}),
+    ("euler_ancestral", 128, {}),
+    ("ddim", 128, {}),
+    ("ddim", 128, {"eta": 1.0}),
+    ("dpmpp_2m", 48, {}),
+    ("pc", 128, {"snr": 0.1}),
 ]
 
 
@@ -110,7 +122,7 @@ def ref_edm_heun(D, x, sigmas, s_churn=0.0, noises=None):
         gamma = min(s_churn / n, math.sqrt(2) - 1)
         t_hat = t + gamma * t
         if gamma > 0:
-            x = x + math.sqrt(t_hat ** 2 - t ** 2) * noises[i]
+            x = x + math.sqrt(t_hat**2 - t**2) * noises[i]
         d = (x - D(x, t_hat)) / t_hat
         x_next = x + (t_next - t_hat) * d
         if t_next != 0:
@@ -150,7 +162,9 @@ def test_heun_and_euler_equal_the_edm_reference():
     ref = ref_edm_heun(np_denoiser(m), x0.numpy(), sig.tolist())
     np.testing.assert_allclose(ours, ref, rtol=1e-10, atol=1e-10)
     # with churn: the same noise draws in both
-    noises = [torch.randn(64, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(100 + i)) for i in range(12)]
+    noises = [
+        torch.randn(64, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(100 + i)) for i in range(12)
+    ]
     it = iter(noises)
     ours = sampling.sample_heun(m, x0, sig, s_churn=5.0, noise_sampler=lambda a, b: next(it)).numpy()
     ref = ref_edm_heun(np_denoiser(m), x0.numpy(), sig.tolist(), 5.0, [n.numpy() for n in noises])
@@ -161,8 +175,12 @@ def test_dpmpp_2m_equals_the_paper_algorithm():
     m = sd.ring()
     sig = sd.get_sigmas_karras(10, m.sigma_min, m.sigma_max).double()
     x0 = torch.randn(32, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(4)) * sig[0]
-    np.testing.assert_allclose(sampling.sample_dpmpp_2m(m, x0, sig).numpy(),
-                               ref_dpmpp_2m(np_denoiser(m), x0.numpy(), sig.tolist()), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(
+        sampling.sample_dpmpp_2m(m, x0, sig).numpy(),
+        ref_dpmpp_2m(np_denoiser(m), x0.numpy(), sig.tolist()),
+        rtol=1e-10,
+        atol=1e-10,
+    )
 
 
 @pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
@@ -175,6 +193,7 @@ def test_ddim_equals_euler_ancestral_with_the_same_eta(eta):
     def noise():
         g = torch.Generator().manual_seed(9)
         return lambda a, b: torch.randn(32, 2, dtype=torch.float64, generator=g)
+
     a = sampling.sample_ddim(m, x0, sig, eta=eta, noise_sampler=noise())
     b = sampling.sample_euler_ancestral(m, x0, sig, eta=eta, noise_sampler=noise())
     torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
@@ -184,7 +203,9 @@ def test_ddim_eta0_equals_euler():
     m = sd.ring()
     sig = sd.get_sigmas_karras(15, m.sigma_min, m.sigma_max).double()
     x0 = torch.randn(8, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(6)) * sig[0]
-    torch.testing.assert_close(sampling.sample_ddim(m, x0, sig), sampling.sample_euler(m, x0, sig), rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(
+        sampling.sample_ddim(m, x0, sig), sampling.sample_euler(m, x0, sig), rtol=1e-9, atol=1e-9
+    )
 
 
 def test_callback_keys():

@@ -1,4 +1,5 @@
 """Per-sample noise: a sample depends on (seed, index) only."""
+
 import torch
 
 import steerdiff as sd
@@ -14,8 +15,11 @@ def test_streams_are_distinct_and_stable():
 def test_sample_independent_of_batch_size_and_chunking():
     m = sd.ring()
     for sampler in ("heun", "euler_ancestral", "pc"):
-        full = sd.sample(m, 12, seed=7, sampler=sampler, steps=16, s_churn=1.0) if sampler == "heun" else \
-            sd.sample(m, 12, seed=7, sampler=sampler, steps=16)
+        full = (
+            sd.sample(m, 12, seed=7, sampler=sampler, steps=16, s_churn=1.0)
+            if sampler == "heun"
+            else sd.sample(m, 12, seed=7, sampler=sampler, steps=16)
+        )
         kw = {"s_churn": 1.0} if sampler == "heun" else {}
         chunked = sd.sample(m, 12, seed=7, sampler=sampler, steps=16, batch_size=5, **kw)
         first = sd.sample(m, 4, seed=7, sampler=sampler, steps=16, **kw)
@@ -45,7 +49,7 @@ class _LabelledMixture(sd.GaussianMixtureDenoiser):
     def denoise(self, x, sigma, class_labels=None, **cond):
         if class_labels is None:
             return super().denoise(x, sigma)
-        var, s2 = self.std ** 2, sigma.reshape(-1, 1).to(x.dtype) ** 2
+        var, s2 = self.std**2, sigma.reshape(-1, 1).to(x.dtype) ** 2
         return (var * x + s2 * self.means.to(x.dtype)[class_labels]) / (var + s2)
 
 
@@ -62,5 +66,6 @@ def test_chunked_sampling_slices_per_sample_conditions():
     pg = [sd.ParticleGuidance(on="x", strength=0.5, window=(0.05, 5.0))]
     guided = sd.sample(m, 10, seed=2, steps=16, cond=cond, guidance=pg)
     assert m.assign(guided).tolist() == labels.tolist()
-    torch.testing.assert_close(sd.sample(m, 10, seed=2, steps=16, cond=cond, guidance=pg, batch_size=3), guided,
-                               rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(
+        sd.sample(m, 10, seed=2, steps=16, cond=cond, guidance=pg, batch_size=3), guided, rtol=1e-6, atol=1e-6
+    )

@@ -1,13 +1,26 @@
 """Moving-digit datasets follow their motion rules exactly; the direction detector is right."""
+
 import numpy as np
 import pytest
 import torch
 
 from steerdiff.data import load_mnist
 from steerdiff.errors import SteerdiffError
-from steerdiff.sequences import (CENTRE, LIMIT, centroid, circle_positions, detect_direction, direction_shifts,
-                                 direction_metrics, frame_quality, free_positions, horizontal_positions, moving_digits,
-                                 p_right, shift_frames)
+from steerdiff.sequences import (
+    CENTRE,
+    LIMIT,
+    centroid,
+    circle_positions,
+    detect_direction,
+    direction_metrics,
+    direction_shifts,
+    frame_quality,
+    free_positions,
+    horizontal_positions,
+    moving_digits,
+    p_right,
+    shift_frames,
+)
 
 
 def test_direction_shifts():
@@ -21,10 +34,10 @@ def test_circle_rule_and_prior(n_dir):
     g = torch.Generator().manual_seed(0)
     pos, dirs = circle_positions(4000, 5, n_directions=n_dir, p_first=0.5, generator=g)
     shifts = direction_shifts(n_dir)
-    assert (pos[:, 0::2] == CENTRE).all()                                  # back to the centre every other frame
-    assert torch.equal(pos[:, 1::2], CENTRE + shifts[dirs[:, 1::2]])       # out by the chosen direction's shift
+    assert (pos[:, 0::2] == CENTRE).all()  # back to the centre every other frame
+    assert torch.equal(pos[:, 1::2], CENTRE + shifts[dirs[:, 1::2]])  # out by the chosen direction's shift
     frac0 = float((dirs[:, 1] == 0).double().mean())
-    assert abs(frac0 - 0.5) < 0.03                                         # 4,000 draws: std 0.008
+    assert abs(frac0 - 0.5) < 0.03  # 4,000 draws: std 0.008
     counts = torch.bincount(dirs[:, 1], minlength=n_dir)[1:].double() / 4000
     assert float((counts - 0.5 / (n_dir - 1)).abs().max()) < 0.03
 
@@ -34,7 +47,7 @@ def test_horizontal_rule():
     pos, dirs = horizontal_positions(3000, 40, p_right=0.7, generator=g)
     col = pos[..., 1]
     assert (pos[..., 0] == CENTRE).all() and ((col >= 0) & (col <= LIMIT)).all()
-    assert ((col[:, 1:] - col[:, :-1]).abs() == 2).all()                   # 2 px every frame
+    assert ((col[:, 1:] - col[:, :-1]).abs() == 2).all()  # 2 px every frame
     # the direction changes only at the centre (a re-draw) or at a wall (a bounce)
     change = dirs[:, 1:] != dirs[:, :-1]
     at = col[:, 1:]
@@ -50,8 +63,8 @@ def test_free_rule_bounces():
     assert ((pos >= 0) & (pos <= LIMIT)).all()
     assert not (vel == 0).all(-1).any()
     step = pos[:, 1:] - pos[:, :-1]
-    same = (step == vel[:, :-1])                                           # moved by the velocity ...
-    flipped = vel[:, 1:] == -vel[:, :-1]                                   # ... or bounced (velocity reversed)
+    same = step == vel[:, :-1]  # moved by the velocity ...
+    flipped = vel[:, 1:] == -vel[:, :-1]  # ... or bounced (velocity reversed)
     assert bool((same | flipped).all())
 
 
@@ -86,16 +99,40 @@ def test_bad_dataset_options():
 
 
 def test_frame_conditional_training_and_sampling(tmp_path):
+    import steerdiff as sd
     from steerdiff.cli import main
     from steerdiff.training import TrainConfig, train
-    import steerdiff as sd
-    train(TrainConfig(dataset="circle", cond_frames=1, net="tiny", steps=2, batch_size=4), tmp_path / "c", progress=False)
+
+    train(
+        TrainConfig(dataset="circle", cond_frames=1, net="tiny", steps=2, batch_size=4), tmp_path / "c", progress=False
+    )
     model = sd.load(tmp_path / "c")
     assert model.cond_frames == 1 and model.sample_shape == (1, 32, 32)
-    frames = moving_digits("circle", load_mnist("heldout").images[:1], length=1)["frames"]   # (1, 1, 32, 32): centred
+    frames = moving_digits("circle", load_mnist("heldout").images[:1], length=1)["frames"]  # (1, 1, 32, 32): centred
     np.save(tmp_path / "cond.npy", frames.numpy())
-    assert main(["sample", "--model", str(tmp_path / "c"), "--cond", str(tmp_path / "cond.npy"), "--n", "3", "--steps", "2",
-                 "--method", "pg", "--embedding", "ro3", "--out", str(tmp_path / "next.npy"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                "--model",
+                str(tmp_path / "c"),
+                "--cond",
+                str(tmp_path / "cond.npy"),
+                "--n",
+                "3",
+                "--steps",
+                "2",
+                "--method",
+                "pg",
+                "--embedding",
+                "ro3",
+                "--out",
+                str(tmp_path / "next.npy"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     got = np.load(tmp_path / "next.npy")
     assert got.shape == (3, 1, 32, 32)
     # the command is the library call with the frames as condition (seed 0 by default) ...
@@ -118,12 +155,41 @@ def test_conditional_evaluate_cli(tmp_path, dataset, k):
 
     from steerdiff.cli import main
     from steerdiff.training import TrainConfig, train
+
     name = {"circle_jumping": "circle"}.get(dataset, dataset)
     train(TrainConfig(dataset=name, cond_frames=k, net="tiny", steps=1, batch_size=4), tmp_path / "m", progress=False)
     out = tmp_path / "e.json"
-    assert main(["evaluate", "--task", "conditional", "--dataset", dataset, "--model", str(tmp_path / "m"),
-                 "--method", "pg", "--embedding", "ro3", "--pg_factor", "1", "--batch_size", "4", "--batches", "2",
-                 "--steps", "2", "--seed", "0", "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--task",
+                "conditional",
+                "--dataset",
+                dataset,
+                "--model",
+                str(tmp_path / "m"),
+                "--method",
+                "pg",
+                "--embedding",
+                "ro3",
+                "--pg_factor",
+                "1",
+                "--batch_size",
+                "4",
+                "--batches",
+                "2",
+                "--steps",
+                "2",
+                "--seed",
+                "0",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     d = json.loads(out.read_text())
     assert len(d["batches"]) == 2 and len(d["batches"][0]["directions"]) == 4
     assert d["aggregate"]["l2"]["n_batches"] == 2
@@ -132,11 +198,12 @@ def test_conditional_evaluate_cli(tmp_path, dataset, k):
 
 def test_horizontal_decision_frames_arrive_at_the_centre():
     from steerdiff.sequences import arriving_at_centre
+
     digit = load_mnist("heldout").images[:1]
     for from_left, sign in ((True, 1), (False, -1)):
         f = arriving_at_centre(digit, 2, from_left=from_left)
         c = centroid(f[0, :, None].reshape(2, 1, 32, 32))
-        assert abs(float(c[1, 1] - c[0, 1]) - 2 * sign) < 1e-9      # moved 2 px towards the centre
-        assert abs(float(c[1, 0] - c[0, 0])) < 1e-9                 # along the middle row
+        assert abs(float(c[1, 1] - c[0, 1]) - 2 * sign) < 1e-9  # moved 2 px towards the centre
+        assert abs(float(c[1, 0] - c[0, 0])) < 1e-9  # along the middle row
         ref = moving_digits("horizontal", digit, length=1, seed=0)["frames"]
         assert f.shape == (1, 2, 32, 32) and ref.shape[-2:] == f.shape[-2:]

@@ -1,4 +1,5 @@
 """The models that ship inside the package: they load by name, and their recorded numbers hold."""
+
 import torch
 
 import steerdiff as sd
@@ -10,7 +11,7 @@ from steerdiff.models import weights_dir
 
 def test_shipped_weights_fit_the_budget_and_are_safetensors():
     files = [p for p in weights_dir().rglob("*") if p.is_file()]
-    assert sum(p.stat().st_size for p in files) < 60 * 2 ** 20
+    assert sum(p.stat().st_size for p in files) < 60 * 2**20
     assert not [p for p in files if p.suffix in (".pt", ".pth", ".bin", ".pkl", ".ckpt")]
 
 
@@ -24,6 +25,7 @@ def test_mnist_model_loads_and_samples():
     x = sd.sample(model, 8, steps=10, seed=0, clip=False)
     assert x.shape == (8, 1, 28, 28) and float(x.abs().max()) < 1.5
     from steerdiff.quality import classify
+
     p, _ = classify(load_classifier("mnist-evaluator"), x.clamp(-1, 1))
     assert float(p.max(1).values.mean()) > 0.75
 
@@ -51,6 +53,7 @@ def test_evaluator_accuracy_is_what_it_records():
 
 def test_frame_models_ship_and_take_their_condition():
     from steerdiff.sequences import centroid, direction_metrics, moving_digits
+
     held = load_mnist("heldout").images
     for name, k, step in (("circle", 1, 4), ("horizontal", 2, 2)):
         model = sd.load(name)
@@ -78,6 +81,7 @@ def test_frame_models_ship_and_take_their_condition():
 
 def test_colormnist_sets_and_joint_classifiers_ship():
     from steerdiff.joint import shipped_joint_classifier
+
     for short in ("M1", "M2", "MN1", "MN2", "MN3", "colormnist"):
         assert sd.load(short).sample_shape == (3, 28, 28)
     clf = shipped_joint_classifier(["M1", "M2"])
@@ -89,9 +93,31 @@ def test_colormnist_sets_and_joint_classifiers_ship():
 def test_compose_command_on_shipped_bases(tmp_path):
     from steerdiff.cli import main
     from steerdiff.compose_eval import color_digit_classes, exact_target
+
     out = tmp_path / "c.npy"
-    assert main(["compose", "--base", "M1", "M2", "--y", "1", "2", "--n", "8", "--steps", "10", "--quiet", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "compose",
+                "--base",
+                "M1",
+                "M2",
+                "--y",
+                "1",
+                "2",
+                "--n",
+                "8",
+                "--steps",
+                "10",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     import numpy as np
+
     x = torch.from_numpy(np.load(out))
     assert x.shape == (8, 3, 28, 28)
     # the harmonic mean of M1 and M2 holds only their shared (digit, colour) classes (exact target from the
@@ -105,6 +131,7 @@ def test_mnist_pg_preset_gives_a_different_digit_per_particle():
     """The shipped preset (Potts kernel on labels through the model's own conditionals): 10
     particles become 9-10 different digits as judged by the evaluator (iid batches average 6.6)."""
     from steerdiff.quality import classify
+
     model = sd.load("mnist")
     assert model.preset["particles"]["pg"]["kernel"] == "label"
     evaluator = load_classifier("mnist-evaluator")

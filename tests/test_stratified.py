@@ -1,4 +1,5 @@
 """Stratified selection: the model's own mode frequencies with more disagreement than iid."""
+
 import pytest
 import torch
 
@@ -56,10 +57,13 @@ def test_stratified_with_one_candidate_is_iid_and_errors_are_clear():
         stratified_sample(m, 5, candidates=2)
 
 
-@pytest.mark.parametrize("means, n, k", [
-    ([[2.0, 0.0], [-2.0, 0.0]], 8, 4),
-    ([[3.0, 0.0], [-1.5, 2.6], [-1.5, -2.6]], 9, 3),
-])
+@pytest.mark.parametrize(
+    "means, n, k",
+    [
+        ([[2.0, 0.0], [-2.0, 0.0]], 8, 4),
+        ([[3.0, 0.0], [-1.5, 2.6], [-1.5, -2.6]], 9, 3),
+    ],
+)
 def test_stratified_counts_are_floor_or_ceil_of_the_pools_share(means, n, k):
     """Separated modes are contiguous stretches of the chain, so systematic picks keep floor or ceil of
     n * (the mode's share of the k * n candidates). The pool is recomputed here by sd.sample (the same

@@ -29,6 +29,7 @@ that names a module which is now a package (``"steerdiff.particles"`` for monkey
 import_module, as in test_mutants.py) is pointed at the real module, so patches hit the code that
 runs. Running it again on a restructured tree (``src/steerdiff/core`` exists) does nothing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -88,10 +89,10 @@ STAYS = {"__init__", "__main__", "cli", "models", "data", "io", "checkpoint", "h
 
 PACKAGE_DOCS = {
     "core": "The protocol and what every idea uses: denoisers, samplers and schedules, ``guided`` and the\n"
-            "guidance-term protocol, ``sample``, per-sample seeding, distributed collectives, analytic toys.\n"
-            "It imports nothing else from steerdiff (tests/test_layout.py checks it).",
+    "guidance-term protocol, ``sample``, per-sample seeding, distributed collectives, analytic toys.\n"
+    "It imports nothing else from steerdiff (tests/test_layout.py checks it).",
     "particles": "Particle methods: Particle Guidance and repulsion, kernels, embeddings, stratified and\n"
-                 "prior-keeping batches, and the fixed-prompt diversity methods.",
+    "prior-keeping batches, and the fixed-prompt diversity methods.",
     "compose": "Composition: mixtures, compositional sculpting, AND/NOT, joint classifiers and their evaluation.",
     "sequences": "Frame-conditional models: moving-digit sequences and the metrics of predicted frames.",
     "edit": "Semantic editing in h-space.",
@@ -113,13 +114,16 @@ def must_sub(pattern: str, repl: str, text: str, what: str, count: int | None = 
     """``re.subn`` that stops the run unless the pattern was found (``count`` times when given)."""
     new, n = re.subn(pattern, repl, text, flags=flags)
     if n == 0 or (count is not None and n != count):
-        raise Refuse(f"patch {what!r}: pattern {pattern!r} found {n} times (expected {count or '>= 1'}); "
-                     "the tree diverged: adapt the patch in tools/restructure.py")
+        raise Refuse(
+            f"patch {what!r}: pattern {pattern!r} found {n} times (expected {count or '>= 1'}); "
+            "the tree diverged: adapt the patch in tools/restructure.py"
+        )
     return new
 
 
 # ---------------------------------------------------------------------------------------------
 # code patches, written against the OLD layout (relative imports like ``.hub`` are rewritten after)
+
 
 def patch_sampling(src: dict[str, str]) -> None:
     """sample_pc's 'repulsive' plan steps built a particles.Repulsion (core -> particles): the default
@@ -127,9 +131,17 @@ def patch_sampling(src: dict[str, str]) -> None:
     t = src["sampling"]
     t = must_sub(r"^[ \t]*from \.particles import Repulsion[ \t]*\n", "", t, "sampling: drop the particles import")
     t = must_sub(r"else Repulsion\(\)", "else _default_corrector_term()", t, "sampling: default term")
-    t = must_sub(r"default :class:`Repulsion`", "default :class:`~steerdiff.Repulsion` through ``DEFAULT_CORRECTOR_TERM``",
-                 t, "sampling: docstring", count=None)
-    t = must_sub(r"^(PLAN_KINDS = .*\n)", r"\1" + textwrap.dedent('''
+    t = must_sub(
+        r"default :class:`Repulsion`",
+        "default :class:`~steerdiff.Repulsion` through ``DEFAULT_CORRECTOR_TERM``",
+        t,
+        "sampling: docstring",
+        count=None,
+    )
+    t = must_sub(
+        r"^(PLAN_KINDS = .*\n)",
+        r"\1"
+        + textwrap.dedent("""
         # The term of a "repulsive" plan step whose entry names none: a zero-argument factory, registered
         # by steerdiff.particles (Repulsion) when it is imported, since core imports nothing above it.
         DEFAULT_CORRECTOR_TERM: Callable[[], Any] | None = None
@@ -141,7 +153,10 @@ def patch_sampling(src: dict[str, str]) -> None:
                 raise SteerdiffError("a repulsive corrector step needs a guidance term: give its plan entry a 'term' "
                                      "(e.g. steerdiff.Repulsion()) or import steerdiff.particles")
             return factory()
-        ''').replace("\\", "\\\\"), t, "sampling: DEFAULT_CORRECTOR_TERM")
+        """).replace("\\", "\\\\"),
+        t,
+        "sampling: DEFAULT_CORRECTOR_TERM",
+    )
     if not re.search(r"^from collections\.abc import .*\bCallable\b", t, re.M):
         t = must_sub(r"^(import math\n)", r"\1from collections.abc import Callable\n", t, "sampling: import Callable")
     if not re.search(r"^from typing import .*\bAny\b", t, re.M):
@@ -153,13 +168,17 @@ def patch_sampling(src: dict[str, str]) -> None:
     if not re.search(r"^class Repulsion\b", p, re.M):
         raise Refuse("patch sampling: particles.py defines no class Repulsion; adapt patch_sampling")
     if "DEFAULT_CORRECTOR_TERM" not in p:
-        p = p.rstrip("\n") + "\n" + textwrap.dedent('''
+        p = (
+            p.rstrip("\n")
+            + "\n"
+            + textwrap.dedent("""
 
             # sample_pc's "repulsive" corrector steps use Repulsion when their plan entry names no term
             from . import sampling as _sampling  # noqa: E402  (core cannot import particles)
 
             _sampling.DEFAULT_CORRECTOR_TERM = Repulsion
-            ''')
+            """)
+        )
     src["particles"] = p
 
 
@@ -173,21 +192,31 @@ def patch_classify(src: dict[str, str]) -> None:
         raise Refuse("patch classify: quality.py defines no top-level classify(); adapt patch_classify")
     lines = q.splitlines(keepends=True)
     start = min([node.lineno] + [d.lineno for d in node.decorator_list]) - 1
-    block = "".join(lines[start:node.end_lineno])
+    block = "".join(lines[start : node.end_lineno])
     local = {a.arg for a in ast.walk(node.args) if isinstance(a, ast.arg)}
     local |= {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
-    free = {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)} - local - set(dir(builtins))
+    free = (
+        {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+        - local
+        - set(dir(builtins))
+    )
     c = src["classifier"]
     missing = free - imported_names(c) - set(defined_names(c))
     if missing:
-        raise Refuse(f"patch classify: classify() uses {sorted(missing)}, which classifier.py lacks; adapt patch_classify")
+        raise Refuse(
+            f"patch classify: classify() uses {sorted(missing)}, which classifier.py lacks; adapt patch_classify"
+        )
     src["classifier"] = c.rstrip("\n") + "\n\n\n" + block.rstrip("\n") + "\n"
-    q = re.sub(r"\n{4,}", "\n\n\n", "".join(lines[:start] + lines[node.end_lineno:]))
+    q = re.sub(r"\n{4,}", "\n\n\n", "".join(lines[:start] + lines[node.end_lineno :]))
     src["quality"] = _insert_after_imports(q, "from .classifier import classify", start + 1)
     for mod, text in src.items():
         if mod != "quality":
-            src[mod] = re.sub(r"^([ \t]*)from \.quality import classify[ \t]*$", r"\1from .classifier import classify", text,
-                              flags=re.M)
+            src[mod] = re.sub(
+                r"^([ \t]*)from \.quality import classify[ \t]*$",
+                r"\1from .classifier import classify",
+                text,
+                flags=re.M,
+            )
 
 
 def _top_assign(tree: ast.Module, name: str) -> ast.Assign | None:
@@ -200,8 +229,10 @@ def _top_assign(tree: ast.Module, name: str) -> ast.Assign | None:
 def _insert_after_imports(text: str, line: str, before_line: int) -> str:
     """``line`` after the last top-level import that ends before line ``before_line`` (1-based)."""
     tree = ast.parse(text)
-    last = max((n.end_lineno for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom)) and n.end_lineno < before_line),
-               default=None)
+    last = max(
+        (n.end_lineno for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom)) and n.end_lineno < before_line),
+        default=None,
+    )
     if last is None:
         raise Refuse(f"no top-level import to put {line!r} after")
     lines = text.splitlines(keepends=True)
@@ -216,11 +247,23 @@ def drop_unused_import(text: str, name: str) -> str:
         return text
     lines = text.splitlines(keepends=True)
     for node in tree.body:
-        if isinstance(node, ast.ImportFrom) and node.lineno == node.end_lineno and any(a.name == name and not a.asname for a in node.names):
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.lineno == node.end_lineno
+            and any(a.name == name and not a.asname for a in node.names)
+        ):
             keep = [a for a in node.names if a.name != name]
             i = node.lineno - 1
-            lines[i] = "" if not keep else re.sub(r"import .*$", "import " + ", ".join(
-                a.name + (f" as {a.asname}" if a.asname else "") for a in keep), lines[i].rstrip("\n")) + "\n"
+            lines[i] = (
+                ""
+                if not keep
+                else re.sub(
+                    r"import .*$",
+                    "import " + ", ".join(a.name + (f" as {a.asname}" if a.asname else "") for a in keep),
+                    lines[i].rstrip("\n"),
+                )
+                + "\n"
+            )
     return "".join(lines)
 
 
@@ -238,16 +281,27 @@ def patch_hub(src: dict[str, str]) -> str:
         start = node.lineno - 1
         while start > 0 and lines[start - 1].lstrip().startswith("#"):
             start -= 1
-        block = lines[start:node.end_lineno]
+        block = lines[start : node.end_lineno]
         # names the dict needs: taken from the module's own top-level imports
-        bound = {t.id for c in ast.walk(node) if isinstance(c, ast.comprehension) for t in ast.walk(c.target)
-                 if isinstance(t, ast.Name)}
+        bound = {
+            t.id
+            for c in ast.walk(node)
+            if isinstance(c, ast.comprehension)
+            for t in ast.walk(c.target)
+            if isinstance(t, ast.Name)
+        }
         free = {n.id for n in ast.walk(node.value) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)} - bound
         free -= set(dir(builtins))
         for name in sorted(free):
-            origin = [n for n in tree.body if isinstance(n, ast.ImportFrom) and any((a.asname or a.name) == name for a in n.names)]
+            origin = [
+                n
+                for n in tree.body
+                if isinstance(n, ast.ImportFrom) and any((a.asname or a.name) == name for a in n.names)
+            ]
             if not origin or origin[0].level != 1:
-                raise Refuse(f"patch hub: {mod}.SHIPPED uses {name!r}, which {mod}.py does not import from a steerdiff module")
+                raise Refuse(
+                    f"patch hub: {mod}.SHIPPED uses {name!r}, which {mod}.py does not import from a steerdiff module"
+                )
             imports.setdefault(origin[0].module, set()).add(name)
         first = next(i for i, ln in enumerate(block) if ln.lstrip().startswith("SHIPPED"))
         delta = len(new_name) - len("SHIPPED")
@@ -259,7 +313,7 @@ def patch_hub(src: dict[str, str]) -> str:
                 ln = " " * max(delta, 0) + ln
             out.append(ln)
         parts.append("".join(out).rstrip("\n") + "\n")
-        rest = lines[:start] + lines[node.end_lineno:]
+        rest = lines[:start] + lines[node.end_lineno :]
         text = "".join(rest)
         text = re.sub(r"\n{4,}", "\n\n\n", text)
         names = f"{new_name} as SHIPPED" + (", weights_dir" if mod == "models" else "")
@@ -268,7 +322,9 @@ def patch_hub(src: dict[str, str]) -> str:
             text = drop_unused_import(text, name)
         src[mod] = text
     # models.weights_dir moves to hub (models re-exports it through the import above)
-    src["models"] = must_sub(r'^def weights_dir\(\)[^\n]*\n(?:    [^\n]*\n)+\n*', "", src["models"], "models: weights_dir")
+    src["models"] = must_sub(
+        r"^def weights_dir\(\)[^\n]*\n(?:    [^\n]*\n)+\n*", "", src["models"], "models: weights_dir"
+    )
     if "resources." not in src["models"]:
         src["models"] = re.sub(r"^from importlib import resources\n", "", src["models"], flags=re.M)
     for mod, text in src.items():
@@ -277,25 +333,32 @@ def patch_hub(src: dict[str, str]) -> str:
     for mod in ("classifier", "joint", "edit"):
         if "from .models import" in src[mod]:
             raise Refuse(f"patch hub: {mod}.py still imports steerdiff.models; adapt patch_hub")
-    header = '"""The registry of everything steerdiff ships, by name, and the weights directory that holds it.\n\n' \
-             "``MODELS`` (denoisers, read by :func:`steerdiff.models.load`), ``CLASSIFIERS``\n" \
-             "(:func:`steerdiff.train.classifier.load_classifier`), ``JOINT_CLASSIFIERS``\n" \
-             "(:func:`steerdiff.compose.joint.shipped_joint_classifier`) and ``EDITS``\n" \
-             "(:func:`steerdiff.edit.load_edit`); each maps a name to its folder in :func:`weights_dir`.\n" \
-             '"""\nfrom __future__ import annotations\n\nfrom importlib import resources\nfrom pathlib import Path\n\n'
+    header = (
+        '"""The registry of everything steerdiff ships, by name, and the weights directory that holds it.\n\n'
+        "``MODELS`` (denoisers, read by :func:`steerdiff.models.load`), ``CLASSIFIERS``\n"
+        "(:func:`steerdiff.train.classifier.load_classifier`), ``JOINT_CLASSIFIERS``\n"
+        "(:func:`steerdiff.compose.joint.shipped_joint_classifier`) and ``EDITS``\n"
+        "(:func:`steerdiff.edit.load_edit`); each maps a name to its folder in :func:`weights_dir`.\n"
+        '"""\nfrom __future__ import annotations\n\nfrom importlib import resources\nfrom pathlib import Path\n\n'
+    )
     header += "".join(f"from .{m} import {', '.join(sorted(ns))}\n" for m, ns in sorted(imports.items()))
-    body = '\n\ndef weights_dir() -> Path:\n    """The directory of the shipped weights (``steerdiff/weights``)."""\n' \
-           '    return Path(str(resources.files("steerdiff") / "weights"))\n'
+    body = (
+        '\n\ndef weights_dir() -> Path:\n    """The directory of the shipped weights (``steerdiff/weights``)."""\n'
+        '    return Path(str(resources.files("steerdiff") / "weights"))\n'
+    )
     for part in parts:
         body += "\n\n" + part
-    body += '\n\ndef shipped() -> dict[str, list]:\n    """Every shipped name, by kind."""\n' \
-            '    return {"models": list(MODELS), "classifiers": list(CLASSIFIERS),\n' \
-            '            "joint_classifiers": list(JOINT_CLASSIFIERS), "edits": list(EDITS)}\n'
+    body += (
+        '\n\ndef shipped() -> dict[str, list]:\n    """Every shipped name, by kind."""\n'
+        '    return {"models": list(MODELS), "classifiers": list(CLASSIFIERS),\n'
+        '            "joint_classifiers": list(JOINT_CLASSIFIERS), "edits": list(EDITS)}\n'
+    )
     return header + body
 
 
 # ---------------------------------------------------------------------------------------------
 # import rewriting
+
 
 def _rel(from_pkg: list[str], target: list[str]) -> str:
     """The relative module spec for ``target`` from a module in package ``from_pkg``."""
@@ -317,11 +380,16 @@ def rewrite_imports(text: str, new_qual: str, moves: dict[str, str], fname: str)
     a module now at ``new_qual``, keeping relative form."""
     pkg = new_qual.split(".")[:-1]
     lines = text.splitlines(keepends=True)
-    nodes = sorted((n for n in ast.walk(ast.parse(text)) if isinstance(n, ast.ImportFrom)),
-                   key=lambda n: (n.lineno, n.col_offset), reverse=True)
+    nodes = sorted(
+        (n for n in ast.walk(ast.parse(text)) if isinstance(n, ast.ImportFrom)),
+        key=lambda n: (n.lineno, n.col_offset),
+        reverse=True,
+    )
     for n in ast.walk(ast.parse(text)):
         if isinstance(n, ast.Import) and any(a.name == "steerdiff" or a.name.startswith("steerdiff.") for a in n.names):
-            raise Refuse(f"{fname}:{n.lineno}: 'import steerdiff...' inside the package: rewrite it by hand as a from-import")
+            raise Refuse(
+                f"{fname}:{n.lineno}: 'import steerdiff...' inside the package: rewrite it by hand as a from-import"
+            )
     for n in nodes:
         if n.level == 0 and not (n.module == "steerdiff" or (n.module or "").startswith("steerdiff.")):
             continue
@@ -330,7 +398,7 @@ def rewrite_imports(text: str, new_qual: str, moves: dict[str, str], fname: str)
         old_abs = "steerdiff" + (("." + n.module) if n.module else "") if n.level == 1 else n.module
         i = n.lineno - 1
         line = lines[i]
-        head = line[n.col_offset:]
+        head = line[n.col_offset :]
         if not head.startswith("from"):
             raise Refuse(f"{fname}:{n.lineno}: cannot locate the import statement (col {n.col_offset})")
         if old_abs == "steerdiff":  # from . import a as b, c: each name may be a module
@@ -347,13 +415,15 @@ def rewrite_imports(text: str, new_qual: str, moves: dict[str, str], fname: str)
                 else:
                     spec = _rel(pkg, ["steerdiff"])
                     stmts.append(f"from {spec} import {a.name}" + (f" as {a.asname}" if a.asname else ""))
-            indent = line[:n.col_offset]
+            indent = line[: n.col_offset]
             end = m.start() + len(m.group(0).rstrip())
-            lines[i] = line[:n.col_offset] + ("\n" + indent).join(stmts) + head[end:]
+            lines[i] = line[: n.col_offset] + ("\n" + indent).join(stmts) + head[end:]
             continue
         new = _new_abs(old_abs, moves)
         spec = _rel(pkg, new.split("."))
-        lines[i] = line[:n.col_offset] + re.sub(r"^from\s+[.\w]+(\s+import)", lambda mm: f"from {spec}{mm.group(1)}", head, count=1)
+        lines[i] = line[: n.col_offset] + re.sub(
+            r"^from\s+[.\w]+(\s+import)", lambda mm, spec=spec: f"from {spec}{mm.group(1)}", head, count=1
+        )
     return "".join(lines)
 
 
@@ -364,16 +434,23 @@ def defined_names(text: str) -> list[str]:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             names.append(node.name)
         elif isinstance(node, (ast.Assign, ast.AnnAssign)):
-            for t in (node.targets if isinstance(node, ast.Assign) else [node.target]):
-                names += [e.id for e in ([t] if isinstance(t, ast.Name) else t.elts if isinstance(t, ast.Tuple) else [])
-                          if isinstance(e, ast.Name)]
+            for t in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                names += [
+                    e.id
+                    for e in ([t] if isinstance(t, ast.Name) else t.elts if isinstance(t, ast.Tuple) else [])
+                    if isinstance(e, ast.Name)
+                ]
     return [n for n in dict.fromkeys(names) if not (n.startswith("__") and n.endswith("__"))]
 
 
 def imported_names(text: str) -> set[str]:
     """Names a module binds at top level by import."""
-    return {(a.asname or a.name).split(".")[0] for n in ast.parse(text).body if isinstance(n, (ast.Import, ast.ImportFrom))
-            for a in n.names}
+    return {
+        (a.asname or a.name).split(".")[0]
+        for n in ast.parse(text).body
+        if isinstance(n, (ast.Import, ast.ImportFrom))
+        for a in n.names
+    }
 
 
 def names_imported_from(root: Path, module: str) -> set[str]:
@@ -405,7 +482,7 @@ def wrap_names(prefix: str, names: list[str], width: int = 110, close: str = ")"
     return "\n".join(out) + "\n"
 
 
-OLD_ATTRS = '''
+OLD_ATTRS = """
 
 # Modules that moved (steerdiff.toy is steerdiff.core.toy, ...) stay attributes of the package:
 # ``sd.toy`` imports the old path on first use, like ``import steerdiff.toy`` would.
@@ -419,7 +496,7 @@ def __getattr__(name: str):
 
         return import_module(f"{{__name__}}.{{name}}")
     raise AttributeError(f"module {{__name__!r}} has no attribute {{name!r}}")
-'''
+"""
 
 SHIM = '''"""Old import path: ``steerdiff.{old}`` is ``steerdiff.{new}`` (this module object is replaced by it)."""
 {mark}
@@ -583,6 +660,7 @@ def test_public_names_resolve():
 
 # ---------------------------------------------------------------------------------------------
 
+
 def git(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=check)
 
@@ -601,8 +679,11 @@ def main(argv=None) -> int:
     unknown = sorted(present - set(MOVES) - STAYS)
     if unknown:
         for m in unknown:
-            print(f"ERROR: src/steerdiff/{m}.py is not in the table: add it to MOVES (new home) or STAYS in "
-                  f"tools/restructure.py", file=sys.stderr)
+            print(
+                f"ERROR: src/steerdiff/{m}.py is not in the table: add it to MOVES (new home) or STAYS in "
+                f"tools/restructure.py",
+                file=sys.stderr,
+            )
         return 1
     if "hub" in present:
         raise Refuse("src/steerdiff/hub.py exists already: merge it with patch_hub by hand")
@@ -626,11 +707,16 @@ def main(argv=None) -> int:
     init_path = pkg_dir / "__init__.py"
     if "def __getattr__" in out[init_path]:
         raise Refuse("src/steerdiff/__init__.py defines __getattr__ already: merge the old-module attributes by hand")
-    out[init_path] = out[init_path].rstrip("\n") + "\n" + OLD_ATTRS.format(
-        names="".join(f'    "{m}",\n' for m in sorted(moves)))
+    out[init_path] = (
+        out[init_path].rstrip("\n") + "\n" + OLD_ATTRS.format(names="".join(f'    "{m}",\n' for m in sorted(moves)))
+    )
     for p in packages:
         doc = PACKAGE_DOCS.get(p, f"steerdiff.{p}.")
-        members = [f"- ``{new.split('.', 1)[1]}``: was ``steerdiff.{old}``" for old, new in moves.items() if new.split(".")[0] == p]
+        members = [
+            f"- ``{new.split('.', 1)[1]}``: was ``steerdiff.{old}``"
+            for old, new in moves.items()
+            if new.split(".")[0] == p
+        ]
         init = f'"""{doc}\n\nModules:\n\n' + "\n".join(members) + '\n"""\n'
         if p in collide:
             sub = moves[p].split(".", 1)[1]
@@ -638,10 +724,14 @@ def main(argv=None) -> int:
             extra = sorted((names_imported_from(root, p) & imported_names(src[p])) - set(names))
             public = [n for n in names + extra if not n.startswith("_")]
             private = [n for n in names + extra if n.startswith("_")]
-            init += f"# steerdiff.{p} was one module: every name it defined (private ones too) stays importable from here\n"
+            init += (
+                f"# steerdiff.{p} was one module: every name it defined (private ones too) stays importable from here\n"
+            )
             init += wrap_names(f"from .{sub} import ", public)
             if private:
-                init += "".join(ln + "  # noqa: F401\n" for ln in wrap_names(f"from .{sub} import ", private).splitlines())
+                init += "".join(
+                    ln + "  # noqa: F401\n" for ln in wrap_names(f"from .{sub} import ", private).splitlines()
+                )
             init += "\n" + wrap_names("__all__ = [", [f'"{n}"' for n in public], close="]")
         out[pkg_dir / p / "__init__.py"] = init
     shims = {}
@@ -649,28 +739,41 @@ def main(argv=None) -> int:
         if old in collide:
             continue
         parent, leaf = ("steerdiff." + new).rsplit(".", 1)
-        shims[pkg_dir / f"{old}.py"] = SHIM.format(old=old, new=new, mark=SHIM_MARK, parent=parent.split(".", 1)[1], leaf=leaf)
+        shims[pkg_dir / f"{old}.py"] = SHIM.format(
+            old=old, new=new, mark=SHIM_MARK, parent=parent.split(".", 1)[1], leaf=leaf
+        )
     # tests keep the old import paths (the shims prove them), but a string naming a module that is now a
     # package ("steerdiff.particles", for monkeypatch / import_module) must name the real module
     for f in sorted((root / "tests").glob("*.py")):
         text = f.read_text()
-        new_text = re.sub(r"""(["'])steerdiff\.(%s)((?:\.\w+)*)\1""" % "|".join(collide) if collide else r"(?!x)x",
-                          lambda mm: mm.group(0) if mm.group(3)[1:].split(".")[0] in
-                          {v.split(".", 1)[1] for v in moves.values() if v.split(".")[0] == mm.group(2)} else
-                          f"{mm.group(1)}steerdiff.{moves[mm.group(2)]}{mm.group(3)}{mm.group(1)}", text)
+        new_text = re.sub(
+            r"""(["'])steerdiff\.({})((?:\.\w+)*)\1""".format("|".join(collide)) if collide else r"(?!x)x",
+            lambda mm: (
+                mm.group(0)
+                if mm.group(3)[1:].split(".")[0]
+                in {v.split(".", 1)[1] for v in moves.values() if v.split(".")[0] == mm.group(2)}
+                else f"{mm.group(1)}steerdiff.{moves[mm.group(2)]}{mm.group(3)}{mm.group(1)}"
+            ),
+            text,
+        )
         if new_text != text:
             out[f] = new_text
             print(f"note: {f.relative_to(root)}: module-path strings now name the moved module (for monkeypatching)")
         for ln, line in enumerate(new_text.splitlines(), 1):
-            if re.search(r"setattr\((sd|steerdiff)\.(%s)\b" % "|".join(collide or ["(?!x)x"]), line):
-                print(f"WARNING: {f.relative_to(root)}:{ln} patches the package steerdiff.{{{','.join(collide)}}}, "
-                      "not the module that uses the name: point it at the module in the package", file=sys.stderr)
+            if re.search(r"setattr\((sd|steerdiff)\.({})\b".format("|".join(collide or ["(?!x)x"])), line):
+                print(
+                    f"WARNING: {f.relative_to(root)}:{ln} patches the package steerdiff.{{{','.join(collide)}}}, "
+                    "not the module that uses the name: point it at the module in the package",
+                    file=sys.stderr,
+                )
     test_path = root / "tests" / "test_layout.py"
-    out[test_path] = (TEST_TEMPLATE
-                      .replace("MOVES = {}  # filled in by tools/restructure.py",
-                               "MOVES = {\n" + "".join(f'    "{o}": "{n}",\n' for o, n in moves.items()) + "}")
-                      .replace("COLLIDE = ()  # filled in by tools/restructure.py",
-                               "COLLIDE = (" + "".join(f'"{c}", ' for c in collide).rstrip(" ") + ")"))
+    out[test_path] = TEST_TEMPLATE.replace(
+        "MOVES = {}  # filled in by tools/restructure.py",
+        "MOVES = {\n" + "".join(f'    "{o}": "{n}",\n' for o, n in moves.items()) + "}",
+    ).replace(
+        "COLLIDE = ()  # filled in by tools/restructure.py",
+        "COLLIDE = (" + "".join(f'"{c}", ' for c in collide).rstrip(" ") + ")",
+    )
 
     for path, text in {**out, **shims}.items():
         try:
@@ -679,7 +782,10 @@ def main(argv=None) -> int:
             raise Refuse(f"{path}: the rewrite produced a syntax error ({e}); the tree diverged") from None
     print(f"moves ({len(moves)}):")
     for old, new in moves.items():
-        print(f"  steerdiff/{old}.py -> steerdiff/{new.replace('.', '/')}.py" + ("   (package re-exports the old names)" if old in collide else "   (shim left)"))
+        print(
+            f"  steerdiff/{old}.py -> steerdiff/{new.replace('.', '/')}.py"
+            + ("   (package re-exports the old names)" if old in collide else "   (shim left)")
+        )
     print("stays: " + ", ".join(sorted(m for m in present if m not in moves)) + "; new: hub.py, tests/test_layout.py")
     if a.dry_run:
         print("dry run: every patch applies; nothing changed")
@@ -701,17 +807,32 @@ def main(argv=None) -> int:
     pyproject = root / "pyproject.toml"
     if pyproject.is_file():  # e.g. mypy's list of core files
         text = pyproject.read_text()
-        new_text = re.sub(r"src/steerdiff/(\w+)\.py\b", lambda mm: f"src/steerdiff/{moves[mm.group(1)].replace('.', '/')}.py"
-                          if mm.group(1) in moves else mm.group(0), text)
+        new_text = re.sub(
+            r"src/steerdiff/(\w+)\.py\b",
+            lambda mm: (
+                f"src/steerdiff/{moves[mm.group(1)].replace('.', '/')}.py" if mm.group(1) in moves else mm.group(0)
+            ),
+            text,
+        )
         if new_text != text:
             pyproject.write_text(new_text)
             print("note: pyproject.toml: module paths (mypy files) point at the new modules")
     written = [str(p) for p in out if pkg_dir in p.parents or p == test_path] + [str(p) for p in shims]
     if shutil.which("ruff"):  # the rewritten import blocks, sorted as the project's isort settings want
-        r = subprocess.run(["ruff", "check", "--no-cache", "--select", "I001", "--fix", "--quiet", *written], cwd=root,
-                           capture_output=True, text=True)
-        print("note: ruff sorted the import blocks" if r.returncode == 0 else f"note: ruff isort: {r.stdout.strip()[-500:]}")
-        created = [str(p) for p in [*shims, *(pkg_dir / p / "__init__.py" for p in packages), pkg_dir / "hub.py", test_path]]
+        r = subprocess.run(
+            ["ruff", "check", "--no-cache", "--select", "I001", "--fix", "--quiet", *written],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        )
+        print(
+            "note: ruff sorted the import blocks"
+            if r.returncode == 0
+            else f"note: ruff isort: {r.stdout.strip()[-500:]}"
+        )
+        created = [
+            str(p) for p in [*shims, *(pkg_dir / p / "__init__.py" for p in packages), pkg_dir / "hub.py", test_path]
+        ]
         subprocess.run(["ruff", "format", "--no-cache", "--quiet", *created], cwd=root, capture_output=True, text=True)
     else:
         print("note: ruff not found: run  ruff check --select I001 --fix src tests  to sort the rewritten imports")

@@ -3,6 +3,7 @@
 Everything is a denoiser ``D(x, sigma, **cond) -> x0_hat`` (EDM convention); samplers, guidance,
 compositions and edits are functions of denoisers. See README.md.
 """
+
 from .compose.sculpt import compose, mixture
 from .core import sampling
 from .core.api import sample
@@ -18,11 +19,39 @@ from .particles.pg import Archive, ParticleGuidance, Pilot, Repulsion
 from .particles.stratified import stratified_sample
 
 __version__ = "0.1.0"
-__all__ = ["sample", "load", "guided", "sampling", "get_sigmas_karras", "get_sigmas_ve", "sigmas_from_scheduler",
-           "Denoiser", "EDMDenoiser", "DiscreteDenoiser", "ScoreDenoiser", "score_of", "GaussianMixtureDenoiser",
-           "ring", "SteerdiffError", "ParticleGuidance", "Repulsion", "Archive", "Pilot", "stratified_sample", "compose",
-           "mixture", "condition", "cfg", "cads", "cads_pipeline", "CFG", "CADS",
-           "SPELL", "DPPGuidance", "EntropyGuidance"]
+__all__ = [
+    "sample",
+    "load",
+    "guided",
+    "sampling",
+    "get_sigmas_karras",
+    "get_sigmas_ve",
+    "sigmas_from_scheduler",
+    "Denoiser",
+    "EDMDenoiser",
+    "DiscreteDenoiser",
+    "ScoreDenoiser",
+    "score_of",
+    "GaussianMixtureDenoiser",
+    "ring",
+    "SteerdiffError",
+    "ParticleGuidance",
+    "Repulsion",
+    "Archive",
+    "Pilot",
+    "stratified_sample",
+    "compose",
+    "mixture",
+    "condition",
+    "cfg",
+    "cads",
+    "cads_pipeline",
+    "CFG",
+    "CADS",
+    "SPELL",
+    "DPPGuidance",
+    "EntropyGuidance",
+]
 
 
 # Modules that moved (steerdiff.toy is steerdiff.core.toy, ...) stay attributes of the package:

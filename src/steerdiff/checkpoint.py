@@ -12,6 +12,7 @@ A save writes everything to a sibling temporary directory, reads it back to veri
 it in with renames, so an interrupted or failed save never leaves ``DIR`` half-written and never
 replaces a good checkpoint with a bad one. Loading never unpickles anything.
 """
+
 from __future__ import annotations
 
 import json
@@ -55,7 +56,9 @@ def read_json(path: str | os.PathLike) -> dict:
     except json.JSONDecodeError as e:
         raise SteerdiffError(f"{path} is corrupt ({e.msg} at line {e.lineno}): restore it or retrain") from None
     except (UnicodeDecodeError, OSError) as e:
-        raise SteerdiffError(f"{path} is not a readable JSON file ({type(e).__name__}): restore it or retrain") from None
+        raise SteerdiffError(
+            f"{path} is not a readable JSON file ({type(e).__name__}): restore it or retrain"
+        ) from None
 
 
 def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -86,6 +89,7 @@ def clean_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
     """Remove the ``.NAME.XXXXXXXX.tmp/`` directories that killed saves of ``directory`` left (only
     directories named exactly as :func:`atomic_directory` names its temporaries); returns them."""
     import re
+
     directory = Path(directory)
     if not directory.parent.is_dir():
         return []
@@ -119,10 +123,16 @@ def output_kind(directory: str | os.PathLike) -> str | None:
         return "empty"
     try:
         conf = json.loads((directory / "config.json").read_text()) if "config.json" in names else {}
-    except (OSError, ValueError):     # a corrupt config: judge by the weights files (the reader reports the corruption)
-        conf = {"format": "steerdiff-edit"} if "delta.safetensors" in names else \
-            {"arch": None} if "model.safetensors" in names else \
-            {"format": "steerdiff-checkpoint"} if UNET_DIR in names or "state.safetensors" in names else {}
+    except (OSError, ValueError):  # a corrupt config: judge by the weights files (the reader reports the corruption)
+        conf = (
+            {"format": "steerdiff-edit"}
+            if "delta.safetensors" in names
+            else {"arch": None}
+            if "model.safetensors" in names
+            else {"format": "steerdiff-checkpoint"}
+            if UNET_DIR in names or "state.safetensors" in names
+            else {}
+        )
     conf = conf if isinstance(conf, dict) else {}
     kind = None
     if conf.get("format") == "steerdiff-checkpoint":
@@ -139,8 +149,9 @@ def output_kind(directory: str | os.PathLike) -> str | None:
     return kind
 
 
-def check_output_dir(directory: str | os.PathLike, kinds: tuple[str, ...], *, force: bool = False,
-                     flag: str = "--out") -> str:
+def check_output_dir(
+    directory: str | os.PathLike, kinds: tuple[str, ...], *, force: bool = False, flag: str = "--out"
+) -> str:
     """Refuse to write over ``directory`` unless it is missing, empty or one of ``kinds`` (this
     command's own output) -- or ``force`` is set; a file is never replaced by a directory. Returns
     what it holds (see :func:`output_kind`). Call it before the work, so a refusal costs nothing."""
@@ -151,12 +162,16 @@ def check_output_dir(directory: str | os.PathLike, kinds: tuple[str, ...], *, fo
         return kind or "other"
     if kind is None:
         known = set().union(*(entries or () for _, entries in OUTPUT_KINDS.values()), {"report.json", "index.html"})
-        names = sorted(q.name for q in directory.iterdir() if q.name not in known) or sorted(q.name for q in directory.iterdir())
+        names = sorted(q.name for q in directory.iterdir() if q.name not in known) or sorted(
+            q.name for q in directory.iterdir()
+        )
         what = f"files that are not this command's output ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
     else:
         what = OUTPUT_KINDS[kind][0]
-    raise SteerdiffError(f"{flag} {directory} holds {what}, which this command would replace: give another {flag} "
-                         "(a new or empty directory), or add --force to replace it")
+    raise SteerdiffError(
+        f"{flag} {directory} holds {what}, which this command would replace: give another {flag} "
+        "(a new or empty directory), or add --force to replace it"
+    )
 
 
 @contextmanager
@@ -167,8 +182,10 @@ def atomic_directory(directory: str | os.PathLike, verify=None):
     between the renames is renamed back first (never deleted while it is the only copy), and the
     temporaries of killed saves are removed."""
     directory = Path(directory)
-    check(not os.path.lexists(directory) or directory.is_dir(),
-          f"{directory} is an existing file, not a directory: give another path (nothing was written)")
+    check(
+        not os.path.lexists(directory) or directory.is_dir(),
+        f"{directory} is an existing file, not a directory: give another path (nothing was written)",
+    )
     directory.parent.mkdir(parents=True, exist_ok=True)
     recover(directory)
     clean_stale_temporaries(directory)
@@ -181,7 +198,7 @@ def atomic_directory(directory: str | os.PathLike, verify=None):
         old = None
         if directory.exists():
             old = _old(directory)
-            shutil.rmtree(old, ignore_errors=True)   # both exist: a completed swap whose clean-up was cut short
+            shutil.rmtree(old, ignore_errors=True)  # both exist: a completed swap whose clean-up was cut short
             os.replace(directory, old)
         os.replace(tmp, directory)
         if old is not None:
@@ -195,9 +212,16 @@ def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor]) -> N
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path))
 
 
-def save_checkpoint(directory: str | os.PathLike, config: dict, unet_config: dict,
-                    unet_state: dict[str, torch.Tensor], *, dtype: torch.dtype | None = None,
-                    train_state: dict[str, torch.Tensor] | None = None, train_meta: dict | None = None) -> Path:
+def save_checkpoint(
+    directory: str | os.PathLike,
+    config: dict,
+    unet_config: dict,
+    unet_state: dict[str, torch.Tensor],
+    *,
+    dtype: torch.dtype | None = None,
+    train_state: dict[str, torch.Tensor] | None = None,
+    train_meta: dict | None = None,
+) -> Path:
     """Atomically write a checkpoint directory (see module docstring); returns its path.
 
     ``unet_state`` are the weights to sample with (EMA), cast to ``dtype`` if given (e.g. fp16 to
@@ -206,8 +230,10 @@ def save_checkpoint(directory: str | os.PathLike, config: dict, unet_config: dic
     with_state = train_state is not None
     with atomic_directory(directory, verify=lambda d: read_checkpoint(d, with_state=with_state)) as tmp:
         (tmp / UNET_DIR).mkdir()
-        save_tensors(tmp / UNET_DIR / WEIGHTS, {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v)
-                                                for k, v in unet_state.items()})
+        save_tensors(
+            tmp / UNET_DIR / WEIGHTS,
+            {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v) for k, v in unet_state.items()},
+        )
         write_json_atomic(tmp / UNET_DIR / "config.json", {"_class_name": "UNet2DModel", **unet_config})
         if with_state:
             save_tensors(tmp / "state.safetensors", train_state)
@@ -222,11 +248,19 @@ def read_checkpoint(directory: str | os.PathLike, with_state: bool = False):
     if not directory.is_dir():
         old = directory.with_name(f".{directory.name}.old")
         hint = f" (an interrupted save left {old}: rename it back)" if old.is_dir() else ""
-        raise SteerdiffError(f"checkpoint directory {directory} does not exist{hint}: "
-                             "pass a shipped model name (see `steerdiff sample --help`) or a directory written by `steerdiff train`")
+        raise SteerdiffError(
+            f"checkpoint directory {directory} does not exist{hint}: "
+            "pass a shipped model name (see `steerdiff sample --help`) or a directory written by `steerdiff train`"
+        )
     config = read_json(directory / "config.json")
     unet_config = read_json(directory / UNET_DIR / "config.json")
     unet_state = read_safetensors(directory / UNET_DIR / WEIGHTS)
     if not with_state:
         return config, unet_config, unet_state
-    return config, unet_config, unet_state, read_safetensors(directory / "state.safetensors"), read_json(directory / "state.json")
+    return (
+        config,
+        unet_config,
+        unet_state,
+        read_safetensors(directory / "state.safetensors"),
+        read_json(directory / "state.json"),
+    )

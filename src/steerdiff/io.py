@@ -4,6 +4,7 @@
 plain tensor file, read back with ``torch.load(weights_only=True)``); ``.npz``: several named arrays.
 Writes go through a temporary file and an atomic rename: an existing file is never half-written.
 """
+
 from __future__ import annotations
 
 import io
@@ -42,8 +43,9 @@ def image_grid(images: torch.Tensor | np.ndarray, nrow: int | None = None, pad: 
     grid = np.full((rows * (h + pad) + pad, nrow * (w + pad) + pad, 3), 255, dtype=np.uint8)
     for k in range(n):
         r, col = divmod(k, nrow)
-        grid[pad + r * (h + pad): pad + r * (h + pad) + h, pad + col * (w + pad): pad + col * (w + pad) + w] = \
+        grid[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + col * (w + pad) : pad + col * (w + pad) + w] = (
             x[k].permute(1, 2, 0).numpy()
+        )
     return grid
 
 
@@ -68,9 +70,12 @@ def save_samples(x, path: str | os.PathLike, *, nrow: int | None = None, scale: 
     try:
         if suffix in (".png", ".jpg", ".jpeg"):
             from PIL import Image
+
             if scale is None:
                 scale = max(1, 64 // x.shape[-1]) if x.ndim == 4 else 1
-            Image.fromarray(image_grid(x, nrow=nrow, scale=scale)).save(tmp, format="PNG" if suffix == ".png" else "JPEG")
+            Image.fromarray(image_grid(x, nrow=nrow, scale=scale)).save(
+                tmp, format="PNG" if suffix == ".png" else "JPEG"
+            )
         elif suffix == ".npy":
             np.save(tmp, x.float().numpy())
         elif suffix == ".pt":
@@ -80,8 +85,10 @@ def save_samples(x, path: str | os.PathLike, *, nrow: int | None = None, scale: 
             torch.save(x.float().clone(), buf)
             tmp.write_bytes(buf.getvalue())
         else:
-            arrays = {"samples": x.float().numpy(), **{k: np.asarray(v.detach().cpu() if isinstance(v, torch.Tensor) else v)
-                                                        for k, v in extra.items()}}
+            arrays = {
+                "samples": x.float().numpy(),
+                **{k: np.asarray(v.detach().cpu() if isinstance(v, torch.Tensor) else v) for k, v in extra.items()},
+            }
             with open(tmp, "wb") as f:
                 np.savez(f, **arrays)
         os.replace(tmp, path)

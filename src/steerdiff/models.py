@@ -5,6 +5,7 @@ network used class-conditionally (it was trained with label dropout, so one set 
 a true unconditional and a true class-conditional denoiser); ``load(path)`` any directory written
 by ``steerdiff train``.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,12 +33,19 @@ def resolve(name_or_path: str | os.PathLike) -> tuple[Path, dict]:
         return path, dict(opts)
     path = Path(key).expanduser()
     if not path.exists() and os.sep not in key and "/" not in key:
-        raise SteerdiffError(f"unknown model {key!r}: use a shipped name ({', '.join(SHIPPED)}, or 'ring' for the analytic toy) or a checkpoint directory")
+        raise SteerdiffError(
+            f"unknown model {key!r}: use a shipped name ({', '.join(SHIPPED)}, or 'ring' for the analytic toy) or a checkpoint directory"
+        )
     return path, {}
 
 
-def load(name_or_path: str | os.PathLike = "mnist", *, device: str | torch.device = "cpu",
-         dtype: torch.dtype = torch.float32, set_guidance: float = 0.0) -> Denoiser:
+def load(
+    name_or_path: str | os.PathLike = "mnist",
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    set_guidance: float = 0.0,
+) -> Denoiser:
     """A denoiser from a shipped model name or a checkpoint directory (weights in ``dtype`` on ``device``).
 
     The result is in eval mode with frozen parameters; gradients with respect to its *input* (which
@@ -46,48 +54,81 @@ def load(name_or_path: str | os.PathLike = "mnist", *, device: str | torch.devic
     all-digit ``colormnist`` set: ``D(x | S) + w (D(x | S) - D(x | all))``, the set's density
     sharpened by ``(p_S / p_all)^w`` (0: the plain set model).
     """
-    check(isinstance(dtype, torch.dtype) and dtype.is_floating_point, f"dtype must be a floating torch.dtype (e.g. torch.float16), got {dtype!r}")
+    check(
+        isinstance(dtype, torch.dtype) and dtype.is_floating_point,
+        f"dtype must be a floating torch.dtype (e.g. torch.float16), got {dtype!r}",
+    )
     try:
         device = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
         raise SteerdiffError(f"device {device!r}: not a torch device; use 'cpu', 'cuda', 'cuda:N' or 'mps'") from None
-    check(device.type != "cuda" or torch.cuda.is_available(), f"device {device}: CUDA is not available on this machine; use 'cpu'")
+    check(
+        device.type != "cuda" or torch.cuda.is_available(),
+        f"device {device}: CUDA is not available on this machine; use 'cpu'",
+    )
     if str(name_or_path) == "ring":
         from .core.toy import ring
+
         return ring().to(device)
     path, opts = resolve(name_or_path)
     conf, ucfg, state = ckpt.read_checkpoint(path)
     check(conf.get("format") == "steerdiff-checkpoint", f"{path}/config.json is not a steerdiff checkpoint config")
-    needed = ("kind", "sample_shape", "sigma_data") + {"edm": ("sigma_min", "sigma_max", "time_scale"),
-                                                        "discrete": ("schedule", "prediction_type")}.get(conf.get("kind"), ())
+    needed = ("kind", "sample_shape", "sigma_data") + {
+        "edm": ("sigma_min", "sigma_max", "time_scale"),
+        "discrete": ("schedule", "prediction_type"),
+    }.get(conf.get("kind"), ())
     missing = [k for k in needed if k not in conf]
-    check(not missing, f"{path}/config.json lacks {', '.join(missing)}: the checkpoint is corrupt; restore it or re-export it")
+    check(
+        not missing,
+        f"{path}/config.json lacks {', '.join(missing)}: the checkpoint is corrupt; restore it or re-export it",
+    )
     ucfg = {k: v for k, v in ucfg.items() if not k.startswith("_")}
     try:
         net = build_unet(ucfg)
     except (TypeError, ValueError, KeyError) as e:
-        raise SteerdiffError(f"{path}/unet/config.json is not a valid UNet config ({str(e).splitlines()[0]}): the checkpoint is corrupt") from None
+        raise SteerdiffError(
+            f"{path}/unet/config.json is not a valid UNet config ({str(e).splitlines()[0]}): the checkpoint is corrupt"
+        ) from None
     try:
         net.load_state_dict(state)  # copies (and casts fp16 shipped weights) into the float32 parameters
     except RuntimeError as e:
-        raise SteerdiffError(f"{path}: weights do not match unet/config.json ({str(e).splitlines()[0]}): the checkpoint is corrupt") from None
+        raise SteerdiffError(
+            f"{path}: weights do not match unet/config.json ({str(e).splitlines()[0]}): the checkpoint is corrupt"
+        ) from None
     net = net.to(device).eval().requires_grad_(False)
     if dtype != torch.float32:
         net = net.half() if dtype == torch.float16 else net.to(dtype=dtype)
     num, null = conf.get("num_classes"), conf.get("null_label")
-    common = dict(sample_shape=conf["sample_shape"], sigma_data=conf["sigma_data"], preset=conf.get("preset"),
-                  num_classes=num, null_label=null, require_labels=opts.get("require_labels", null is None and num is not None))
+    common = dict(
+        sample_shape=conf["sample_shape"],
+        sigma_data=conf["sigma_data"],
+        preset=conf.get("preset"),
+        num_classes=num,
+        null_label=null,
+        require_labels=opts.get("require_labels", null is None and num is not None),
+    )
     if conf["kind"] == "edm":
-        model = EDMDenoiser(net, sigma_min=conf["sigma_min"], sigma_max=conf["sigma_max"], time_scale=conf["time_scale"],
-                            cond_frames=conf.get("cond_frames", 0), **common)
+        model = EDMDenoiser(
+            net,
+            sigma_min=conf["sigma_min"],
+            sigma_max=conf["sigma_max"],
+            time_scale=conf["time_scale"],
+            cond_frames=conf.get("cond_frames", 0),
+            **common,
+        )
     elif conf["kind"] == "discrete":
-        model = DiscreteDenoiser(net, ddpm_alphas_cumprod(**conf["schedule"]), prediction_type=conf["prediction_type"], **common)
+        model = DiscreteDenoiser(
+            net, ddpm_alphas_cumprod(**conf["schedule"]), prediction_type=conf["prediction_type"], **common
+        )
     else:
         raise SteerdiffError(f"{path}: unknown model kind {conf['kind']!r}")
     model.config = conf
     model.name = str(name_or_path)
     model = model.to(device)
-    check(set_guidance == 0 or "set" in opts, f"set_guidance is for the ColorMNIST set models ({', '.join(SET_ORDER[:-1])}), not {name_or_path}")
+    check(
+        set_guidance == 0 or "set" in opts,
+        f"set_guidance is for the ColorMNIST set models ({', '.join(SET_ORDER[:-1])}), not {name_or_path}",
+    )
     if "set" in opts:
         return _set_model(model, opts["set"], set_guidance)
     if "digits" in opts:
@@ -100,10 +141,13 @@ def _set_model(model: Denoiser, set_name: str, guidance: float = 0.0) -> Denoise
     with ``guidance`` w, sharpened against the all-digit set (see :func:`load`)."""
     from .compose.sculpt import conjunction
     from .core.denoisers import condition
+
     check(guidance >= 0, f"set_guidance must be >= 0, got {guidance}")
     idx = SET_ORDER.index(set_name)
     if guidance and set_name != "colormnist":
-        out = conjunction(model, [{"class_labels": idx}], [1.0 + guidance], uncond={"class_labels": SET_ORDER.index("colormnist")})
+        out = conjunction(
+            model, [{"class_labels": idx}], [1.0 + guidance], uncond={"class_labels": SET_ORDER.index("colormnist")}
+        )
     else:
         out = condition(model, class_labels=idx)
     out.config, out.name = model.config, set_name
@@ -127,20 +171,29 @@ def _subdigit_model(model: Denoiser, digits, device) -> Denoiser:
     from .compose.sculpt import mixture
     from .core.denoisers import condition
     from .train.classifier import load_classifier
+
     bases = [condition(model, class_labels=c) for c in digits]
     out = mixture(bases, classifier=_ClassSubset(load_classifier("mnist-noisy").to(device), digits))
     out.config, out.name = model.config, f"mnist digits {list(digits)}"
     return out
 
 
-def export(src: str | os.PathLike, dst: str | os.PathLike, *, fp16: bool = True, preset: dict | None = None,
-           force: bool = False) -> Path:
+def export(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    fp16: bool = True,
+    preset: dict | None = None,
+    force: bool = False,
+) -> Path:
     """Copy a checkpoint's sampling weights (EMA) and configs to ``dst`` without training state;
     ``preset`` replaces the recorded sampling preset. ``dst`` must be missing, empty or an exported
     model (anything else only with ``force``), and never ``src`` itself."""
-    check(not (Path(dst).exists() and Path(src).exists() and os.path.samefile(src, dst)),
-          f"--out {dst} is the checkpoint being exported: exporting over it would drop its training state; "
-          "give another --out")
+    check(
+        not (Path(dst).exists() and Path(src).exists() and os.path.samefile(src, dst)),
+        f"--out {dst} is the checkpoint being exported: exporting over it would drop its training state; "
+        "give another --out",
+    )
     ckpt.check_output_dir(dst, ("model",), force=force)
     conf, ucfg, state = ckpt.read_checkpoint(src)
     if preset is not None:

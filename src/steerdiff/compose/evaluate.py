@@ -5,6 +5,7 @@ The (digit, colour) classifier is rule + evaluator: the colour is the channel (r
 more ink, the digit is the shipped MNIST evaluator's call on that channel. Neither was trained on
 ColorMNIST or on any composition, so it is an independent judge.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -52,7 +53,7 @@ def class_weights(name: str) -> torch.Tensor:
 def exact_target(bases: Sequence[str], y: Sequence[int]) -> torch.Tensor:
     """The class distribution of the composition ``p_mix(x) prod_j p(y_j | x)`` at guidance scale 1
     for class-defined sets: ``p~(c) ∝ p_mix(c) prod_j q_c(y_j)``, ``q_c(i) = p_i(c) / sum_l p_l(c)``."""
-    a = torch.stack([class_weights(b) for b in bases])                     # (m, C)
+    a = torch.stack([class_weights(b) for b in bases])  # (m, C)
     mix = a.mean(0)
     q = a / a.sum(0, keepdim=True).clamp(min=1e-300)
     w = mix * torch.stack([q[v - 1] for v in y]).prod(0)

@@ -11,6 +11,7 @@ Training uses forward-noised data of each base (cheap) and the paper's bootstrap
 is the base a sample came from; ``y_2..y_k`` are soft labels ``p(y | x0)`` from the classifier's own
 marginal on the clean sample (the labels are independent given ``x0``, not given ``x``).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -36,14 +37,29 @@ class JointClassifier(nn.Module):
     """``(x, sigma) -> log p_sigma(y_1..y_k | x)`` of shape ``(B, m, ..., m)`` (``k`` axes); ``x`` noisy
     at VE scale, ``sigma`` a scalar or ``(B,)``. Carries ``num_bases`` (``m``) and ``num_labels`` (``k``)."""
 
-    def __init__(self, in_channels: int, num_bases: int, num_labels: int = 2, width: int = 24,
-                 image_size: int = 28, sigma_data: float = 0.5):
+    def __init__(
+        self,
+        in_channels: int,
+        num_bases: int,
+        num_labels: int = 2,
+        width: int = 24,
+        image_size: int = 28,
+        sigma_data: float = 0.5,
+    ):
         super().__init__()
         check(num_bases >= 2 and num_labels >= 1, "a joint classifier needs at least 2 bases and 1 label")
         self.num_bases, self.num_labels = int(num_bases), int(num_labels)
-        self.net = NoisyDigitCNN(in_channels, num_bases ** num_labels, width, image_size=image_size, sigma_data=sigma_data)
-        self.arch = dict(in_channels=in_channels, num_bases=num_bases, num_labels=num_labels, width=width,
-                         image_size=image_size, sigma_data=sigma_data)
+        self.net = NoisyDigitCNN(
+            in_channels, num_bases**num_labels, width, image_size=image_size, sigma_data=sigma_data
+        )
+        self.arch = dict(
+            in_channels=in_channels,
+            num_bases=num_bases,
+            num_labels=num_labels,
+            width=width,
+            image_size=image_size,
+            sigma_data=sigma_data,
+        )
         self._perms = list(itertools.permutations(range(1, num_labels + 1)))
 
     def forward(self, x: torch.Tensor, sigma=0.0) -> torch.Tensor:
@@ -66,9 +82,20 @@ def _outer(p: torch.Tensor, k: int) -> torch.Tensor:
     return out
 
 
-def train_joint_classifier(out: str | os.PathLike, bases: list[str], *, num_labels: int = 2, epochs: int = 20,
-                           batch_size: int = 96, lr: float = 2e-3, warmup_epochs: int = 2, seed: int = 0,
-                           width: int = 24, progress: bool = True, command: str | None = None) -> dict:
+def train_joint_classifier(
+    out: str | os.PathLike,
+    bases: list[str],
+    *,
+    num_labels: int = 2,
+    epochs: int = 20,
+    batch_size: int = 96,
+    lr: float = 2e-3,
+    warmup_epochs: int = 2,
+    seed: int = 0,
+    width: int = 24,
+    progress: bool = True,
+    command: str | None = None,
+) -> dict:
     """Train a joint classifier over the datasets ``bases`` (names as for ``steerdiff train``) on
     forward-noised samples with bootstrapped labels; write it to ``out``; return its config.
 
@@ -107,10 +134,10 @@ def train_joint_classifier(out: str | os.PathLike, bases: list[str], *, num_labe
             else:
                 with torch.no_grad():
                     model.eval()
-                    q = model.log_marginal(x0, 0.002).exp()                     # p(y | x0): (B, m)
+                    q = model.log_marginal(x0, 0.002).exp()  # p(y | x0): (B, m)
                     model.train()
-                    target = _outer(q, k - 1)                                   # soft y_2..y_k
-                rows = lj[torch.arange(len(x)), y1]                             # log q(y_1 = i, y_2.. | x)
+                    target = _outer(q, k - 1)  # soft y_2..y_k
+                rows = lj[torch.arange(len(x)), y1]  # log q(y_1 = i, y_2.. | x)
                 loss = -(target * rows).flatten(1).sum(1).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -119,9 +146,17 @@ def train_joint_classifier(out: str | os.PathLike, bases: list[str], *, num_labe
         bar.set_postfix(loss=f"{loss.item():.3f}")
     model.eval()
     acc = _marginal_accuracy(model, held, seed)
-    config = {"format": "steerdiff-classifier", "version": 1, "kind": "joint" if k == 2 else f"joint{k}",
-              "bases": names, "arch": model.arch, "heldout_accuracy_y1": acc, "seed": seed, "epochs": epochs,
-              "command": command}
+    config = {
+        "format": "steerdiff-classifier",
+        "version": 1,
+        "kind": "joint" if k == 2 else f"joint{k}",
+        "bases": names,
+        "arch": model.arch,
+        "heldout_accuracy_y1": acc,
+        "seed": seed,
+        "epochs": epochs,
+        "command": command,
+    }
 
     with ckpt.atomic_directory(out, verify=lambda d: load_joint_classifier(d)) as tmp:
         ckpt.save_tensors(tmp / "model.safetensors", model.state_dict())
@@ -137,30 +172,42 @@ def _marginal_accuracy(model: JointClassifier, held, seed: int) -> dict:
     x0 = torch.cat([d.images for d in held])
     y = torch.cat([torch.full((len(d),), i) for i, d in enumerate(held)])
     noise = torch.randn(x0.shape, generator=g)
-    return {str(s): float((model.log_marginal(x0 + s * noise, s).argmax(1) == y).float().mean())
-            for s in (0.0, 0.5, 1.0, 2.0)}
+    return {
+        str(s): float((model.log_marginal(x0 + s * noise, s).argmax(1) == y).float().mean())
+        for s in (0.0, 0.5, 1.0, 2.0)
+    }
 
 
 def load_joint_classifier(path: str | os.PathLike) -> JointClassifier:
     """A joint classifier from its directory (eval mode, frozen); ``.config`` holds ``config.json``."""
     path = Path(path)
-    check(path.is_dir(), f"classifier directory {path} does not exist: train one with "
-                         "`steerdiff train-classifier --kind joint --bases A B --out DIR`")
+    check(
+        path.is_dir(),
+        f"classifier directory {path} does not exist: train one with "
+        "`steerdiff train-classifier --kind joint --bases A B --out DIR`",
+    )
     config = ckpt.read_json(path / "config.json")
-    check(config.get("format") == "steerdiff-classifier" and config.get("kind") in JOINT_KINDS,
-          f"{path} is not a joint classifier (kind {config.get('kind')!r}): use one trained with --kind joint or joint3")
+    check(
+        config.get("format") == "steerdiff-classifier" and config.get("kind") in JOINT_KINDS,
+        f"{path} is not a joint classifier (kind {config.get('kind')!r}): use one trained with --kind joint or joint3",
+    )
     return load_weights(JointClassifier(**config["arch"]), path, config)
 
 
 def shipped_joint_classifier(bases) -> JointClassifier:
     """The shipped joint classifier for base models named ``bases`` (in this order)."""
     from ..hub import weights_dir
+
     key = tuple(SHORT_NAMES.get(str(b), str(b)) for b in bases)
     if key not in SHIPPED:
         known = "; ".join(" ".join(k) for k in SHIPPED)
         if tuple(sorted(key)) in {tuple(sorted(k)) for k in SHIPPED}:
-            raise SteerdiffError(f"bases {' '.join(key)}: the shipped classifier takes them in the order of its training; "
-                                 f"use one of: {known}")
-        raise SteerdiffError(f"no shipped classifier for bases {' '.join(key)} (shipped: {known}): train one with "
-                             "`steerdiff train-classifier --kind joint --bases DATASET1 DATASET2 --out DIR` and pass --classifier DIR")
+            raise SteerdiffError(
+                f"bases {' '.join(key)}: the shipped classifier takes them in the order of its training; "
+                f"use one of: {known}"
+            )
+        raise SteerdiffError(
+            f"no shipped classifier for bases {' '.join(key)} (shipped: {known}): train one with "
+            "`steerdiff train-classifier --kind joint --bases DATASET1 DATASET2 --out DIR` and pass --classifier DIR"
+        )
     return load_joint_classifier(weights_dir() / SHIPPED[key])

@@ -16,6 +16,7 @@ A classifier is a callable ``classifier(x, sigma) -> log p(y_1..y_k | x)`` of sh
 carries ``num_bases`` (``m``) and ``num_labels`` (``k``). Every composition is a denoiser, so every
 sampler and every particle term works on it.
 """
+
 from __future__ import annotations
 
 import math
@@ -31,10 +32,17 @@ from ..core.toy import GaussianMixtureDenoiser
 def _common_base(bases: Sequence) -> dict:
     check(len(bases) >= 2, f"a composition needs at least 2 bases, got {len(bases)}")
     shapes = {tuple(b.sample_shape) for b in bases}
-    check(len(shapes) == 1, f"bases have different sample shapes {sorted(shapes)}: compose models of the same data size")
+    check(
+        len(shapes) == 1, f"bases have different sample shapes {sorted(shapes)}: compose models of the same data size"
+    )
     b0 = bases[0]
-    return dict(sigma_min=max(b.sigma_min for b in bases), sigma_max=min(b.sigma_max for b in bases),
-                sigma_data=b0.sigma_data, sample_shape=b0.sample_shape, preset=getattr(b0, "preset", None))
+    return dict(
+        sigma_min=max(b.sigma_min for b in bases),
+        sigma_max=min(b.sigma_max for b in bases),
+        sigma_data=b0.sigma_data,
+        sample_shape=b0.sample_shape,
+        preset=getattr(b0, "preset", None),
+    )
 
 
 def _marginal(log_joint: torch.Tensor) -> torch.Tensor:
@@ -50,12 +58,18 @@ class Mixture(Denoiser):
         super().__init__(**_common_base(bases))
         self.bases = torch.nn.ModuleList(bases) if all(isinstance(b, torch.nn.Module) for b in bases) else list(bases)
         m = len(bases)
-        w = torch.full((m,), 1.0 / m, dtype=torch.float64) if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+        w = (
+            torch.full((m,), 1.0 / m, dtype=torch.float64)
+            if weights is None
+            else torch.as_tensor(weights, dtype=torch.float64)
+        )
         check(w.shape == (m,) and bool((w > 0).all()), f"weights must be {m} positive numbers")
         self.log_w = (w / w.sum()).log()
         exact = all(isinstance(b, GaussianMixtureDenoiser) for b in bases)
-        check(classifier is not None or exact, "a mixture of networks needs a classifier over the bases "
-                                               "(steerdiff train-classifier --kind joint)")
+        check(
+            classifier is not None or exact,
+            "a mixture of networks needs a classifier over the bases (steerdiff train-classifier --kind joint)",
+        )
         self.classifier = classifier
 
     def log_posterior(self, x, sigma) -> torch.Tensor:
@@ -69,8 +83,8 @@ class Mixture(Denoiser):
         return torch.log_softmax(lp + self.log_w.to(x.device), 1)
 
     def denoise(self, x, sigma, **cond):
-        post = self.log_posterior(x, sigma).exp().to(x.dtype)                       # (B, m)
-        d = torch.stack([b(x, sigma, **cond) for b in self.bases], 1)              # (B, m, ...)
+        post = self.log_posterior(x, sigma).exp().to(x.dtype)  # (B, m)
+        d = torch.stack([b(x, sigma, **cond) for b in self.bases], 1)  # (B, m, ...)
         return (append_dims(post, d.ndim) * d).sum(1)
 
 
@@ -80,13 +94,19 @@ class Composition(Denoiser):
     def __init__(self, bases: Sequence, classifier, y: Sequence[int], guidance_scale: float = 1.0):
         super().__init__(**_common_base(bases))
         m = len(bases)
-        check(getattr(classifier, "num_bases", m) == m,
-              f"the classifier was trained for {getattr(classifier, 'num_bases', '?')} bases, not {m}: train one for these bases")
+        check(
+            getattr(classifier, "num_bases", m) == m,
+            f"the classifier was trained for {getattr(classifier, 'num_bases', '?')} bases, not {m}: train one for these bases",
+        )
         k = getattr(classifier, "num_labels", len(y))
         check(len(y) == k, f"y={tuple(y)} has {len(y)} labels but the classifier models {k}: pass {k} labels")
         check(all(isinstance(v, int) and 1 <= v <= m for v in y), f"y={tuple(y)}: labels must be integers in 1..{m}")
-        check(isinstance(guidance_scale, (int, float)) and not isinstance(guidance_scale, bool) and math.isfinite(guidance_scale),
-              f"guidance_scale must be a finite number, got {guidance_scale!r}")
+        check(
+            isinstance(guidance_scale, (int, float))
+            and not isinstance(guidance_scale, bool)
+            and math.isfinite(guidance_scale),
+            f"guidance_scale must be a finite number, got {guidance_scale!r}",
+        )
         self.y, self.scale, self.classifier = tuple(y), float(guidance_scale), classifier
         self.mixture = Mixture(bases, classifier=None if _exact_classifier(classifier) else classifier)
 
@@ -101,18 +121,25 @@ class Composition(Denoiser):
             return d
         with torch.enable_grad():
             xg = x.detach().requires_grad_(True)
-            g, = torch.autograd.grad(self.log_label_prob(xg, sigma).sum(), xg)
+            (g,) = torch.autograd.grad(self.log_label_prob(xg, sigma).sum(), xg)
         return d + append_dims(sigma, x.ndim) ** 2 * self.scale * g.to(d.dtype)
 
 
-def compose(bases: Sequence[DenoiserLike], classifier: Callable[..., torch.Tensor], y: Sequence[int] = (1, 2),
-            guidance_scale: float = 1.0) -> Composition:
+def compose(
+    bases: Sequence[DenoiserLike],
+    classifier: Callable[..., torch.Tensor],
+    y: Sequence[int] = (1, 2),
+    guidance_scale: float = 1.0,
+) -> Composition:
     """The composition ``p~(x | y) ∝ p_mix(x) prod_j p(y_j | x)`` of ``bases`` as a denoiser."""
     return Composition(bases, classifier, y, guidance_scale)
 
 
-def mixture(bases: Sequence[DenoiserLike], weights: Sequence[float] | torch.Tensor | None = None,
-            classifier: Callable[..., torch.Tensor] | None = None) -> Mixture:
+def mixture(
+    bases: Sequence[DenoiserLike],
+    weights: Sequence[float] | torch.Tensor | None = None,
+    classifier: Callable[..., torch.Tensor] | None = None,
+) -> Mixture:
     """The mixture ``sum_i w_i p_i`` of ``bases`` as a denoiser (equal weights by default)."""
     return Mixture(bases, weights, classifier)
 
@@ -132,19 +159,24 @@ class ExactLabelPosterior(torch.nn.Module):
 
     def __init__(self, bases: Sequence[GaussianMixtureDenoiser], num_labels: int = 2):
         super().__init__()
-        check(all(isinstance(b, GaussianMixtureDenoiser) for b in bases), "ExactLabelPosterior needs GaussianMixtureDenoiser bases")
+        check(
+            all(isinstance(b, GaussianMixtureDenoiser) for b in bases),
+            "ExactLabelPosterior needs GaussianMixtureDenoiser bases",
+        )
         b0 = bases[0]
-        check(all(torch.equal(b.means, b0.means) and b.std == b0.std for b in bases),
-              "the bases must share their components (same means and std) for the exact label posterior")
-        a = torch.stack([b.weights for b in bases])                            # (m, C)
+        check(
+            all(torch.equal(b.means, b0.means) and b.std == b0.std for b in bases),
+            "the bases must share their components (same means and std) for the exact label posterior",
+        )
+        a = torch.stack([b.weights for b in bases])  # (m, C)
         self.num_bases, self.num_labels = len(bases), num_labels
-        self.q = a / a.sum(0, keepdim=True)                                     # q_c(i): (m, C)
+        self.q = a / a.sum(0, keepdim=True)  # q_c(i): (m, C)
         self.mix = GaussianMixtureDenoiser(b0.means, b0.std, a.mean(0))
 
     def forward(self, x, sigma) -> torch.Tensor:
         sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).expand(x.shape[0])
-        log_r = self.mix.log_responsibilities(x, sigma)                         # (B, C)
-        log_q = self.q.clamp(min=1e-300).log().to(x.device)                     # (m, C)
+        log_r = self.mix.log_responsibilities(x, sigma)  # (B, C)
+        log_q = self.q.clamp(min=1e-300).log().to(x.device)  # (m, C)
         # log sum_c r_c prod_j q_c(y_j): one label axis per draw, components summed last
         full = log_r.reshape(x.shape[0], *([1] * self.num_labels), -1)
         for j in range(self.num_labels):
@@ -165,19 +197,40 @@ class Conjunction(Denoiser):
     Scores are linear in ``D`` at a fixed sigma, so this is the paper's score combination."""
 
     def __init__(self, model, conds: Sequence[dict], weights: Sequence[float], uncond: dict | None = None):
-        super().__init__(sigma_min=model.sigma_min, sigma_max=model.sigma_max, sigma_data=model.sigma_data,
-                         sample_shape=model.sample_shape, preset=getattr(model, "preset", None))
+        super().__init__(
+            sigma_min=model.sigma_min,
+            sigma_max=model.sigma_max,
+            sigma_data=model.sigma_data,
+            sample_shape=model.sample_shape,
+            preset=getattr(model, "preset", None),
+        )
         check(len(conds) >= 1 and len(conds) == len(weights), "give one weight per condition")
-        check(all(isinstance(c, dict) for c in conds), "each condition is a dict of keyword arguments, e.g. {'class_labels': 3}")
-        self.model, self.conds, self.weights, self.uncond = model, list(conds), [float(w) for w in weights], dict(uncond or {})
+        check(
+            all(isinstance(c, dict) for c in conds),
+            "each condition is a dict of keyword arguments, e.g. {'class_labels': 3}",
+        )
+        self.model, self.conds, self.weights, self.uncond = (
+            model,
+            list(conds),
+            [float(w) for w in weights],
+            dict(uncond or {}),
+        )
 
     def denoise(self, x, sigma, **cond):
         base = self.model(x, sigma, **{**cond, **self.uncond})
-        return base + sum(w * (self.model(x, sigma, **{**cond, **c}) - base) for c, w in zip(self.conds, self.weights))
+        return base + sum(
+            w * (self.model(x, sigma, **{**cond, **c}) - base) for c, w in zip(self.conds, self.weights, strict=False)
+        )
 
 
-def conjunction(model, conds: Sequence[dict], weights: Sequence[float] | None = None, negate: Sequence[dict] = (),
-                negative_weight: float = 1.0, uncond: dict | None = None) -> Conjunction:
+def conjunction(
+    model,
+    conds: Sequence[dict],
+    weights: Sequence[float] | None = None,
+    negate: Sequence[dict] = (),
+    negative_weight: float = 1.0,
+    uncond: dict | None = None,
+) -> Conjunction:
     """``c_1 AND c_2 ... AND NOT n_1 ...`` for a conditional denoiser (weights default to 1)."""
     weights = list(weights) if weights is not None else [1.0] * len(conds)
     return Conjunction(model, list(conds) + list(negate), weights + [-negative_weight] * len(negate), uncond)

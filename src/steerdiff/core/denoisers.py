@@ -14,6 +14,7 @@ Adapters here turn networks into denoisers:
   Diffusion) with its ``alphas_cumprod``; sigma is mapped to a fractional timestep.
 - :class:`ScoreDenoiser`: a Song-style score network ``s(x, sigma)``: ``D = x + sigma**2 * s``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -46,8 +47,10 @@ def as_sigma(sigma, x: torch.Tensor) -> torch.Tensor:
     sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
     if sigma.ndim == 0:
         sigma = sigma.expand(x.shape[0])
-    check(sigma.shape == (x.shape[0],),
-          f"sigma has shape {tuple(sigma.shape)} but x has batch {x.shape[0]}: pass a float or a ({x.shape[0]},) tensor")
+    check(
+        sigma.shape == (x.shape[0],),
+        f"sigma has shape {tuple(sigma.shape)} but x has batch {x.shape[0]}: pass a float or a ({x.shape[0]},) tensor",
+    )
     return sigma
 
 
@@ -61,25 +64,36 @@ def _output(y):
     return y.sample if hasattr(y, "sample") else y
 
 
-def label_cond(x: torch.Tensor, class_labels, num_classes: int | None, null_label: int | None,
-               require_labels: bool) -> dict:
+def label_cond(
+    x: torch.Tensor, class_labels, num_classes: int | None, null_label: int | None, require_labels: bool
+) -> dict:
     """The ``class_labels`` keyword for a network, checked; ``{}`` for unconditional networks.
 
     Without labels, a network trained with label dropout gets its ``null_label`` (unconditional)."""
     if num_classes is None:
-        check(class_labels is None, "this model is unconditional: drop class_labels (or load a class-conditional model, e.g. 'mnist-cond')")
+        check(
+            class_labels is None,
+            "this model is unconditional: drop class_labels (or load a class-conditional model, e.g. 'mnist-cond')",
+        )
         return {}
     if class_labels is None:
-        check(null_label is not None and not require_labels,
-              f"this model is class-conditional: pass cond={{'class_labels': ...}} with values in 0..{num_classes - 1}")
+        check(
+            null_label is not None and not require_labels,
+            f"this model is class-conditional: pass cond={{'class_labels': ...}} with values in 0..{num_classes - 1}",
+        )
         class_labels = null_label
     raw = torch.as_tensor(class_labels, device=x.device)
-    check(not (raw.is_floating_point() or raw.is_complex()) or bool((raw == raw.real.round()).all()),
-          f"class_labels must be integers, got {raw.tolist() if raw.numel() <= 8 else raw.dtype}: pass integer labels")
+    check(
+        not (raw.is_floating_point() or raw.is_complex()) or bool((raw == raw.real.round()).all()),
+        f"class_labels must be integers, got {raw.tolist() if raw.numel() <= 8 else raw.dtype}: pass integer labels",
+    )
     labels = raw.long()
     if labels.ndim == 0:
         labels = labels.expand(x.shape[0])
-    check(labels.shape == (x.shape[0],), f"class_labels has shape {tuple(labels.shape)}: pass an int or a ({x.shape[0]},) tensor")
+    check(
+        labels.shape == (x.shape[0],),
+        f"class_labels has shape {tuple(labels.shape)}: pass an int or a ({x.shape[0]},) tensor",
+    )
     allowed = num_classes if null_label is None else max(num_classes, null_label + 1)
     check(bool(((labels >= 0) & (labels < allowed)).all()), f"class_labels must lie in 0..{num_classes - 1}")
     return {"class_labels": labels}
@@ -90,6 +104,7 @@ def check_cond_keys(net, cond: dict, known: str) -> None:
     if not cond:
         return
     import inspect
+
     try:
         params = inspect.signature(net.forward if isinstance(net, nn.Module) else net).parameters
     except (TypeError, ValueError):
@@ -105,8 +120,10 @@ def frame_cond(x: torch.Tensor, frames, k: int) -> torch.Tensor:
     checked and broadcast to the batch (all particles share one condition)."""
     check(frames is not None, f"this model predicts the next frame: pass cond={{'frames': (1, {k}, H, W) array}}")
     frames = torch.as_tensor(frames, dtype=x.dtype, device=x.device)
-    check(frames.ndim == 4 and frames.shape[1] == k and tuple(frames.shape[2:]) == tuple(x.shape[2:]),
-          f"frames has shape {tuple(frames.shape)}: expected (1, {k}, {x.shape[2]}, {x.shape[3]}) (K previous frames)")
+    check(
+        frames.ndim == 4 and frames.shape[1] == k and tuple(frames.shape[2:]) == tuple(x.shape[2:]),
+        f"frames has shape {tuple(frames.shape)}: expected (1, {k}, {x.shape[2]}, {x.shape[3]}) (K previous frames)",
+    )
     check(frames.shape[0] in (1, x.shape[0]), f"frames has batch {frames.shape[0]}: use 1 (shared) or {x.shape[0]}")
     return frames.expand(x.shape[0], -1, -1, -1)
 
@@ -117,8 +134,15 @@ class Denoiser(nn.Module):
     Subclasses implement ``denoise(x, sigma, **cond)`` with ``sigma`` already a ``(B,)`` tensor.
     """
 
-    def __init__(self, *, sigma_min: float, sigma_max: float, sigma_data: float, sample_shape: Sequence[int],
-                 preset: dict | None = None):
+    def __init__(
+        self,
+        *,
+        sigma_min: float,
+        sigma_max: float,
+        sigma_data: float,
+        sample_shape: Sequence[int],
+        preset: dict | None = None,
+    ):
         super().__init__()
         check(0 < sigma_min < sigma_max, f"need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
         self.sigma_min, self.sigma_max, self.sigma_data = float(sigma_min), float(sigma_max), float(sigma_data)
@@ -127,17 +151,21 @@ class Denoiser(nn.Module):
 
     def forward(self, x: torch.Tensor, sigma, **cond) -> torch.Tensor:
         check(isinstance(x, torch.Tensor), f"x must be a torch.Tensor, got {type(x).__name__}")
-        check(tuple(x.shape[1:]) == self.sample_shape,
-              f"x has shape {tuple(x.shape)} but this denoiser takes (B, {', '.join(map(str, self.sample_shape))}): "
-              "reshape the batch or use a model trained at this size")
+        check(
+            tuple(x.shape[1:]) == self.sample_shape,
+            f"x has shape {tuple(x.shape)} but this denoiser takes (B, {', '.join(map(str, self.sample_shape))}): "
+            "reshape the batch or use a model trained at this size",
+        )
         return self.denoise(x, as_sigma(sigma, x), **cond)
 
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor, **cond) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
     def extra_repr(self) -> str:
-        return (f"sigma_min={self.sigma_min:g}, sigma_max={self.sigma_max:g}, sigma_data={self.sigma_data:g}, "
-                f"sample_shape={self.sample_shape}")
+        return (
+            f"sigma_min={self.sigma_min:g}, sigma_max={self.sigma_max:g}, sigma_data={self.sigma_data:g}, "
+            f"sample_shape={self.sample_shape}"
+        )
 
 
 class EDMDenoiser(Denoiser):
@@ -151,19 +179,32 @@ class EDMDenoiser(Denoiser):
     set (a network trained with label dropout) a call without labels is the unconditional denoiser.
     """
 
-    def __init__(self, net: nn.Module, *, sigma_min=0.002, sigma_max=80.0, sigma_data=0.5, sample_shape,
-                 time_scale: float = 250.0, num_classes: int | None = None, null_label: int | None = None,
-                 require_labels: bool = False, cond_frames: int = 0, preset: dict | None = None):
-        super().__init__(sigma_min=sigma_min, sigma_max=sigma_max, sigma_data=sigma_data,
-                         sample_shape=sample_shape, preset=preset)
+    def __init__(
+        self,
+        net: nn.Module,
+        *,
+        sigma_min=0.002,
+        sigma_max=80.0,
+        sigma_data=0.5,
+        sample_shape,
+        time_scale: float = 250.0,
+        num_classes: int | None = None,
+        null_label: int | None = None,
+        require_labels: bool = False,
+        cond_frames: int = 0,
+        preset: dict | None = None,
+    ):
+        super().__init__(
+            sigma_min=sigma_min, sigma_max=sigma_max, sigma_data=sigma_data, sample_shape=sample_shape, preset=preset
+        )
         self.net, self.time_scale, self.cond_frames = net, float(time_scale), int(cond_frames)
         self.num_classes, self.null_label, self.require_labels = num_classes, null_label, require_labels
 
     def denoise(self, x, sigma, class_labels=None, frames=None, **cond):
-        sd2, s = self.sigma_data ** 2, append_dims(sigma, x.ndim)
-        c_skip = sd2 / (s ** 2 + sd2)
-        c_out = s * self.sigma_data / (s ** 2 + sd2).sqrt()
-        c_in = 1 / (s ** 2 + sd2).sqrt()
+        sd2, s = self.sigma_data**2, append_dims(sigma, x.ndim)
+        c_skip = sd2 / (s**2 + sd2)
+        c_out = s * self.sigma_data / (s**2 + sd2).sqrt()
+        c_in = 1 / (s**2 + sd2).sqrt()
         c_noise = self.time_scale * sigma.log() / 4
         labels = label_cond(x, class_labels, self.num_classes, self.null_label, self.require_labels)
         inp = torch.cat([c_in * x, frame_cond(x, frames, self.cond_frames)], 1) if self.cond_frames else c_in * x
@@ -178,8 +219,13 @@ class Conditioned(Denoiser):
     keyword arguments override). One set-conditional network thereby serves as one denoiser per set."""
 
     def __init__(self, model, **cond):
-        super().__init__(sigma_min=model.sigma_min, sigma_max=model.sigma_max, sigma_data=model.sigma_data,
-                         sample_shape=model.sample_shape, preset=getattr(model, "preset", None))
+        super().__init__(
+            sigma_min=model.sigma_min,
+            sigma_max=model.sigma_max,
+            sigma_data=model.sigma_data,
+            sample_shape=model.sample_shape,
+            preset=getattr(model, "preset", None),
+        )
         self.model, self.cond = model, cond
 
     def denoise(self, x, sigma, **cond):
@@ -209,15 +255,33 @@ class DiscreteDenoiser(Denoiser):
 
     log_sigmas: torch.Tensor
 
-    def __init__(self, net: nn.Module, alphas_cumprod, *, prediction_type: str = "epsilon", sample_shape,
-                 sigma_data: float = 0.5, quantize: bool = False, num_classes: int | None = None,
-                 null_label: int | None = None, require_labels: bool = False, preset: dict | None = None):
-        check(prediction_type in ("epsilon", "v_prediction"),
-              f"prediction_type {prediction_type!r}: use 'epsilon' or 'v_prediction'")
+    def __init__(
+        self,
+        net: nn.Module,
+        alphas_cumprod,
+        *,
+        prediction_type: str = "epsilon",
+        sample_shape,
+        sigma_data: float = 0.5,
+        quantize: bool = False,
+        num_classes: int | None = None,
+        null_label: int | None = None,
+        require_labels: bool = False,
+        preset: dict | None = None,
+    ):
+        check(
+            prediction_type in ("epsilon", "v_prediction"),
+            f"prediction_type {prediction_type!r}: use 'epsilon' or 'v_prediction'",
+        )
         sig = sigmas_from_alphas_cumprod(alphas_cumprod)
         check(bool((sig[1:] > sig[:-1]).all()), "alphas_cumprod must decrease strictly with t")
-        super().__init__(sigma_min=float(sig[0]), sigma_max=float(sig[-1]), sigma_data=sigma_data,
-                         sample_shape=sample_shape, preset=preset)
+        super().__init__(
+            sigma_min=float(sig[0]),
+            sigma_max=float(sig[-1]),
+            sigma_data=sigma_data,
+            sample_shape=sample_shape,
+            preset=preset,
+        )
         self.net, self.prediction_type, self.quantize = net, prediction_type, quantize
         self.num_classes, self.null_label, self.require_labels = num_classes, null_label, require_labels
         self.register_buffer("log_sigmas", sig.log().float(), persistent=False)
@@ -242,22 +306,31 @@ class DiscreteDenoiser(Denoiser):
 
     def denoise(self, x, sigma, class_labels=None, **cond):
         s = append_dims(sigma, x.ndim)
-        x_vp = x / (1 + s ** 2).sqrt()
+        x_vp = x / (1 + s**2).sqrt()
         labels = label_cond(x, class_labels, self.num_classes, self.null_label, self.require_labels)
         check_cond_keys(self.net, cond, "class_labels")
         out = _output(self.net(x_vp, self.sigma_to_t(sigma), **labels, **cond)).to(x.dtype)
         if self.prediction_type == "epsilon":
             return x - s * out
-        return x / (1 + s ** 2) - s / (1 + s ** 2).sqrt() * out
+        return x / (1 + s**2) - s / (1 + s**2).sqrt() * out
 
 
 class ScoreDenoiser(Denoiser):
     """A score network ``score(x, sigma, **cond) ~ grad log p_sigma(x)`` as ``D = x + sigma^2 * score``."""
 
-    def __init__(self, score: Callable, *, sigma_min: float, sigma_max: float, sample_shape,
-                 sigma_data: float = 0.5, preset: dict | None = None):
-        super().__init__(sigma_min=sigma_min, sigma_max=sigma_max, sigma_data=sigma_data,
-                         sample_shape=sample_shape, preset=preset)
+    def __init__(
+        self,
+        score: Callable,
+        *,
+        sigma_min: float,
+        sigma_max: float,
+        sample_shape,
+        sigma_data: float = 0.5,
+        preset: dict | None = None,
+    ):
+        super().__init__(
+            sigma_min=sigma_min, sigma_max=sigma_max, sigma_data=sigma_data, sample_shape=sample_shape, preset=preset
+        )
         self.score = score
 
     def denoise(self, x, sigma, **cond):

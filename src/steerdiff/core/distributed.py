@@ -7,6 +7,7 @@ set: features are all-gathered, each rank differentiates the kernel terms of its
 bandwidths are computed over the global set, so the result equals the one-process run up to float
 round-off. Gloo serves CPU, NCCL GPUs.
 """
+
 from __future__ import annotations
 
 import os
@@ -58,14 +59,14 @@ def all_gather(t: torch.Tensor) -> torch.Tensor:
     _, size = world()
     if size == 1:
         return t
-    counts = [torch.zeros(1, dtype=torch.long, device=t.device) for _ in range(size)]
-    dist.all_gather(counts, torch.tensor([t.shape[0]], device=t.device))
-    counts = [int(c) for c in counts]
+    gathered = [torch.zeros(1, dtype=torch.long, device=t.device) for _ in range(size)]
+    dist.all_gather(gathered, torch.tensor([t.shape[0]], device=t.device))
+    counts = [int(c) for c in gathered]
     m = max(counts)
     pad = torch.zeros((m - t.shape[0], *t.shape[1:]), dtype=t.dtype, device=t.device)
     parts = [torch.empty((m, *t.shape[1:]), dtype=t.dtype, device=t.device) for _ in range(size)]
     dist.all_gather(parts, torch.cat([t.detach(), pad]).contiguous())
-    return torch.cat([p[:c] for p, c in zip(parts, counts)])
+    return torch.cat([p[:c] for p, c in zip(parts, counts, strict=True)])
 
 
 def offset(n_local: int) -> int:

@@ -15,6 +15,7 @@ terms), which may set ``needs_x0 = True`` to receive the denoised estimate with 
 and ``swaps_base = True`` with ``base_cond(x, sigma, cond) -> cond'`` when its full-weight estimate
 is the base denoiser under another condition (then that one call replaces the base call).
 """
+
 from __future__ import annotations
 
 import math
@@ -56,6 +57,7 @@ def schedule_weight(schedule, sigma: float, window: tuple[float, float]) -> floa
 class GuideContext:
     """What a guidance term sees: ``x`` (a leaf that requires grad when a term needs x0), ``sigma``
     ``(B,)``, the base ``denoised`` estimate (with its graph to ``x`` when ``needs_x0``), ``cond``."""
+
     x: torch.Tensor
     sigma: torch.Tensor
     denoised: torch.Tensor | None  # None only when no active term uses the base (``needs_base``)
@@ -90,11 +92,19 @@ class Guided(Denoiser):
     """A denoiser plus guidance terms (see module docstring)."""
 
     def __init__(self, base: DenoiserLike, terms: tuple[Term, ...] | list[Term]):
-        super().__init__(sigma_min=base.sigma_min, sigma_max=base.sigma_max, sigma_data=base.sigma_data,
-                         sample_shape=base.sample_shape, preset=getattr(base, "preset", None))
+        super().__init__(
+            sigma_min=base.sigma_min,
+            sigma_max=base.sigma_max,
+            sigma_data=base.sigma_data,
+            sample_shape=base.sample_shape,
+            preset=getattr(base, "preset", None),
+        )
         bound = []
         for t in terms:
-            check(callable(t) or hasattr(t, "guide"), f"a guidance term must be callable g(x, sigma, **cond), got {type(t).__name__}")
+            check(
+                callable(t) or hasattr(t, "guide"),
+                f"a guidance term must be callable g(x, sigma, **cond), got {type(t).__name__}",
+            )
             bound.append(t.bind(base) if hasattr(t, "bind") else t)
         self.base, self.terms = base, bound
 
@@ -103,7 +113,9 @@ class Guided(Denoiser):
         assert d is not None  # need_base=True
         return d if delta is None else d + delta
 
-    def split(self, x: torch.Tensor, sigma: Any, need_base: bool = True, **cond: Any) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    def split(
+        self, x: torch.Tensor, sigma: Any, need_base: bool = True, **cond: Any
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """``(D(x), sigma^2 * sum_k w_k g_k)``: the base estimate and the guidance's shift of it
         (``None`` when no term is active at this sigma). With ``need_base=False`` the base denoiser
         runs only if an active term uses it (``needs_base``), and ``D(x)`` may come back ``None``."""
@@ -128,16 +140,22 @@ class Guided(Denoiser):
                 if t is swap:
                     continue
                 gk = t.guide(ctx) if hasattr(t, "guide") else t(x.detach(), sigma, **cond)
-                check(gk.shape == x.shape, f"a guidance term returned shape {tuple(gk.shape)} for x of shape {tuple(x.shape)}")
+                check(
+                    gk.shape == x.shape,
+                    f"a guidance term returned shape {tuple(gk.shape)} for x of shape {tuple(x.shape)}",
+                )
                 g = g + w * gk.detach().to(x.dtype)
         if not bool(torch.isfinite(g).all()):
-            raise SteerdiffError(f"guidance produced non-finite values at sigma={s:.4g}: lower the strength "
-                                 "or narrow the window")
+            raise SteerdiffError(
+                f"guidance produced non-finite values at sigma={s:.4g}: lower the strength or narrow the window"
+            )
         return (None if d is None else d.detach()), append_dims(sigma, x.ndim) ** 2 * g
 
 
 def guided(denoiser: DenoiserLike, *terms: Term) -> Guided:
     """``denoiser`` with guidance ``terms`` added to its score (see module docstring)."""
-    check(callable(denoiser) and all(hasattr(denoiser, k) for k in ("sigma_min", "sigma_max", "sample_shape")),
-          f"guided() needs a denoiser (e.g. steerdiff.load('mnist')), got {type(denoiser).__name__}")
+    check(
+        callable(denoiser) and all(hasattr(denoiser, k) for k in ("sigma_min", "sigma_max", "sample_shape")),
+        f"guided() needs a denoiser (e.g. steerdiff.load('mnist')), got {type(denoiser).__name__}",
+    )
     return Guided(denoiser, terms)

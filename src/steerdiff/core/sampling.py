@@ -11,6 +11,7 @@ Euler-ancestral (k-diffusion's ancestral step), DDIM (Song et al. 2021, Eq. 12, 
 DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2), predictor-corrector with Langevin correctors
 (Song et al. 2021, score SDE, Algorithms 4-5 for VE).
 """
+
 from __future__ import annotations
 
 import math
@@ -42,12 +43,15 @@ def append_zero(x: torch.Tensor) -> torch.Tensor:
 
 def _check_range(n: int, sigma_min: float, sigma_max: float) -> None:
     check(int(n) == n and n >= 1, f"number of steps must be a positive integer, got {n}")
-    check(0 < sigma_min < sigma_max and math.isfinite(sigma_max),
-          f"need 0 < sigma_min < sigma_max < inf, got sigma_min={sigma_min}, sigma_max={sigma_max}")
+    check(
+        0 < sigma_min < sigma_max and math.isfinite(sigma_max),
+        f"need 0 < sigma_min < sigma_max < inf, got sigma_min={sigma_min}, sigma_max={sigma_max}",
+    )
 
 
-def get_sigmas_karras(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0,
-                      device: str | torch.device = "cpu") -> torch.Tensor:
+def get_sigmas_karras(
+    n: int, sigma_min: float, sigma_max: float, rho: float = 7.0, device: str | torch.device = "cpu"
+) -> torch.Tensor:
     """Karras et al. (2022) Eq. 5: ``n`` levels from ``sigma_max`` to ``sigma_min`` evenly spaced in
     ``sigma**(1/rho)``, then a final 0 (``n + 1`` values, float32)."""
     _check_range(n, sigma_min, sigma_max)
@@ -59,11 +63,16 @@ def get_sigmas_karras(n: int, sigma_min: float, sigma_max: float, rho: float = 7
 def get_sigmas_ve(n: int, sigma_min: float, sigma_max: float, device: str | torch.device = "cpu") -> torch.Tensor:
     """The VE-SDE's geometric schedule (Song et al. 2021): ``n`` levels evenly spaced in ``log sigma``, then 0."""
     _check_range(n, sigma_min, sigma_max)
-    return append_zero(torch.linspace(math.log(sigma_max), math.log(sigma_min), n, dtype=torch.float64).exp()).float().to(device)
+    return (
+        append_zero(torch.linspace(math.log(sigma_max), math.log(sigma_min), n, dtype=torch.float64).exp())
+        .float()
+        .to(device)
+    )
 
 
-def sigmas_from_scheduler(scheduler: Any, num_inference_steps: int | None = None,
-                          device: str | torch.device = "cpu") -> torch.Tensor:
+def sigmas_from_scheduler(
+    scheduler: Any, num_inference_steps: int | None = None, device: str | torch.device = "cpu"
+) -> torch.Tensor:
     """The noise levels a diffusers scheduler visits, as VE sigmas followed by 0.
 
     For EDM-style schedulers (``scheduler.sigmas`` already VE) the scheduler's sigmas are used; for
@@ -71,8 +80,10 @@ def sigmas_from_scheduler(scheduler: Any, num_inference_steps: int | None = None
     """
     if num_inference_steps is not None:
         scheduler.set_timesteps(num_inference_steps)
-    check(getattr(scheduler, "timesteps", None) is not None,
-          "the scheduler has no timesteps: pass num_inference_steps or call scheduler.set_timesteps first")
+    check(
+        getattr(scheduler, "timesteps", None) is not None,
+        "the scheduler has no timesteps: pass num_inference_steps or call scheduler.set_timesteps first",
+    )
     if hasattr(scheduler, "alphas_cumprod") and not hasattr(scheduler, "precondition_inputs"):
         ac = scheduler.alphas_cumprod.double()
         t = scheduler.timesteps.long()
@@ -85,18 +96,28 @@ def sigmas_from_scheduler(scheduler: Any, num_inference_steps: int | None = None
 def check_sigmas(sigmas) -> torch.Tensor:
     """``sigmas`` as a 1-D tensor, checked: finite, non-negative, non-increasing, at least 2 values."""
     check(isinstance(sigmas, torch.Tensor), f"sigmas must be a 1-D torch.Tensor, got {type(sigmas).__name__}")
-    check(sigmas.ndim == 1 and len(sigmas) >= 2, f"sigmas must be 1-D with at least 2 values, got shape {tuple(sigmas.shape)}")
+    check(
+        sigmas.ndim == 1 and len(sigmas) >= 2,
+        f"sigmas must be 1-D with at least 2 values, got shape {tuple(sigmas.shape)}",
+    )
     check(bool(torch.isfinite(sigmas).all()), "sigmas contain inf or nan: build them with get_sigmas_karras")
-    check(bool((sigmas >= 0).all()), f"sigmas must be non-negative (min {float(sigmas.min()):g}): noise levels are standard deviations")
-    check(bool((sigmas[1:] <= sigmas[:-1]).all()),
-          "sigmas must decrease from the highest noise level to the lowest (e.g. get_sigmas_karras(...)); sort them descending")
+    check(
+        bool((sigmas >= 0).all()),
+        f"sigmas must be non-negative (min {float(sigmas.min()):g}): noise levels are standard deviations",
+    )
+    check(
+        bool((sigmas[1:] <= sigmas[:-1]).all()),
+        "sigmas must decrease from the highest noise level to the lowest (e.g. get_sigmas_karras(...)); sort them descending",
+    )
     return sigmas
 
 
 def _check_finite(x: torch.Tensor, i: int, sigma) -> None:
     if not bool(torch.isfinite(x).all()):
-        raise SteerdiffError(f"the sampler produced non-finite values at step {i} (sigma={float(sigma):.4g}): "
-                             "lower the guidance strength, use more steps, or check the model's input range")
+        raise SteerdiffError(
+            f"the sampler produced non-finite values at step {i} (sigma={float(sigma):.4g}): "
+            "lower the guidance strength, use more steps, or check the model's input range"
+        )
 
 
 def default_noise_sampler(x: torch.Tensor):
@@ -120,24 +141,26 @@ def get_ancestral_step(sigma_from, sigma_to, eta: float = 1.0):
     noise of scale ``sigma_up`` (``sigma_down^2 + sigma_up^2 = sigma_to^2``); ``eta`` scales the noise."""
     if not eta:
         return sigma_to, 0.0 * sigma_to
-    sigma_up = torch.minimum(torch.as_tensor(sigma_to),
-                             eta * (sigma_to ** 2 * (sigma_from ** 2 - sigma_to ** 2) / sigma_from ** 2) ** 0.5)
-    sigma_down = (sigma_to ** 2 - sigma_up ** 2) ** 0.5
+    sigma_up = torch.minimum(
+        torch.as_tensor(sigma_to), eta * (sigma_to**2 * (sigma_from**2 - sigma_to**2) / sigma_from**2) ** 0.5
+    )
+    sigma_down = (sigma_to**2 - sigma_up**2) ** 0.5
     return sigma_down, sigma_up
 
 
 # ---------------------------------------------------------------------------------------- samplers
 def _churn(x, sigma, n, s_churn, s_tmin, s_tmax, s_noise, noise_sampler, sigma_next):
     """EDM's stochastic churn: raise the noise level to ``sigma_hat = sigma (1 + gamma)`` by adding noise."""
-    gamma = min(s_churn / n, 2 ** 0.5 - 1) if s_tmin <= sigma <= s_tmax else 0.0
+    gamma = min(s_churn / n, 2**0.5 - 1) if s_tmin <= sigma <= s_tmax else 0.0
     sigma_hat = sigma * (gamma + 1)
     if gamma > 0:
-        x = x + noise_sampler(sigma, sigma_next) * s_noise * (sigma_hat ** 2 - sigma ** 2) ** 0.5
+        x = x + noise_sampler(sigma, sigma_next) * s_noise * (sigma_hat**2 - sigma**2) ** 0.5
     return x, sigma_hat
 
 
-def _ode_with_churn(model, x, sigmas, extra_args, callback, disable, s_churn, s_tmin, s_tmax, s_noise,
-                    noise_sampler, heun: bool):
+def _ode_with_churn(
+    model, x, sigmas, extra_args, callback, disable, s_churn, s_tmin, s_tmax, s_noise, noise_sampler, heun: bool
+):
     """Euler (``heun=False``) or Heun steps on the probability-flow ODE after EDM's churn."""
     extra_args, s_in, noise_sampler = _prepare(x, sigmas, extra_args, noise_sampler)
     n = len(sigmas) - 1
@@ -159,29 +182,57 @@ def _ode_with_churn(model, x, sigmas, extra_args, callback, disable, s_churn, s_
 
 
 @torch.no_grad()
-def sample_euler(model: Model, x: torch.Tensor, sigmas: torch.Tensor, extra_args: dict | None = None,
-                 callback: Callback | None = None, disable: bool | None = None, s_churn: float = 0.0,
-                 s_tmin: float = 0.0, s_tmax: float = float("inf"), s_noise: float = 1.0,
-                 noise_sampler: NoiseSampler | None = None) -> torch.Tensor:
+def sample_euler(
+    model: Model,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    extra_args: dict | None = None,
+    callback: Callback | None = None,
+    disable: bool | None = None,
+    s_churn: float = 0.0,
+    s_tmin: float = 0.0,
+    s_tmax: float = float("inf"),
+    s_noise: float = 1.0,
+    noise_sampler: NoiseSampler | None = None,
+) -> torch.Tensor:
     """Euler steps on the probability-flow ODE, with optional EDM churn."""
-    return _ode_with_churn(model, x, sigmas, extra_args, callback, disable, s_churn, s_tmin, s_tmax, s_noise,
-                           noise_sampler, heun=False)
+    return _ode_with_churn(
+        model, x, sigmas, extra_args, callback, disable, s_churn, s_tmin, s_tmax, s_noise, noise_sampler, heun=False
+    )
 
 
 @torch.no_grad()
-def sample_heun(model: Model, x: torch.Tensor, sigmas: torch.Tensor, extra_args: dict | None = None,
-                callback: Callback | None = None, disable: bool | None = None, s_churn: float = 0.0,
-                s_tmin: float = 0.0, s_tmax: float = float("inf"), s_noise: float = 1.0,
-                noise_sampler: NoiseSampler | None = None) -> torch.Tensor:
+def sample_heun(
+    model: Model,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    extra_args: dict | None = None,
+    callback: Callback | None = None,
+    disable: bool | None = None,
+    s_churn: float = 0.0,
+    s_tmin: float = 0.0,
+    s_tmax: float = float("inf"),
+    s_noise: float = 1.0,
+    noise_sampler: NoiseSampler | None = None,
+) -> torch.Tensor:
     """EDM's Algorithm 2: Heun's second-order method with churn; Euler on the last step (to sigma 0)."""
-    return _ode_with_churn(model, x, sigmas, extra_args, callback, disable, s_churn, s_tmin, s_tmax, s_noise,
-                           noise_sampler, heun=True)
+    return _ode_with_churn(
+        model, x, sigmas, extra_args, callback, disable, s_churn, s_tmin, s_tmax, s_noise, noise_sampler, heun=True
+    )
 
 
 @torch.no_grad()
-def sample_euler_ancestral(model: Model, x: torch.Tensor, sigmas: torch.Tensor, extra_args: dict | None = None,
-                           callback: Callback | None = None, disable: bool | None = None, eta: float = 1.0,
-                           s_noise: float = 1.0, noise_sampler: NoiseSampler | None = None) -> torch.Tensor:
+def sample_euler_ancestral(
+    model: Model,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    extra_args: dict | None = None,
+    callback: Callback | None = None,
+    disable: bool | None = None,
+    eta: float = 1.0,
+    s_noise: float = 1.0,
+    noise_sampler: NoiseSampler | None = None,
+) -> torch.Tensor:
     """Ancestral sampling with Euler steps: a deterministic step to ``sigma_down``, then fresh noise ``sigma_up``."""
     extra_args, s_in, noise_sampler = _prepare(x, sigmas, extra_args, noise_sampler)
     for i in trange(len(sigmas) - 1, disable=disable, desc="euler_ancestral"):
@@ -197,9 +248,17 @@ def sample_euler_ancestral(model: Model, x: torch.Tensor, sigmas: torch.Tensor, 
 
 
 @torch.no_grad()
-def sample_ddim(model: Model, x: torch.Tensor, sigmas: torch.Tensor, extra_args: dict | None = None,
-                callback: Callback | None = None, disable: bool | None = None, eta: float = 0.0,
-                s_noise: float = 1.0, noise_sampler: NoiseSampler | None = None) -> torch.Tensor:
+def sample_ddim(
+    model: Model,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    extra_args: dict | None = None,
+    callback: Callback | None = None,
+    disable: bool | None = None,
+    eta: float = 0.0,
+    s_noise: float = 1.0,
+    noise_sampler: NoiseSampler | None = None,
+) -> torch.Tensor:
     """DDIM (Song et al. 2021, Eq. 12) written for VE sigmas.
 
     With ``abar = 1 / (1 + sigma^2)``, DDIM's noise ``sigma_eta^2 = eta^2 (1 - abar') / (1 - abar) (1 - abar / abar')``
@@ -214,10 +273,10 @@ def sample_ddim(model: Model, x: torch.Tensor, sigmas: torch.Tensor, extra_args:
         if callback is not None:
             callback({"x": x, "i": i, "sigma": sigma, "sigma_hat": sigma, "denoised": denoised})
         eps = (x - denoised) / sigma
-        a, a_next = 1 / (1 + sigma ** 2), 1 / (1 + sigma_next ** 2)
-        var_eta = eta ** 2 * (1 - a_next) / (1 - a) * (1 - a / a_next)
+        a, a_next = 1 / (1 + sigma**2), 1 / (1 + sigma_next**2)
+        var_eta = eta**2 * (1 - a_next) / (1 - a) * (1 - a / a_next)
         sigma_up = torch.minimum((var_eta / a_next).sqrt(), sigma_next)
-        x = denoised + (sigma_next ** 2 - sigma_up ** 2).clamp(min=0).sqrt() * eps
+        x = denoised + (sigma_next**2 - sigma_up**2).clamp(min=0).sqrt() * eps
         if sigma_next > 0 and eta:
             x = x + noise_sampler(sigma, sigma_next) * s_noise * sigma_up
         _check_finite(x, i, sigma)
@@ -225,8 +284,14 @@ def sample_ddim(model: Model, x: torch.Tensor, sigmas: torch.Tensor, extra_args:
 
 
 @torch.no_grad()
-def sample_dpmpp_2m(model: Model, x: torch.Tensor, sigmas: torch.Tensor, extra_args: dict | None = None,
-                    callback: Callback | None = None, disable: bool | None = None) -> torch.Tensor:
+def sample_dpmpp_2m(
+    model: Model,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    extra_args: dict | None = None,
+    callback: Callback | None = None,
+    disable: bool | None = None,
+) -> torch.Tensor:
     """DPM-Solver++(2M): multistep second order in ``t = -log sigma``, first order on the first and last step."""
     extra_args, s_in, _ = _prepare(x, sigmas, extra_args, None)
     old_denoised: torch.Tensor | None = None
@@ -254,7 +319,9 @@ def sample_dpmpp_2m(model: Model, x: torch.Tensor, sigmas: torch.Tensor, extra_a
 PC_STEP_SIZES = ("sigma", "batch", "sample")
 
 
-def langevin_step_size(score: torch.Tensor, z: torch.Tensor, sigma: torch.Tensor, snr: float, rule: str) -> torch.Tensor:
+def langevin_step_size(
+    score: torch.Tensor, z: torch.Tensor, sigma: torch.Tensor, snr: float, rule: str
+) -> torch.Tensor:
     """Langevin step size ``2 (snr ||z|| / ||score||)^2`` (score SDE), broadcastable against ``x``.
 
     ``rule="batch"``: norms averaged over the batch, as in the score-SDE and compositional-sculpting
@@ -282,8 +349,10 @@ DEFAULT_CORRECTOR_TERM: Callable[[], Any] | None = None
 def _default_corrector_term() -> Any:
     factory = DEFAULT_CORRECTOR_TERM
     if factory is None:
-        raise SteerdiffError("a repulsive corrector step needs a guidance term: give its plan entry a 'term' "
-                             "(e.g. steerdiff.Repulsion()) or import steerdiff.particles")
+        raise SteerdiffError(
+            "a repulsive corrector step needs a guidance term: give its plan entry a 'term' "
+            "(e.g. steerdiff.Repulsion()) or import steerdiff.particles"
+        )
     return factory()
 
 
@@ -296,7 +365,9 @@ def parse_plan(text: str) -> list[dict]:
         try:
             kind, (lo, hi), count = parts[0], map(float, parts[1].split("-")), int(parts[2]) if len(parts) > 2 else 1
         except (IndexError, ValueError):
-            raise SteerdiffError(f"corrector plan entry {item!r}: use KIND:LO-HI[:COUNT], e.g. repulsive:1-20:2") from None
+            raise SteerdiffError(
+                f"corrector plan entry {item!r}: use KIND:LO-HI[:COUNT], e.g. repulsive:1-20:2"
+            ) from None
         plan.append({"kind": kind, "window": (lo, hi), "steps": count})
     return plan
 
@@ -309,10 +380,20 @@ def _plan_steps(plan, sigma: float):
 
 
 @torch.no_grad()
-def sample_pc(model: Model, x: torch.Tensor, sigmas: torch.Tensor, extra_args: dict | None = None,
-              callback: Callback | None = None, disable: bool | None = None, snr: float = 0.16,
-              n_corrector: int = 1, s_noise: float = 1.0, noise_sampler: NoiseSampler | None = None,
-              step_size: str = "sigma", plan: list[dict] | None = None) -> torch.Tensor:
+def sample_pc(
+    model: Model,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    extra_args: dict | None = None,
+    callback: Callback | None = None,
+    disable: bool | None = None,
+    snr: float = 0.16,
+    n_corrector: int = 1,
+    s_noise: float = 1.0,
+    noise_sampler: NoiseSampler | None = None,
+    step_size: str = "sigma",
+    plan: list[dict] | None = None,
+) -> torch.Tensor:
     """Predictor-corrector (score SDE, VE): ``n_corrector`` Langevin steps at each level, then a
     reverse-diffusion predictor step ``x + (sigma^2 - sigma'^2) score + sqrt(sigma^2 - sigma'^2) z``.
     The Langevin step size follows ``step_size`` (see :func:`langevin_step_size`). The last step
@@ -325,21 +406,30 @@ def sample_pc(model: Model, x: torch.Tensor, sigmas: torch.Tensor, extra_args: d
     ``repulsive_no_noise`` (the repulsion force alone, no noise), ``random`` (noise alone,
     ``sqrt(2 eps) z``). :func:`parse_plan` reads the command-line form."""
     extra_args, s_in, noise_sampler = _prepare(x, sigmas, extra_args, noise_sampler)
-    check(int(n_corrector) == n_corrector and n_corrector >= 0, f"n_corrector must be a non-negative integer, got {n_corrector}")
+    check(
+        int(n_corrector) == n_corrector and n_corrector >= 0,
+        f"n_corrector must be a non-negative integer, got {n_corrector}",
+    )
     for entry in plan or ():
-        check(entry.get("kind") in PLAN_KINDS, f"corrector plan kind {entry.get('kind')!r}: use one of {', '.join(PLAN_KINDS)}")
+        check(
+            entry.get("kind") in PLAN_KINDS,
+            f"corrector plan kind {entry.get('kind')!r}: use one of {', '.join(PLAN_KINDS)}",
+        )
     repulsed = {}
 
     def corrector(kind, sigma, term):
         nonlocal x
         z = noise_sampler(sigma, sigma)
-        base = (model(x, sigma * s_in, **extra_args) - x) / sigma ** 2
+        base = (model(x, sigma * s_in, **extra_args) - x) / sigma**2
         if kind in ("repulsive", "repulsive_no_noise"):
             from .guidance import guided
+
             key = id(term)
             if key not in repulsed:
-                repulsed[key] = guided(cast("DenoiserLike", model), term if term is not None else _default_corrector_term())
-            full = (repulsed[key](x, sigma * s_in, **extra_args) - x) / sigma ** 2
+                repulsed[key] = guided(
+                    cast("DenoiserLike", model), term if term is not None else _default_corrector_term()
+                )
+            full = (repulsed[key](x, sigma * s_in, **extra_args) - x) / sigma**2
             drift = full if kind == "repulsive" else full - base
         else:
             drift = base if kind == "langevin" else torch.zeros_like(x)
@@ -361,8 +451,8 @@ def sample_pc(model: Model, x: torch.Tensor, sigmas: torch.Tensor, extra_args: d
         if sigma_next == 0:
             x = denoised
         else:
-            x = x + (sigma ** 2 - sigma_next ** 2) * (denoised - x) / sigma ** 2
-            x = x + noise_sampler(sigma, sigma_next) * s_noise * (sigma ** 2 - sigma_next ** 2).sqrt()
+            x = x + (sigma**2 - sigma_next**2) * (denoised - x) / sigma**2
+            x = x + noise_sampler(sigma, sigma_next) * s_noise * (sigma**2 - sigma_next**2).sqrt()
         _check_finite(x, i, sigma)
     return x
 

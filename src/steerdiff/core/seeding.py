@@ -5,6 +5,7 @@ a hash of ``(s, i)``. A sample therefore depends on its seed and index only: not
 on chunking, or on how many processes share the batch. Seeds 0 and 1 share no sample because the
 hash of ``(0, i)`` and ``(1, j)`` never coincide in practice (64-bit BLAKE2 digests).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -24,10 +25,13 @@ def sample_generators(seed: int, indices: Sequence[int], device="cpu") -> list[t
     return [torch.Generator(device).manual_seed(stream_seed("sample", int(seed), int(i))) for i in indices]
 
 
-def randn_per_sample(generators: Sequence[torch.Generator], shape: Sequence[int], dtype=torch.float32,
-                     device="cpu") -> torch.Tensor:
+def randn_per_sample(
+    generators: Sequence[torch.Generator], shape: Sequence[int], dtype=torch.float32, device="cpu"
+) -> torch.Tensor:
     """Stack one standard-normal draw of ``shape`` from each generator: returns ``(len(generators), *shape)``."""
-    return torch.stack([torch.randn(tuple(shape), generator=g, dtype=dtype, device=g.device) for g in generators]).to(device)
+    return torch.stack([torch.randn(tuple(shape), generator=g, dtype=dtype, device=g.device) for g in generators]).to(
+        device
+    )
 
 
 class PerSampleNoise:

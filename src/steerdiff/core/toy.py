@@ -6,6 +6,7 @@ and the ideal denoiser (the posterior mean) is
     D(x, sigma) = sum_k r_k(x) (mu_k + s^2 / (s^2 + sigma^2) (x - mu_k)),
     r_k(x) = softmax_k(log w_k - |x - mu_k|^2 / (2 (s^2 + sigma^2))).
 """
+
 from __future__ import annotations
 
 import math
@@ -28,42 +29,59 @@ class GaussianMixtureDenoiser(Denoiser):
     means: torch.Tensor
     weights: torch.Tensor
 
-    def __init__(self, means, std: float, weights=None, *, sigma_min: float = 0.002, sigma_max: float | None = None,
-                 preset: dict | None = None):
+    def __init__(
+        self,
+        means,
+        std: float,
+        weights=None,
+        *,
+        sigma_min: float = 0.002,
+        sigma_max: float | None = None,
+        preset: dict | None = None,
+    ):
         means = torch.as_tensor(means, dtype=torch.float64)
         check(means.ndim >= 2, f"means must be (K, *sample_shape), got shape {tuple(means.shape)}")
         check(std > 0, f"std must be positive, got {std}")
         k = means.shape[0]
-        weights = torch.full((k,), 1.0 / k, dtype=torch.float64) if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+        weights = (
+            torch.full((k,), 1.0 / k, dtype=torch.float64)
+            if weights is None
+            else torch.as_tensor(weights, dtype=torch.float64)
+        )
         check(weights.shape == (k,) and bool((weights > 0).all()), f"weights must be {k} positive numbers")
         flat = means.reshape(k, -1)
         w = weights / weights.sum()
         centred = flat - (w[:, None] * flat).sum(0)
-        sigma_data = float(((w[:, None] * centred ** 2).sum(0).mean() + std ** 2).sqrt())  # per-coordinate std of p0
+        sigma_data = float(((w[:, None] * centred**2).sum(0).mean() + std**2).sqrt())  # per-coordinate std of p0
         if sigma_max is None:
             sigma_max = 20.0 * max(1.0, float(flat.abs().max()))
-        super().__init__(sigma_min=sigma_min, sigma_max=sigma_max, sigma_data=sigma_data,
-                         sample_shape=means.shape[1:], preset=preset or {"sampler": "heun", "steps": 32})
+        super().__init__(
+            sigma_min=sigma_min,
+            sigma_max=sigma_max,
+            sigma_data=sigma_data,
+            sample_shape=means.shape[1:],
+            preset=preset or {"sampler": "heun", "steps": 32},
+        )
         self.std = float(std)
         self.register_buffer("means", means)
         self.register_buffer("weights", weights / weights.sum())
 
     def log_responsibilities(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """``log r_k(x)``: ``(B, K)`` posterior log-probabilities of the components given noisy ``x``."""
-        var = (self.std ** 2 + sigma.double() ** 2)[:, None]
+        var = (self.std**2 + sigma.double() ** 2)[:, None]
         d2 = torch.cdist(x.double().flatten(1), self.means.flatten(1)) ** 2
         return torch.log_softmax(self.weights.log()[None] - d2 / (2 * var), dim=1)
 
     def denoise(self, x, sigma, **cond):
-        r = self.log_responsibilities(x, sigma).exp()                      # (B, K)
-        shrink = append_dims(self.std ** 2 / (self.std ** 2 + sigma.double() ** 2), x.ndim)
-        mean_mu = (r @ self.means.flatten(1)).reshape(x.shape)             # sum_k r_k mu_k
+        r = self.log_responsibilities(x, sigma).exp()  # (B, K)
+        shrink = append_dims(self.std**2 / (self.std**2 + sigma.double() ** 2), x.ndim)
+        mean_mu = (r @ self.means.flatten(1)).reshape(x.shape)  # sum_k r_k mu_k
         return (mean_mu + shrink * (x.double() - mean_mu)).to(x.dtype)
 
     def log_prob(self, x: torch.Tensor, sigma=0.0) -> torch.Tensor:
         """``log p_sigma(x)``: ``(B,)``, the exact log-density of the noisy marginal."""
         sigma = torch.as_tensor(sigma, dtype=torch.float64).expand(x.shape[0])
-        var = (self.std ** 2 + sigma ** 2)[:, None]
+        var = (self.std**2 + sigma**2)[:, None]
         d = self.means[0].numel()
         d2 = torch.cdist(x.double().flatten(1), self.means.flatten(1)) ** 2
         return torch.logsumexp(self.weights.log()[None] - d2 / (2 * var) - d / 2 * torch.log(2 * math.pi * var), dim=1)
@@ -81,18 +99,36 @@ class GaussianMixtureDenoiser(Denoiser):
 # Particle presets for the ring, found by the sweep in benchmarks/bench_ring.py: PG on the denoised
 # estimate with a narrow RBF (0.3 x the median heuristic) and the force projected off the score.
 RING_PRESET = {
-    "sampler": "heun", "steps": 32,
+    "sampler": "heun",
+    "steps": 32,
     "particles": {
-        "pg": dict(embedding="identity", kernel="rbf", on="x0", strength=4.0, window=(0.1, 20.0),
-                   bandwidth="median", bandwidth_scale=0.3, project=True),
-        "repulsive": dict(embedding="identity", kernel="rbf", on="x0", strength=40.0, window=(0.1, 20.0),
-                          bandwidth="median", bandwidth_scale=0.3, project=True),
+        "pg": dict(
+            embedding="identity",
+            kernel="rbf",
+            on="x0",
+            strength=4.0,
+            window=(0.1, 20.0),
+            bandwidth="median",
+            bandwidth_scale=0.3,
+            project=True,
+        ),
+        "repulsive": dict(
+            embedding="identity",
+            kernel="rbf",
+            on="x0",
+            strength=40.0,
+            window=(0.1, 20.0),
+            bandwidth="median",
+            bandwidth_scale=0.3,
+            project=True,
+        ),
     },
 }
 
 
-def ring(n_modes: int = 10, radius: float = 1.0, std: float = 0.005 ** 0.5, weights: Sequence[float] | None = None,
-         **kwargs) -> GaussianMixtureDenoiser:
+def ring(
+    n_modes: int = 10, radius: float = 1.0, std: float = 0.005**0.5, weights: Sequence[float] | None = None, **kwargs
+) -> GaussianMixtureDenoiser:
     """``n_modes`` Gaussians evenly spaced on a circle of ``radius`` in 2-D; the defaults (10 modes,
     radius 1, variance 0.005) are the Particle Guidance paper's synthetic experiment."""
     check(n_modes >= 1, "n_modes must be at least 1")

@@ -23,6 +23,7 @@ on pixel L1 to dilated targets):
 
 Classifiers see the ink map (channel maximum), so ColorMNIST digits are judged like MNIST ones.
 """
+
 from __future__ import annotations
 
 import torch
@@ -30,7 +31,7 @@ import torch.nn.functional as F
 
 from ..core.errors import check
 
-ATTRIBUTES = {"thick": 1, "thin": -1}          # the sign of the stroke-width change that counts as success
+ATTRIBUTES = {"thick": 1, "thin": -1}  # the sign of the stroke-width change that counts as success
 JUDGES = ("mnist-evaluator", "mnist-evaluator2")
 
 
@@ -45,7 +46,7 @@ def stroke_width(x: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
     m = (((ink_map(x) + 1) / 2) > threshold).float()[:, 0]
     area = m.flatten(1).sum(1)
     p = F.pad(m, (1, 1, 1, 1))
-    perim = ((p[:, 1:, :] - p[:, :-1, :]).abs().flatten(1).sum(1) + (p[:, :, 1:] - p[:, :, :-1]).abs().flatten(1).sum(1))
+    perim = (p[:, 1:, :] - p[:, :-1, :]).abs().flatten(1).sum(1) + (p[:, :, 1:] - p[:, :, :-1]).abs().flatten(1).sum(1)
     return torch.where(perim > 0, 2 * area / perim.clamp(min=1), torch.zeros_like(area))
 
 
@@ -57,7 +58,7 @@ def outside_region(source: torch.Tensor, radius: int = 2, threshold: float = 0.0
 
 def _predict(clf, x: torch.Tensor, batch: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
     with torch.no_grad():
-        feats = torch.cat([clf.features(ink_map(x[i:i + batch]).float()) for i in range(0, len(x), batch)])
+        feats = torch.cat([clf.features(ink_map(x[i : i + batch]).float()) for i in range(0, len(x), batch)])
         return clf.head(feats).argmax(1), feats
 
 
@@ -67,33 +68,56 @@ _REAL = {}
 def _real_digits():
     if "r" not in _REAL:
         from ..data import load_mnist
+
         _REAL["r"] = (load_mnist("train").images[:1000], load_mnist("heldout").images)
     return _REAL["r"]
 
 
 @torch.no_grad()
-def evaluate_edit(source: torch.Tensor, edited: torch.Tensor, labels: torch.Tensor | None = None, *,
-                  attribute: str = "thick", classifiers=JUDGES, min_gain: float = 0.05) -> dict:
+def evaluate_edit(
+    source: torch.Tensor,
+    edited: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    *,
+    attribute: str = "thick",
+    classifiers=JUDGES,
+    min_gain: float = 0.05,
+) -> dict:
     """The edit metrics of the module docstring for ``source`` and ``edited`` ``(N, C, 28, 28)``."""
     from ..evaluation.metrics import frechet_distance
     from ..train.classifier import load_classifier
     from .hspace import dilate
+
     check(attribute in ATTRIBUTES, f"edit attribute {attribute!r}: use one of {', '.join(ATTRIBUTES)}")
-    check(source.shape == edited.shape, f"source {tuple(source.shape)} and edited {tuple(edited.shape)} differ in shape")
-    check(source.ndim == 4 and tuple(source.shape[2:]) == (28, 28),
-          f"edit evaluation judges 28x28 digits (N, C, 28, 28), got {tuple(source.shape)}")
+    check(
+        source.shape == edited.shape, f"source {tuple(source.shape)} and edited {tuple(edited.shape)} differ in shape"
+    )
+    check(
+        source.ndim == 4 and tuple(source.shape[2:]) == (28, 28),
+        f"edit evaluation judges 28x28 digits (N, C, 28, 28), got {tuple(source.shape)}",
+    )
     check(len(source) >= 2, f"edit evaluation needs at least 2 edited images, got {len(source)}")
     for name, t in (("source", source), ("edited", edited)):
         check(bool(torch.isfinite(t).all()), f"{name} holds non-finite values (NaN or inf)")
-    check(labels is None or len(labels) == len(source), f"{len(labels) if labels is not None else 0} labels for {len(source)} images")
+    check(
+        labels is None or len(labels) == len(source),
+        f"{len(labels) if labels is not None else 0} labels for {len(source)} images",
+    )
     source, edited = source.float(), edited.float()
     sign = ATTRIBUTES[attribute]
     w0, w1 = stroke_width(source), stroke_width(edited)
     gained = sign * (w1 - w0) > min_gain * w0
-    out = {"n": len(source), "attribute": attribute,
-           "stroke_width": {"source_mean": float(w0.mean()), "edited_mean": float(w1.mean()),
-                            "ratio_mean": float((w1 / w0.clamp(min=1e-6)).mean())},
-           "success": float(gained.float().mean()), "min_gain": min_gain}
+    out = {
+        "n": len(source),
+        "attribute": attribute,
+        "stroke_width": {
+            "source_mean": float(w0.mean()),
+            "edited_mean": float(w1.mean()),
+            "ratio_mean": float((w1 / w0.clamp(min=1e-6)).mean()),
+        },
+        "success": float(gained.float().mean()),
+        "min_gain": min_gain,
+    }
     kept_all = torch.ones(len(source), dtype=torch.bool)
     out["digit_kept"] = {}
     feats = None
@@ -107,7 +131,7 @@ def evaluate_edit(source: torch.Tensor, edited: torch.Tensor, labels: torch.Tens
             row["vs_label"] = float((p1 == labels.long()).float().mean())
             row["source_vs_label"] = float((p0 == labels.long()).float().mean())
         out["digit_kept"][name] = row
-        if feats is None:                                    # the first judge's features: directions, Fréchet
+        if feats is None:  # the first judge's features: directions, Fréchet
             feats = (clf, f0, f1)
     out["kept_by_all"] = float(kept_all.float().mean())
     out["success_and_kept"] = float((gained & kept_all).float().mean())
@@ -115,8 +139,11 @@ def evaluate_edit(source: torch.Tensor, edited: torch.Tensor, labels: torch.Tens
     train, held = _real_digits()
     proto = _predict(clf, dilate(train))[1].mean(0) - _predict(clf, train)[1].mean(0)
     cos = F.cosine_similarity(f1 - f0, (sign * proto)[None], dim=1)
-    out["directional"] = {"mean_cosine": float(cos.mean()), "share_positive": float((cos > 0).float().mean()),
-                          "feature_space": classifiers[0]}
+    out["directional"] = {
+        "mean_cosine": float(cos.mean()),
+        "share_positive": float((cos > 0).float().mean()),
+        "feature_space": classifiers[0],
+    }
     real = _predict(clf, held)[1]
     out["frechet"] = {"edited_to_real": frechet_distance(f1, real), "source_to_real": frechet_distance(f0, real)}
     region = outside_region(source).expand_as(source)
@@ -124,6 +151,6 @@ def evaluate_edit(source: torch.Tensor, edited: torch.Tensor, labels: torch.Tens
     out["l1_outside"] = float(diff[region].mean()) if bool(region.any()) else 0.0
     out["l1_inside"] = float(diff[~region].mean()) if bool((~region).any()) else 0.0
     if source.shape[1] > 1:
-        dom = lambda t: ((t + 1) / 2).flatten(2).sum(-1).argmax(1)            # noqa: E731
+        dom = lambda t: ((t + 1) / 2).flatten(2).sum(-1).argmax(1)  # noqa: E731
         out["colour_kept"] = float((dom(source) == dom(edited)).float().mean())
     return out

@@ -24,6 +24,7 @@ Delta networks: ``conv`` (the paper's 1x1-conv block with a noise-level embeddin
 over channels, or both) and ``free`` (a learned tensor per noise level). :func:`global_direction`
 averages an edit's per-image ``delta_h`` into one ``free`` direction per level (homogeneity).
 """
+
 from __future__ import annotations
 
 import math
@@ -57,8 +58,10 @@ def find_unet(denoiser) -> nn.Module:
         if getattr(m, "mid_block", None) is not None:
             return m
         todo += [getattr(m, k, None) for k in ("net", "unet", "model", "denoiser", "module", "base")]
-    raise SteerdiffError(f"{type(denoiser).__name__} has no diffusers UNet with a mid block: h-space editing needs "
-                         "a UNet2DModel / UNet2DConditionModel denoiser")
+    raise SteerdiffError(
+        f"{type(denoiser).__name__} has no diffusers UNet with a mid block: h-space editing needs "
+        "a UNet2DModel / UNet2DConditionModel denoiser"
+    )
 
 
 class HSpace:
@@ -74,6 +77,7 @@ class HSpace:
         def hook(_module, _inputs, out):
             self.h = out
             return out if delta is None else out + delta(out)
+
         handle = self.unet.mid_block.register_forward_hook(hook)
         try:
             yield self
@@ -118,7 +122,10 @@ class DeltaH(nn.Module):
             self.out = nn.Conv2d(c, c, 1)
         else:
             if "pixel" in kind:
-                self.pix_norm, self.pix = nn.LayerNorm(c), nn.MultiheadAttention(c, heads if c % heads == 0 else 1, batch_first=True)
+                self.pix_norm, self.pix = (
+                    nn.LayerNorm(c),
+                    nn.MultiheadAttention(c, heads if c % heads == 0 else 1, batch_first=True),
+                )
             if "channel" in kind:
                 self.ch_norm, self.ch = nn.LayerNorm(hw), nn.MultiheadAttention(hw, 1, batch_first=True)
             self.out = nn.Linear(c, c)
@@ -131,15 +138,15 @@ class DeltaH(nn.Module):
         if self.kind == "free":
             idx = (sigma.float().clamp(min=1e-8).log()[:, None] - self.log_sigmas[None]).abs().argmin(1)
             return self.table[idx].to(h.dtype)
-        e = self.temb(noise_embedding(sigma))                                         # (B, C)
+        e = self.temb(noise_embedding(sigma))  # (B, C)
         if self.kind == "conv":
             return self.out(F.silu(self.norm(self.inp(h)) + e[:, :, None, None]))
-        z = h.flatten(2).transpose(1, 2) + e[:, None, :]                               # (B, HW, C) tokens
+        z = h.flatten(2).transpose(1, 2) + e[:, None, :]  # (B, HW, C) tokens
         if "pixel" in self.kind:
             q = self.pix_norm(z)
             z = z + self.pix(q, q, q, need_weights=False)[0]
         if "channel" in self.kind:
-            t = z.transpose(1, 2)                                                      # (B, C, HW)
+            t = z.transpose(1, 2)  # (B, C, HW)
             q = self.ch_norm(t)
             z = (t + self.ch(q, q, q, need_weights=False)[0]).transpose(1, 2)
         return self.out(z).transpose(1, 2).reshape(h.shape)
@@ -162,8 +169,14 @@ def conf_sigmas(denoiser, conf: dict) -> torch.Tensor:
 
 
 @torch.no_grad()
-def invert(denoiser, x0: torch.Tensor, sigmas: torch.Tensor, cond: dict | None = None, return_path: bool = False,
-           refine: int = 2):
+def invert(
+    denoiser,
+    x0: torch.Tensor,
+    sigmas: torch.Tensor,
+    cond: dict | None = None,
+    return_path: bool = False,
+    refine: int = 2,
+):
     """DDIM inversion of clean images ``x0`` ``(B, ...)`` in ``[-1, 1]`` up the (descending) ``sigmas``:
     returns ``x`` at ``sigmas[0]`` (and, with ``return_path``, the states at every level, highest
     first, ``(len(sigmas) - 1, B, ...)``). Each step reuses the noise estimate of the lower level,
@@ -172,11 +185,11 @@ def invert(denoiser, x0: torch.Tensor, sigmas: torch.Tensor, cond: dict | None =
     (a contraction when consecutive levels are close), so regeneration retraces the path. The last
     nonzero sigma should be small (it stands for 0)."""
     cond = cond or {}
-    levels = sigmas[:-1].flip(0).tolist()                      # ascending, without the final 0
+    levels = sigmas[:-1].flip(0).tolist()  # ascending, without the final 0
     # at the lowest level (sigma_min, e.g. 0.002) the image itself stands in for the noisy state
     x = x0.clone()
     path = [x]
-    for lo, hi in zip(levels[:-1], levels[1:]):
+    for lo, hi in zip(levels[:-1], levels[1:], strict=False):
         x_lo = x
         d = denoiser(x_lo, lo, **cond)
         x = d + hi * (x_lo - d) / lo
@@ -186,9 +199,19 @@ def invert(denoiser, x0: torch.Tensor, sigmas: torch.Tensor, cond: dict | None =
     return (x, torch.stack(path[::-1])) if return_path else x
 
 
-def asymmetric_sample(denoiser, x: torch.Tensor, sigmas: torch.Tensor, delta: DeltaH | None = None, *,
-                      strength: float = 1.0, sigma_edit: float = 0.0, sigma_boost: float = 0.0,
-                      cond: dict | None = None, seed: int = 0, global_delta: DeltaH | None = None) -> torch.Tensor:
+def asymmetric_sample(
+    denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    delta: DeltaH | None = None,
+    *,
+    strength: float = 1.0,
+    sigma_edit: float = 0.0,
+    sigma_boost: float = 0.0,
+    cond: dict | None = None,
+    seed: int = 0,
+    global_delta: DeltaH | None = None,
+) -> torch.Tensor:
     """Run the asymmetric reverse process from ``x`` at ``sigmas[0]`` (see module docstring).
 
     ``delta`` acts (times ``strength``) where ``sigma >= sigma_edit``; ancestral steps where
@@ -197,7 +220,7 @@ def asymmetric_sample(denoiser, x: torch.Tensor, sigmas: torch.Tensor, delta: De
     cond = cond or {}
     hs = HSpace(denoiser)
     gen = torch.Generator(device="cpu").manual_seed(stream_seed("boost", seed))
-    for s, s_next in zip(sigmas[:-1], sigmas[1:]):
+    for s, s_next in zip(sigmas[:-1], sigmas[1:], strict=False):
         s, s_next = float(s), float(s_next)
         with torch.no_grad():
             d = denoiser(x, s, **cond)
@@ -205,14 +228,14 @@ def asymmetric_sample(denoiser, x: torch.Tensor, sigmas: torch.Tensor, delta: De
             if edit:
                 net = global_delta if global_delta is not None else delta
                 sig = torch.full((x.shape[0],), s, device=x.device)
-                with hs.capture(lambda h: strength * net(h, sig).to(h.dtype)):
+                with hs.capture(lambda h: strength * net(h, sig).to(h.dtype)):  # noqa: B023 (called inside this iteration)
                     d_edit = denoiser(x, s, **cond)
             else:
                 d_edit = d
         eps = (x - d) / s
         if s_next > 0 and s <= sigma_boost:
-            up = min(s_next, (s_next ** 2 * (s ** 2 - s_next ** 2) / s ** 2) ** 0.5)
-            down = (s_next ** 2 - up ** 2) ** 0.5
+            up = min(s_next, (s_next**2 * (s**2 - s_next**2) / s**2) ** 0.5)
+            down = (s_next**2 - up**2) ** 0.5
             x = d_edit + down * eps + up * torch.randn(x.shape, generator=gen).to(x)
         else:
             x = d_edit + s_next * eps
@@ -234,14 +257,16 @@ def perceptual_features(x: torch.Tensor) -> torch.Tensor:
     """The distance space of the interval curves, ``(B, C + 128)``: ink per channel (x10) and the MNIST
     evaluator's features of the inked channel (shape); LPIPS's stand-in for digits."""
     from ..train.classifier import load_classifier
+
     ev = _EVALUATOR.setdefault("ev", load_classifier("mnist-evaluator"))
     ink = (x + 1) / 2
     return torch.cat([ink.flatten(2).mean(-1) * 10, ev.features(ink.amax(1, keepdim=True) * 2 - 1)], 1)
 
 
 @torch.no_grad()
-def interval_curves(denoiser, x0: torch.Tensor, sigmas: torch.Tensor, features=perceptual_features,
-                    cond: dict | None = None) -> dict:
+def interval_curves(
+    denoiser, x0: torch.Tensor, sigmas: torch.Tensor, features=perceptual_features, cond: dict | None = None
+) -> dict:
     """Editing strength ``xi(sigma) = |phi(x0) - phi(P_sigma)|`` and quality deficiency
     ``gamma(sigma) = |phi(x0) - phi(x_sigma)|`` along the inversion path of ``x0`` (means over the
     batch), each also normalised by its value at the top level."""
@@ -249,10 +274,20 @@ def interval_curves(denoiser, x0: torch.Tensor, sigmas: torch.Tensor, features=p
     _, path = invert(denoiser, x0, sigmas, cond, return_path=True)
     f0 = features(x0)
     levels = sigmas[:-1]
-    xi = torch.stack([(features(denoiser(xs, float(s), **cond)) - f0).norm(dim=1).mean() for xs, s in zip(path, levels)])
+    xi = torch.stack(
+        [
+            (features(denoiser(xs, float(s), **cond)) - f0).norm(dim=1).mean()
+            for xs, s in zip(path, levels, strict=False)
+        ]
+    )
     gamma = torch.stack([(features(xs.clamp(-1, 1)) - f0).norm(dim=1).mean() for xs in path])
-    return {"sigmas": levels.tolist(), "xi": xi.tolist(), "gamma": gamma.tolist(),
-            "xi_norm": (xi / xi[0]).tolist(), "gamma_norm": (gamma / gamma[0]).tolist()}
+    return {
+        "sigmas": levels.tolist(),
+        "xi": xi.tolist(),
+        "gamma": gamma.tolist(),
+        "xi_norm": (xi / xi[0]).tolist(),
+        "gamma_norm": (gamma / gamma[0]).tolist(),
+    }
 
 
 def choose_intervals(curves: dict, xi_fraction: float = 0.33, gamma_fraction: float = 0.5) -> dict:
@@ -260,10 +295,14 @@ def choose_intervals(curves: dict, xi_fraction: float = 0.33, gamma_fraction: fl
     ``xi_fraction`` (the paper's LPIPS 0.33 rule, relative); ``sigma_boost``: the highest level whose
     normalised quality deficiency is at most ``gamma_fraction`` (the paper's 1.2 rule, relative)."""
     s, xi, gamma = curves["sigmas"], curves["xi_norm"], curves["gamma_norm"]
-    edit = min((si for si, v in zip(s, xi) if v >= xi_fraction), default=s[0])
-    boost = max((si for si, v in zip(s, gamma) if v <= gamma_fraction), default=0.0)
-    return {"sigma_edit": float(edit), "sigma_boost": float(min(boost, edit)), "xi_fraction": xi_fraction,
-            "gamma_fraction": gamma_fraction}
+    edit = min((si for si, v in zip(s, xi, strict=False) if v >= xi_fraction), default=s[0])
+    boost = max((si for si, v in zip(s, gamma, strict=False) if v <= gamma_fraction), default=0.0)
+    return {
+        "sigma_edit": float(edit),
+        "sigma_boost": float(min(boost, edit)),
+        "xi_fraction": xi_fraction,
+        "gamma_fraction": gamma_fraction,
+    }
 
 
 # ------------------------------------------------------------------------------------- training
@@ -280,11 +319,27 @@ def directional_loss(features, edited: torch.Tensor, original: torch.Tensor, dir
     return (1 - F.cosine_similarity(delta, direction[None].to(delta), dim=1)).mean()
 
 
-def train_edit(denoiser, source: torch.Tensor, direction: torch.Tensor, *, features=edit_features, kind: str = "conv",
-               steps: int = 300, batch_size: int = 8, lr: float = 2e-3, recon_weight: float = 1.0, edit_steps: int = 60,
-               sigma_edit: float | None = None, cond: dict | None = None, seed: int = 0, progress: bool = True,
-               curve_features=perceptual_features, recon_space=None, target=None,
-               sigma_top: float | None = 10.0) -> tuple[DeltaH, dict]:
+def train_edit(
+    denoiser,
+    source: torch.Tensor,
+    direction: torch.Tensor,
+    *,
+    features=edit_features,
+    kind: str = "conv",
+    steps: int = 300,
+    batch_size: int = 8,
+    lr: float = 2e-3,
+    recon_weight: float = 1.0,
+    edit_steps: int = 60,
+    sigma_edit: float | None = None,
+    cond: dict | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    curve_features=perceptual_features,
+    recon_space=None,
+    target=None,
+    sigma_top: float | None = 10.0,
+) -> tuple[DeltaH, dict]:
     """Learn a delta-h network for ``source`` images ``(N, ...)``, trained along the edit's own
     trajectories (from the inverted top level down through the editing interval) with one of two losses:
 
@@ -300,17 +355,21 @@ def train_edit(denoiser, source: torch.Tensor, direction: torch.Tensor, *, featu
     ``curve_features`` is the distance space of the interval curves; ``sigma_top`` the level the
     sources are inverted to (:func:`edit_sigmas`). Returns ``(delta, info)`` (losses, intervals,
     curves, the schedule's ``edit_steps`` and ``sigma_top``)."""
-    check((direction is None) != (target is None), "train_edit needs a direction (directional loss) or paired "
-                                                   "targets (paired loss), not both")
-    check(target is None or target.shape == source.shape,
-          f"paired targets {tuple(target.shape) if target is not None else ''} must match the sources {tuple(source.shape)}")
+    check(
+        (direction is None) != (target is None),
+        "train_edit needs a direction (directional loss) or paired targets (paired loss), not both",
+    )
+    check(
+        target is None or target.shape == source.shape,
+        f"paired targets {tuple(target.shape) if target is not None else ''} must match the sources {tuple(source.shape)}",
+    )
     cond = cond or {}
     sigmas = edit_sigmas(denoiser, edit_steps, sigma_top)
     curves = interval_curves(denoiser, source[: min(16, len(source))], sigmas, curve_features, cond)
     intervals = choose_intervals(curves)
     if sigma_edit is not None:
         intervals["sigma_edit"] = float(sigma_edit)
-    _, path = invert(denoiser, source, sigmas, cond, return_path=True)                # (L, N, ...)
+    _, path = invert(denoiser, source, sigmas, cond, return_path=True)  # (L, N, ...)
     levels = sigmas[:-1]
     train_idx = [k for k, s in enumerate(levels.tolist()) if s >= intervals["sigma_edit"]]
     check(len(train_idx) > 0, "the editing interval is empty: lower sigma_edit")
@@ -337,13 +396,16 @@ def train_edit(denoiser, source: torch.Tensor, direction: torch.Tensor, *, featu
             sig = torch.full((batch_size,), s)
             with torch.no_grad():
                 d = denoiser(x, s, **c)
-            with torch.enable_grad(), hs.capture(lambda hh: delta(hh, sig).to(hh.dtype)):
+            with torch.enable_grad(), hs.capture(lambda hh: delta(hh, sig).to(hh.dtype)):  # noqa: B023 (called inside this iteration)
                 d_edit = denoiser(x, s, **c)
                 if target is not None:
                     loss = (d_edit - target[idx]).abs().mean()
                 else:
                     r = recon_space or (lambda t: t)
-                    loss = directional_loss(features, d_edit, d, direction) + recon_weight * (r(d_edit) - r(d)).abs().mean()
+                    loss = (
+                        directional_loss(features, d_edit, d, direction)
+                        + recon_weight * (r(d_edit) - r(d)).abs().mean()
+                    )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -352,43 +414,84 @@ def train_edit(denoiser, source: torch.Tensor, direction: torch.Tensor, *, featu
             x = d_edit.detach() + s_next * (x - d) / s
     bar.close()
     delta.eval().requires_grad_(False)
-    return delta, {"losses": losses, "intervals": intervals, "curves": curves, "edit_steps": edit_steps,
-                   "sigma_top": sigma_top}
+    return delta, {
+        "losses": losses,
+        "intervals": intervals,
+        "curves": curves,
+        "edit_steps": edit_steps,
+        "sigma_top": sigma_top,
+    }
 
 
 @torch.no_grad()
-def calibrate_strength(denoiser, delta: DeltaH, source: torch.Tensor, target: torch.Tensor, intervals: dict,
-                       edit_steps: int = 60, strengths=(0.25, 0.5, 0.75, 1.0, 1.25), seed: int = 0,
-                       sigma_top: float | None = 10.0) -> dict:
+def calibrate_strength(
+    denoiser,
+    delta: DeltaH,
+    source: torch.Tensor,
+    target: torch.Tensor,
+    intervals: dict,
+    edit_steps: int = 60,
+    strengths=(0.25, 0.5, 0.75, 1.0, 1.25),
+    seed: int = 0,
+    sigma_top: float | None = 10.0,
+) -> dict:
     """The strength whose edits of ``source`` land closest (pixel L1) to the paired ``target``: the
     per-level loss does not see how the edit accumulates over the interval (measured on thick digits:
     strength 1 overshoots), so the default strength is chosen on training images. Returns
     ``{"strength": best, "l1": {strength: L1}}``."""
     sigmas = edit_sigmas(denoiser, edit_steps, sigma_top)
     x = invert(denoiser, source, sigmas)
-    l1 = {float(c): float((apply_edit(denoiser, x, sigmas, delta, {"intervals": intervals}, strength=c, seed=seed)
-                           - target).abs().mean()) for c in strengths}
+    l1 = {
+        float(c): float(
+            (apply_edit(denoiser, x, sigmas, delta, {"intervals": intervals}, strength=c, seed=seed) - target)
+            .abs()
+            .mean()
+        )
+        for c in strengths
+    }
     return {"strength": min(l1, key=l1.get), "l1": l1}
 
 
-def apply_edit(denoiser, x: torch.Tensor, sigmas: torch.Tensor, delta: DeltaH, conf: dict, *,
-               strength: float | None = None, seed: int = 0, boost: bool = True) -> torch.Tensor:
+def apply_edit(
+    denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    delta: DeltaH,
+    conf: dict,
+    *,
+    strength: float | None = None,
+    seed: int = 0,
+    boost: bool = True,
+) -> torch.Tensor:
     """Regenerate inverted states ``x`` (at ``sigmas[0]``) with an edit and its config (from
     :func:`load_edit`): its intervals, its calibrated strength unless ``strength`` is given (1 when it
     has none), quality boosting unless ``boost`` is off. Returns images in ``[-1, 1]``."""
     iv = conf["intervals"]
     c = conf.get("strength", 1.0) if strength is None else strength
     check(isinstance(c, (int, float)) and math.isfinite(c), f"edit strength must be a finite number, got {c}")
-    out = asymmetric_sample(denoiser, x, sigmas, delta, strength=c, sigma_edit=iv["sigma_edit"],
-                            sigma_boost=iv["sigma_boost"] if boost else 0.0, seed=seed)
-    check(bool(torch.isfinite(out).all()), f"the edit at strength {c:g} produced non-finite values (NaN or inf): "
-                                           "lower --strength (the edit's calibrated strength is "
-                                           f"{conf.get('strength', 1.0):g})")
+    out = asymmetric_sample(
+        denoiser,
+        x,
+        sigmas,
+        delta,
+        strength=c,
+        sigma_edit=iv["sigma_edit"],
+        sigma_boost=iv["sigma_boost"] if boost else 0.0,
+        seed=seed,
+    )
+    check(
+        bool(torch.isfinite(out).all()),
+        f"the edit at strength {c:g} produced non-finite values (NaN or inf): "
+        "lower --strength (the edit's calibrated strength is "
+        f"{conf.get('strength', 1.0):g})",
+    )
     return out.clamp(-1, 1)
 
 
 @torch.no_grad()
-def global_direction(denoiser, delta: DeltaH, source: torch.Tensor, sigmas: torch.Tensor, cond: dict | None = None) -> DeltaH:
+def global_direction(
+    denoiser, delta: DeltaH, source: torch.Tensor, sigmas: torch.Tensor, cond: dict | None = None
+) -> DeltaH:
     """Average an edit's per-image ``delta_h`` over ``source`` images at every level of ``sigmas``
     (along their inversion paths): one ``free`` direction shared by all images."""
     cond = cond or {}
@@ -408,8 +511,11 @@ def save_edit(out: str | os.PathLike, delta: DeltaH, config: dict) -> Path:
     """Write an edit: ``delta.safetensors`` + ``config.json`` (atomic, verified)."""
     conf = {"format": "steerdiff-edit", "version": 1, "arch": delta.arch, **config}
     bad = [k for k, v in delta.state_dict().items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
-    check(not bad, f"the edit's weights are not finite ({', '.join(bad[:3])}): training diverged; lower --lr "
-                   f"(nothing was written to {out})")
+    check(
+        not bad,
+        f"the edit's weights are not finite ({', '.join(bad[:3])}): training diverged; lower --lr "
+        f"(nothing was written to {out})",
+    )
     if delta.kind == "free":
         conf["sigmas"] = delta.log_sigmas.exp().tolist()
     with ckpt.atomic_directory(out, verify=lambda d: load_edit(d)) as tmp:
@@ -423,29 +529,42 @@ def load_edit(path: str | os.PathLike, averaged: bool = False) -> tuple[DeltaH, 
     loads the edit's global (averaged) direction from its ``global/`` subdirectory."""
     if str(path) in SHIPPED:
         from ..hub import weights_dir
+
         name, path = str(path), weights_dir() / SHIPPED[str(path)]
-        check(path.is_dir(), f"the {name!r} edit does not ship in this version (its training has not reached the quality "
-                             f"goals yet): train one with `steerdiff train-edit --attribute {name} --out DIR` and pass --edit DIR")
+        check(
+            path.is_dir(),
+            f"the {name!r} edit does not ship in this version (its training has not reached the quality "
+            f"goals yet): train one with `steerdiff train-edit --attribute {name} --out DIR` and pass --edit DIR",
+        )
     path = Path(path) / "global" if averaged else Path(path)
-    check(path.is_dir(), f"edit {path} does not exist: use a shipped attribute ({', '.join(SHIPPED)}) or a directory "
-                         "written by `steerdiff train-edit`")
+    check(
+        path.is_dir(),
+        f"edit {path} does not exist: use a shipped attribute ({', '.join(SHIPPED)}) or a directory "
+        "written by `steerdiff train-edit`",
+    )
     conf = ckpt.read_json(path / "config.json")
     check(conf.get("format") == "steerdiff-edit", f"{path}/config.json is not a steerdiff edit")
     a = conf["arch"]
-    delta = DeltaH(a["kind"], a["channels"], a["height"], a["width"], sigmas=conf.get("sigmas"), heads=a.get("heads", 4))
+    delta = DeltaH(
+        a["kind"], a["channels"], a["height"], a["width"], sigmas=conf.get("sigmas"), heads=a.get("heads", 4)
+    )
     try:
         state = ckpt.read_safetensors(path / "delta.safetensors")
-        if "log_sigmas" in dict(delta.named_buffers()):      # rebuilt from config.json's sigmas, not stored
+        if "log_sigmas" in dict(delta.named_buffers()):  # rebuilt from config.json's sigmas, not stored
             state = {**state, "log_sigmas": delta.log_sigmas}
         missing, unexpected = sorted(set(delta.state_dict()) - set(state)), sorted(set(state) - set(delta.state_dict()))
-        check(not missing and not unexpected,             # wrong keys are a wrong file, not a random edit
-              f"{path}/delta.safetensors does not hold the weights config.json describes (missing: "
-              f"{', '.join(missing[:3]) or 'none'}; unexpected: {', '.join(unexpected[:3]) or 'none'}): restore the edit "
-              "or retrain it with `steerdiff train-edit`")
+        check(
+            not missing and not unexpected,  # wrong keys are a wrong file, not a random edit
+            f"{path}/delta.safetensors does not hold the weights config.json describes (missing: "
+            f"{', '.join(missing[:3]) or 'none'}; unexpected: {', '.join(unexpected[:3]) or 'none'}): restore the edit "
+            "or retrain it with `steerdiff train-edit`",
+        )
         delta.load_state_dict(state, strict=True)
     except RuntimeError as e:
         detail = " ".join(str(e).split()).replace("Error(s) in loading state_dict for DeltaH: ", "")
-        raise SteerdiffError(f"{path}: weights do not match config.json ({detail[:160]}): restore the edit or retrain it") from None
+        raise SteerdiffError(
+            f"{path}: weights do not match config.json ({detail[:160]}): restore the edit or retrain it"
+        ) from None
     return delta.eval().requires_grad_(False), conf
 
 
@@ -476,6 +595,7 @@ def attribute_data(attribute: str, split: str = "train") -> tuple[torch.Tensor, 
     ``green`` (red ColorMNIST digits -> the same digits in green) or ``thick`` (digits -> dilated
     digits); target ``i`` is source ``i`` edited."""
     from ..data import load_dataset
+
     d = load_dataset("colormnist", split)
     if attribute == "green":
         # paired prototypes (each red digit and itself in green): only the colour differs, so the

@@ -12,6 +12,7 @@ Schema (``"schema": "steerdiff-evaluate/1"``)::
 Class metrics (``distinct_classes``, ``mean_confidence``, ``class_fractions``) need a classifier (the
 shipped MNIST evaluator for 28x28 digits); the rest use the feature network.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,6 +30,7 @@ PER_BATCH = ("distinct_classes", "mean_confidence", "vendi", "in_batch_similarit
 def interval(values) -> dict:
     """Mean and 95% Student-t interval of per-batch values."""
     from scipy import stats
+
     v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=np.float64)
     if len(v) == 0:
         return {"mean": None, "ci95": None, "n_batches": 0}
@@ -42,9 +44,11 @@ def interval(values) -> dict:
 def read_images(path: str | Path) -> torch.Tensor:
     """Samples from ``.npy``/``.pt``/``.npz`` (``(N, C, H, W)`` in ``[-1, 1]``) or a folder of PNG/JPG images."""
     from ..io import load_array
+
     path = Path(path)
     if path.is_dir():
         from PIL import Image
+
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
         check(files, f"{path} holds no .png/.jpg images")
         arrays = []
@@ -58,16 +62,27 @@ def read_images(path: str | Path) -> torch.Tensor:
     check(x.ndim == 4, f"{path} holds shape {tuple(x.shape)}: expected (N, C, H, W) images")
     check(x.numel() > 0, f"{path} holds no samples (shape {tuple(x.shape)})")
     check(bool(torch.isfinite(x).all()), f"{path} holds non-finite values (NaN or inf): regenerate the samples")
-    check(float(x.min()) >= -1.01 and float(x.max()) <= 1.01, f"{path} is not in [-1, 1] (range {float(x.min()):.3g}..{float(x.max()):.3g})")
+    check(
+        float(x.min()) >= -1.01 and float(x.max()) <= 1.01,
+        f"{path} is not in [-1, 1] (range {float(x.min()):.3g}..{float(x.max()):.3g})",
+    )
     return x
 
 
-def evaluate_batches(batches: list[torch.Tensor], features, real_feats: torch.Tensor | None = None,
-                     classifier=None, seeds: list[int] | None = None, train_images: torch.Tensor | None = None,
-                     heldout_images: torch.Tensor | None = None, k: int = 5,
-                     reference: torch.Tensor | None = None) -> dict:
+def evaluate_batches(
+    batches: list[torch.Tensor],
+    features,
+    real_feats: torch.Tensor | None = None,
+    classifier=None,
+    seeds: list[int] | None = None,
+    train_images: torch.Tensor | None = None,
+    heldout_images: torch.Tensor | None = None,
+    k: int = 5,
+    reference: torch.Tensor | None = None,
+) -> dict:
     """Metrics of a list of batches ``(n_b, C, H, W)``; see the module docstring for the result."""
     from .metrics import pairwise_distances
+
     rows, all_feats, all_probs = [], [], []
     for b, x in enumerate(batches):
         f = features(x)
@@ -93,10 +108,13 @@ def evaluate_batches(batches: list[torch.Tensor], features, real_feats: torch.Te
             overall["prdc"] = prdc(real_feats, feats, k=k)
     if all_probs:
         probs = torch.cat(all_probs)
-        overall["class_fractions"] = (np.bincount(probs.argmax(1).numpy(), minlength=probs.shape[1]) / len(probs)).round(4).tolist()
+        overall["class_fractions"] = (
+            (np.bincount(probs.argmax(1).numpy(), minlength=probs.shape[1]) / len(probs)).round(4).tolist()
+        )
         overall["mean_confidence"] = float(probs.max(1).values.mean())
     if reference is not None:
         from .metrics import reference_distances
+
         overall["reference_distance"] = reference_distances(torch.cat(batches), reference, features)
     if train_images is not None and heldout_images is not None:
         overall.update(near_copy_rate(torch.cat(batches), train_images, heldout_images))

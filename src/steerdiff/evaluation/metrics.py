@@ -2,6 +2,7 @@
 
 Features are ``(N, D)``; images ``(N, C, H, W)`` in ``[-1, 1]``.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -37,8 +38,9 @@ def frechet_distance(feats_a, feats_b) -> float:
     return float(max(fd, 0.0))  # round-off can leave -1e-7 for identical sets
 
 
-def kid(feats_a, feats_b, *, subsets: int = 100, subset_size: int = 1000, degree: int = 3, coef0: float = 1.0,
-        seed: int = 0) -> dict:
+def kid(
+    feats_a, feats_b, *, subsets: int = 100, subset_size: int = 1000, degree: int = 3, coef0: float = 1.0, seed: int = 0
+) -> dict:
     """Kernel Inception Distance (Bińkowski et al. 2018): the unbiased MMD^2 with the polynomial kernel
     ``(<a, b> / d + coef0)^degree``, averaged over random subsets. Returns ``{"mean", "std"}``."""
     a, b = _features(feats_a), _features(feats_b)
@@ -50,9 +52,14 @@ def kid(feats_a, feats_b, *, subsets: int = 100, subset_size: int = 1000, degree
     vals = []
     for _ in range(subsets):
         x, y = a[rng.choice(len(a), m, replace=False)], b[rng.choice(len(b), m, replace=False)]
-        kxx, kyy, kxy = ((x @ x.T) / d + coef0) ** degree, ((y @ y.T) / d + coef0) ** degree, ((x @ y.T) / d + coef0) ** degree
-        vals.append((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
-                    - 2 * kxy.mean())
+        kxx, kyy, kxy = (
+            ((x @ x.T) / d + coef0) ** degree,
+            ((y @ y.T) / d + coef0) ** degree,
+            ((x @ y.T) / d + coef0) ** degree,
+        )
+        vals.append(
+            (kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1)) - 2 * kxy.mean()
+        )
     return {"mean": float(np.mean(vals)), "std": float(np.std(vals))}
 
 
@@ -71,7 +78,7 @@ def vendi_score(feats, q: float = 1.0, kernel: str = "cosine") -> float:
         return float(np.exp(-(lam * np.log(lam)).sum()))
     if np.isinf(q):
         return float(1 / lam.max())
-    return float(np.exp(np.log((lam ** q).sum()) / (1 - q)))
+    return float(np.exp(np.log((lam**q).sum()) / (1 - q)))
 
 
 def prdc(real, fake, k: int = 5) -> dict:
@@ -79,18 +86,20 @@ def prdc(real, fake, k: int = 5) -> dict:
     r, f = _features(real), _features(fake)
     check(len(r) > k and len(f) > k, f"PRDC needs more than k={k} samples in each set")
     d_rr, d_ff = _pairwise(r, r), _pairwise(f, f)
-    d_rf = _pairwise(r, f)                                   # (n_real, n_fake)
-    r_real = np.sort(d_rr, axis=1)[:, k]                     # k-th neighbour, excluding the point itself
+    d_rf = _pairwise(r, f)  # (n_real, n_fake)
+    r_real = np.sort(d_rr, axis=1)[:, k]  # k-th neighbour, excluding the point itself
     r_fake = np.sort(d_ff, axis=1)[:, k]
     inside = d_rf < r_real[:, None]
-    return {"precision": float(inside.any(axis=0).mean()),
-            "recall": float((d_rf < r_fake[None, :]).any(axis=1).mean()),
-            "density": float(inside.sum() / (k * len(f))),
-            "coverage": float((d_rf.min(axis=1) < r_real).mean())}
+    return {
+        "precision": float(inside.any(axis=0).mean()),
+        "recall": float((d_rf < r_fake[None, :]).any(axis=1).mean()),
+        "density": float(inside.sum() / (k * len(f))),
+        "coverage": float((d_rf.min(axis=1) < r_real).mean()),
+    }
 
 
 def _pairwise(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    sq = (a ** 2).sum(1)[:, None] + (b ** 2).sum(1)[None, :] - 2 * a @ b.T
+    sq = (a**2).sum(1)[:, None] + (b**2).sum(1)[None, :] - 2 * a @ b.T
     return np.sqrt(np.clip(sq, 0, None))
 
 
@@ -114,8 +123,13 @@ def pairwise_distances(feats, top: int = 3) -> dict:
     v = d[i, j]
     order = np.argsort(v)
     pairs = lambda idx: [(int(i[t]), int(j[t]), float(v[t])) for t in idx]
-    return {"mean": float(v.mean()), "min": float(v.min()), "max": float(v.max()),
-            "closest": pairs(order[:top]), "farthest": pairs(order[::-1][:top])}
+    return {
+        "mean": float(v.mean()),
+        "min": float(v.min()),
+        "max": float(v.max()),
+        "closest": pairs(order[:top]),
+        "farthest": pairs(order[::-1][:top]),
+    }
 
 
 def mode_count(labels, num_classes: int | None = None, min_count: int = 1) -> int:
@@ -127,7 +141,7 @@ def mode_count(labels, num_classes: int | None = None, min_count: int = 1) -> in
 def nearest_distances(queries: torch.Tensor, refs: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
     """L2 distance ``(N,)`` from each flattened query to its nearest reference (chunked)."""
     q, r = queries.flatten(1).double(), refs.flatten(1).double()
-    return torch.cat([torch.cdist(q[i:i + chunk], r).min(1).values for i in range(0, len(q), chunk)])
+    return torch.cat([torch.cdist(q[i : i + chunk], r).min(1).values for i in range(0, len(q), chunk)])
 
 
 def near_copy_rate(samples: torch.Tensor, train: torch.Tensor, heldout: torch.Tensor, quantile: float = 0.05) -> dict:
@@ -145,12 +159,17 @@ def reference_distances(samples: torch.Tensor, reference: torch.Tensor, features
     ``location`` (rule-of-thirds mass on a 3x3 grid) and ``style`` (Gram matrix of random-CNN maps).
     Images ``(N, C, H, W)`` in ``[-1, 1]``; lower is closer to the diverse reference."""
     from ..particles.embeddings import Style, ro3
-    check(samples.shape[1:] == reference.shape[1:],
-          f"samples {tuple(samples.shape[1:])} and reference {tuple(reference.shape[1:])} differ in shape")
+
+    check(
+        samples.shape[1:] == reference.shape[1:],
+        f"samples {tuple(samples.shape[1:])} and reference {tuple(reference.shape[1:])} differ in shape",
+    )
     style = Style()
     with torch.no_grad():
-        out = {"location": frechet_distance(ro3(samples.float()), ro3(reference.float())),
-               "style": frechet_distance(style(samples.float()), style(reference.float()))}
+        out = {
+            "location": frechet_distance(ro3(samples.float()), ro3(reference.float())),
+            "style": frechet_distance(style(samples.float()), style(reference.float())),
+        }
         if features is not None:
             out["global"] = frechet_distance(features(samples), features(reference))
     return out

@@ -5,6 +5,7 @@ For every strength (and every value of ``vs``), ``batches`` batches of ``n`` par
 seeds ``seed .. seed + batches - 1`` (the same seeds everywhere, so strength 0 is the iid baseline)
 and evaluated by :func:`steerdiff.evaluate.evaluate_batches`.
 """
+
 from __future__ import annotations
 
 import html
@@ -36,11 +37,13 @@ def parse_vs(text: str | None) -> tuple[str, list] | None:
             return int(v) if v.isdigit() else float(v)
         except ValueError:
             return v
+
     values = [conv(v) for v in vals.split(",") if v]
     check(values, f"--vs {text!r}: give at least one value")
     from dataclasses import fields
 
     from ..particles.pg import _ParticleTerm
+
     known = sorted(set(SAMPLER_PARAMS) | {f.name for f in fields(_ParticleTerm)} - {"archive", "prior"})
     check(name in known, f"--vs {name!r}: not a setting to sweep; use one of {', '.join(known)}")
     numbers = [v for v in values if not isinstance(v, str)]
@@ -54,6 +57,7 @@ def parse_vs(text: str | None) -> tuple[str, list] | None:
 
 def _term(method: str, strength: float, params: dict):
     from ..particles.pg import ParticleGuidance, Repulsion
+
     if strength == 0:
         return []
     return [(ParticleGuidance if method == "pg" else Repulsion)(strength=strength, **params)]
@@ -61,8 +65,10 @@ def _term(method: str, strength: float, params: dict):
 
 def _plot_tradeoff(rows, path: Path, quality: str, diversity: str) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(5.5, 4))
     groups: dict = {}
     for r in rows:
@@ -70,9 +76,15 @@ def _plot_tradeoff(rows, path: Path, quality: str, diversity: str) -> None:
     for vs, rs in groups.items():
         q = [r["quality"] for r in rs]
         d = [r["metrics"]["aggregate"][diversity] for r in rs]
-        ax.errorbar(q, [x["mean"] for x in d], yerr=[[x["mean"] - x["ci95"][0] for x in d], [x["ci95"][1] - x["mean"] for x in d]],
-                    marker="o", capsize=3, label="" if vs is None else str(vs))
-        for r, qq, dd in zip(rs, q, d):
+        ax.errorbar(
+            q,
+            [x["mean"] for x in d],
+            yerr=[[x["mean"] - x["ci95"][0] for x in d], [x["ci95"][1] - x["mean"] for x in d]],
+            marker="o",
+            capsize=3,
+            label="" if vs is None else str(vs),
+        )
+        for r, qq, dd in zip(rs, q, d, strict=False):
             ax.annotate(f"{r['strength']:g}", (qq, dd["mean"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel(quality)
     ax.set_ylabel(f"{diversity} per batch (mean, 95% CI)")
@@ -86,11 +98,17 @@ def _plot_tradeoff(rows, path: Path, quality: str, diversity: str) -> None:
 
 def _plot_heatmap(rows, strengths, vs_name, vs_values, metric: str, path: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     grid = np.full((len(vs_values), len(strengths)), np.nan)
     for r in rows:
-        v = r["metrics"]["aggregate"].get(metric, {}).get("mean") if metric in r["metrics"]["aggregate"] else r["metrics"]["overall"].get(metric)
+        v = (
+            r["metrics"]["aggregate"].get(metric, {}).get("mean")
+            if metric in r["metrics"]["aggregate"]
+            else r["metrics"]["overall"].get(metric)
+        )
         grid[vs_values.index(r["vs"]), strengths.index(r["strength"])] = np.nan if v is None else v
     fig, ax = plt.subplots(figsize=(1 + 0.9 * len(strengths), 1 + 0.5 * len(vs_values)))
     im = ax.imshow(grid, cmap="viridis", aspect="auto")
@@ -111,9 +129,15 @@ def _plot_heatmap(rows, strengths, vs_name, vs_values, metric: str, path: Path) 
 def _plot_features(rows, feats, real_feats, path: Path) -> None:
     """PCA of sample features (coloured by strength) over the real data's (grey)."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    allf = torch.cat([real_feats] + feats).double().numpy() if real_feats is not None else torch.cat(feats).double().numpy()
+
+    allf = (
+        torch.cat([real_feats] + feats).double().numpy()
+        if real_feats is not None
+        else torch.cat(feats).double().numpy()
+    )
     mean = allf.mean(0)
     _, _, vt = np.linalg.svd(allf - mean, full_matrices=False)
     proj = lambda f: (f.double().numpy() - mean) @ vt[:2].T
@@ -122,7 +146,7 @@ def _plot_features(rows, feats, real_feats, path: Path) -> None:
         p = proj(real_feats)
         ax.scatter(p[:, 0], p[:, 1], s=4, c="0.8", label="real")
     cmap = plt.get_cmap("plasma")
-    for k, (r, f) in enumerate(zip(rows, feats)):
+    for k, (r, f) in enumerate(zip(rows, feats, strict=False)):
         p = proj(f)
         label = f"s={r['strength']:g}" + ("" if r["vs"] is None else f", {r['vs']}")
         ax.scatter(p[:, 0], p[:, 1], s=9, color=cmap(k / max(1, len(rows) - 1)), label=label)
@@ -145,18 +169,28 @@ window.addEventListener('load', function () {
 
 def _html(title: str, config: dict, rows, images: list[tuple[str, str]], plots: list[str]) -> str:
     esc = html.escape
-    metric_names = sorted({m for r in rows for m in r["metrics"]["aggregate"] if r["metrics"]["aggregate"][m]["mean"] is not None})
+    metric_names = sorted(
+        {m for r in rows for m in r["metrics"]["aggregate"] if r["metrics"]["aggregate"][m]["mean"] is not None}
+    )
     head = "".join(f"<th>{esc(m)}</th>" for m in metric_names)
     body = ""
     for r in rows:
         cells = "".join(
             f"<td>{r['metrics']['aggregate'][m]['mean']:.3f} <small>[{r['metrics']['aggregate'][m]['ci95'][0]:.3f}, "
-            f"{r['metrics']['aggregate'][m]['ci95'][1]:.3f}]</small></td>" for m in metric_names)
+            f"{r['metrics']['aggregate'][m]['ci95'][1]:.3f}]</small></td>"
+            for m in metric_names
+        )
         fd = r["metrics"]["overall"].get("frechet")
-        body += (f"<tr><td>{r['strength']:g}</td><td>{esc(str(r['vs']))}</td>{cells}"
-                 f"<td>{'' if fd is None else f'{fd:.1f}'}</td><td>{r['seconds_per_batch']:.2f}</td></tr>")
-    figs = "".join(f'<figure><img src="{esc(p)}" alt="{esc(p)}"><figcaption>{esc(p)}</figcaption></figure>' for p in plots)
-    grids = "".join(f'<figure><img src="{esc(p)}" alt="{esc(c)}"><figcaption>{esc(c)}</figcaption></figure>' for p, c in images)
+        body += (
+            f"<tr><td>{r['strength']:g}</td><td>{esc(str(r['vs']))}</td>{cells}"
+            f"<td>{'' if fd is None else f'{fd:.1f}'}</td><td>{r['seconds_per_batch']:.2f}</td></tr>"
+        )
+    figs = "".join(
+        f'<figure><img src="{esc(p)}" alt="{esc(p)}"><figcaption>{esc(p)}</figcaption></figure>' for p in plots
+    )
+    grids = "".join(
+        f'<figure><img src="{esc(p)}" alt="{esc(c)}"><figcaption>{esc(c)}</figcaption></figure>' for p, c in images
+    )
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{esc(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1200px}} table{{border-collapse:collapse}}
@@ -174,17 +208,34 @@ img{{image-rendering:pixelated;max-width:520px}} small{{color:#666}}</style></he
 """
 
 
-def run_report(model, out_dir, *, method: str = "pg", strengths=(0.0, 10.0, 30.0, 100.0, 300.0), n: int = 10,
-               batches: int = 8, seed: int = 0, vs: tuple[str, list] | None = None, params: dict | None = None,
-               sample_kwargs: dict | None = None, features=None, classifier=None, real=None, grid_batches: int = 4,
-               progress: bool = True, force: bool = False) -> dict:
+def run_report(
+    model,
+    out_dir,
+    *,
+    method: str = "pg",
+    strengths=(0.0, 10.0, 30.0, 100.0, 300.0),
+    n: int = 10,
+    batches: int = 8,
+    seed: int = 0,
+    vs: tuple[str, list] | None = None,
+    params: dict | None = None,
+    sample_kwargs: dict | None = None,
+    features=None,
+    classifier=None,
+    real=None,
+    grid_batches: int = 4,
+    progress: bool = True,
+    force: bool = False,
+) -> dict:
     """Sweep ``strengths`` (x ``vs`` values) and write the report directory ``out_dir`` atomically
     (``out_dir`` must be missing, empty or an earlier report; anything else only with ``force``)."""
     import time
 
     from ..core.api import sample
+
     check(method in ("pg", "repulsive"), f"method {method!r}: use pg or repulsive")
     from ..checkpoint import check_output_dir
+
     check_output_dir(out_dir, ("report",), force=force)
     check(len(strengths) >= 1 and n >= 2 and batches >= 1, "need at least one strength, n >= 2 and one batch")
     strengths = [float(s) for s in strengths]
@@ -219,10 +270,21 @@ def run_report(model, out_dir, *, method: str = "pg", strengths=(0.0, 10.0, 30.0
             for metric in (diversity, "mean_confidence" if has_classes else "in_batch_similarity"):
                 _plot_heatmap(rows, strengths, vs_name, vs_values, metric, tmp / f"heatmap_{metric}.png")
                 plots.append(f"heatmap_{metric}.png")
-        config = {"model": getattr(model, "name", None), "method": method, "strengths": strengths, "n": n,
-                  "batches": batches, "seed": seed, "vs": vs_name, "vs_values": vs_values, "params": params,
-                  "sample_kwargs": sample_kwargs}
+        config = {
+            "model": getattr(model, "name", None),
+            "method": method,
+            "strengths": strengths,
+            "n": n,
+            "batches": batches,
+            "seed": seed,
+            "vs": vs_name,
+            "vs_values": vs_values,
+            "params": params,
+            "sample_kwargs": sample_kwargs,
+        }
         result = {"schema": "steerdiff-report/1", "config": config, "rows": rows}
         write_json_atomic(tmp / "report.json", result)
-        (tmp / "index.html").write_text(_html(f"steerdiff report: {config['model']} {method}", config, rows, pictures, plots))
+        (tmp / "index.html").write_text(
+            _html(f"steerdiff report: {config['model']} {method}", config, rows, pictures, plots)
+        )
     return result

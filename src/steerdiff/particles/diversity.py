@@ -52,6 +52,7 @@ denoiser then makes the base call alone and samples are bit-identical to plain s
 is permutation-equivariant in the particles. Not supported (yet): a particle set spread over
 ``torch.distributed`` ranks.
 """
+
 from __future__ import annotations
 
 import copy
@@ -85,10 +86,18 @@ class _DiversityTerm:
 
     def bind(self: _T, denoiser) -> _T:
         t = copy.copy(self)
-        t.window = tuple(float(w) for w in t.window) if t.window is not None else (denoiser.sigma_min, denoiser.sigma_max)
+        t.window = (
+            tuple(float(w) for w in t.window) if t.window is not None else (denoiser.sigma_min, denoiser.sigma_max)
+        )
         check(len(t.window) == 2 and 0 <= t.window[0] <= t.window[1], f"window must be (lo, hi) sigmas, got {t.window}")
-        check(math.isfinite(float(t.strength)) and float(t.strength) >= 0, f"strength must be a number >= 0, got {t.strength}")
-        check(t.on in ("x", "x0"), f"on={t.on!r}: use 'x' (features of the noisy sample) or 'x0' (of the denoised estimate)")
+        check(
+            math.isfinite(float(t.strength)) and float(t.strength) >= 0,
+            f"strength must be a number >= 0, got {t.strength}",
+        )
+        check(
+            t.on in ("x", "x0"),
+            f"on={t.on!r}: use 'x' (features of the noisy sample) or 'x0' (of the denoised estimate)",
+        )
         schedule_weight(t.weight, t.window[1], t.window)  # validates the schedule name now, not mid-sampling
         t._phi = get_embedding(t.embedding)
         return t
@@ -99,12 +108,16 @@ class _DiversityTerm:
     def __repr__(self) -> str:
         def short(v):
             return f"<{type(v).__name__} {tuple(v.shape)}>" if isinstance(v, torch.Tensor) else repr(v)
+
         args = ", ".join(f"{k}={short(v)}" for k, v in vars(self).items() if not k.startswith("_") and v is not None)
         return f"{type(self).__name__}({args})"
 
     def _check_local(self) -> None:
-        check(not distributed.active(), f"{type(self).__name__} does not support a particle set spread over "
-                                         "torch.distributed ranks (yet): run it in one process")
+        check(
+            not distributed.active(),
+            f"{type(self).__name__} does not support a particle set spread over "
+            "torch.distributed ranks (yet): run it in one process",
+        )
 
 
 def _ref_samples(refs) -> torch.Tensor | None:
@@ -112,6 +125,7 @@ def _ref_samples(refs) -> torch.Tensor | None:
     if refs is None:
         return None
     from .pg import Archive
+
     a = refs.samples if isinstance(refs, Archive) else torch.as_tensor(refs)
     return a if len(a) else None
 
@@ -136,16 +150,29 @@ class SPELL(_DiversityTerm):
         protected: a protected set (e.g. training images: a near-copy shield), pushed away from with
             ``protected_radius`` (default ``r``).
     """
+
     needs_base = True
     needs_x0 = False
     _identity: bool = True
 
-    def __init__(self, radius: float | None = None, radius_scale: float = 0.7, strength: float = 1.0,
-                 embedding="identity", window=None, weight="constant", archive=None, protected=None,
-                 protected_radius: float | None = None):
+    def __init__(
+        self,
+        radius: float | None = None,
+        radius_scale: float = 0.7,
+        strength: float = 1.0,
+        embedding="identity",
+        window=None,
+        weight="constant",
+        archive=None,
+        protected=None,
+        protected_radius: float | None = None,
+    ):
         check(radius is None or (math.isfinite(radius) and radius >= 0), f"radius must be a number >= 0, got {radius}")
         check(math.isfinite(radius_scale) and radius_scale > 0, f"radius_scale must be positive, got {radius_scale}")
-        check(protected_radius is None or protected_radius > 0, f"protected_radius must be positive, got {protected_radius}")
+        check(
+            protected_radius is None or protected_radius > 0,
+            f"protected_radius must be positive, got {protected_radius}",
+        )
         self.radius, self.radius_scale, self.strength = radius, radius_scale, strength
         self.embedding, self.window, self.weight = embedding, window, weight
         self.archive, self.protected, self.protected_radius = archive, protected, protected_radius
@@ -153,9 +180,11 @@ class SPELL(_DiversityTerm):
     def bind(self, denoiser) -> SPELL:
         t = super().bind(denoiser)
         if t.radius is None:
-            check(t.embedding in ("identity", "latent"),
-                  f"SPELL with embedding={t.embedding!r} needs radius= in that embedding's units (the default radius "
-                  "is relative to the data scale, for the identity embedding)")
+            check(
+                t.embedding in ("identity", "latent"),
+                f"SPELL with embedding={t.embedding!r} needs radius= in that embedding's units (the default radius "
+                "is relative to the data scale, for the identity embedding)",
+            )
             d = math.prod(denoiser.sample_shape)
             t.radius = float(t.radius_scale * math.sqrt(2 * d) * float(denoiser.sigma_data))
         t._identity = t.embedding in ("identity", "latent")
@@ -181,7 +210,7 @@ class SPELL(_DiversityTerm):
         delta = torch.zeros_like(fd)
         for ref, radius, own in groups:
             # direct differences (not the |a|^2 + |b|^2 - 2 a.b shortcut, which loses close pairs), memory O(n m)
-            dist = torch.cdist(fd, ref, compute_mode="donot_use_mm_for_euclid_dist")       # (n, m)
+            dist = torch.cdist(fd, ref, compute_mode="donot_use_mm_for_euclid_dist")  # (n, m)
             push = (radius - dist).clamp(min=0)
             if own:
                 push = push * (1 - torch.eye(n, dtype=push.dtype, device=push.device))
@@ -207,8 +236,17 @@ class _KernelPotential(_DiversityTerm):
     """A potential ``V(f_1..f_n)`` on RBF kernel features, differentiated to ``x`` (through the denoiser
     for ``on="x0"``). Subclasses define :meth:`potential`."""
 
-    def __init__(self, strength: float = 1.0, embedding="identity", on: str = "x0", window=None,
-                 weight="constant", bandwidth="median", bandwidth_scale: float = 1.0, project: bool = False):
+    def __init__(
+        self,
+        strength: float = 1.0,
+        embedding="identity",
+        on: str = "x0",
+        window=None,
+        weight="constant",
+        bandwidth="median",
+        bandwidth_scale: float = 1.0,
+        project: bool = False,
+    ):
         self.strength, self.embedding, self.on, self.window, self.weight = strength, embedding, on, window, weight
         self.bandwidth, self.bandwidth_scale, self.project = bandwidth, bandwidth_scale, project
 
@@ -238,7 +276,7 @@ class _KernelPotential(_DiversityTerm):
             if len(f) < 2:
                 return torch.zeros_like(ctx.x)
             v = self.potential(f, ctx.sigma)
-            grad, = torch.autograd.grad(v, leaf, retain_graph=self.on == "x0")
+            (grad,) = torch.autograd.grad(v, leaf, retain_graph=self.on == "x0")
         if self.project:
             # drop each particle's component along its base score: move along the level sets of log p_sigma
             score = ctx.score
@@ -265,9 +303,18 @@ class DPPGuidance(_KernelPotential):
         eps: the ridge added to ``K``; it bounds the force between near-duplicates by about ``1 / eps``.
     """
 
-    def __init__(self, strength: float = 1.0, embedding="identity", on: str = "x0", window=None,
-                 weight="constant", bandwidth="median", bandwidth_scale: float = 1.0, project: bool = False,
-                 eps: float = 1e-3):
+    def __init__(
+        self,
+        strength: float = 1.0,
+        embedding="identity",
+        on: str = "x0",
+        window=None,
+        weight="constant",
+        bandwidth="median",
+        bandwidth_scale: float = 1.0,
+        project: bool = False,
+        eps: float = 1e-3,
+    ):
         super().__init__(strength, embedding, on, window, weight, bandwidth, bandwidth_scale, project)
         check(eps > 0, f"eps must be positive, got {eps}")
         self.eps = float(eps)
@@ -290,31 +337,48 @@ class EntropyGuidance(_KernelPotential):
         seed: seeds the random Fourier frequencies (drawn once per feature dimension).
     """
 
-    def __init__(self, strength: float = 1.0, embedding="identity", on: str = "x0", window=None,
-                 weight="constant", bandwidth="median", bandwidth_scale: float = 1.0, project: bool = False,
-                 features: int | None = None, seed: int = 0):
+    def __init__(
+        self,
+        strength: float = 1.0,
+        embedding="identity",
+        on: str = "x0",
+        window=None,
+        weight="constant",
+        bandwidth="median",
+        bandwidth_scale: float = 1.0,
+        project: bool = False,
+        features: int | None = None,
+        seed: int = 0,
+    ):
         super().__init__(strength, embedding, on, window, weight, bandwidth, bandwidth_scale, project)
-        check(features is None or (int(features) == features and features >= 1),
-              f"features must be None (exact) or a positive number of random Fourier features, got {features}")
+        check(
+            features is None or (int(features) == features and features >= 1),
+            f"features must be None (exact) or a positive number of random Fourier features, got {features}",
+        )
         self.features, self.seed = features, seed
         self._omega: dict = {}
 
     def _rff_bandwidth(self, f: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        if self.bandwidth == "median":      # O(n): pairs are about twice as far apart as points from their mean
+        if self.bandwidth == "median":  # O(n): pairs are about twice as far apart as points from their mean
             d2 = (f - f.mean(0)).pow(2).sum(1)
             h = 2 * d2.median() / math.log(len(f) + 1)
             return (self.bandwidth_scale * h).clamp(min=1e-12)
-        check(self.bandwidth != "per-particle", "EntropyGuidance(features=...) takes bandwidth median, sigma or a number")
+        check(
+            self.bandwidth != "per-particle", "EntropyGuidance(features=...) takes bandwidth median, sigma or a number"
+        )
         return rbf_bandwidth(f.new_zeros(2, 2), self.bandwidth, sigma, self.bandwidth_scale)
 
     def _frequencies(self, dim: int, device) -> tuple[torch.Tensor, torch.Tensor]:
         """Standard normal frequencies ``(D, dim)`` and phases ``(D,)``, fixed per feature dimension."""
         if dim not in self._omega:
             from ..core.seeding import stream_seed
+
             assert self.features is not None
             g = torch.Generator().manual_seed(stream_seed("rff", self.seed, dim))
-            self._omega[dim] = (torch.randn(int(self.features), dim, generator=g, dtype=torch.float64),
-                                torch.rand(int(self.features), generator=g, dtype=torch.float64) * 2 * math.pi)
+            self._omega[dim] = (
+                torch.randn(int(self.features), dim, generator=g, dtype=torch.float64),
+                torch.rand(int(self.features), generator=g, dtype=torch.float64) * 2 * math.pi,
+            )
         w, b = self._omega[dim]
         return w.to(device), b.to(device)
 
@@ -327,8 +391,8 @@ class EntropyGuidance(_KernelPotential):
         w, b = self._frequencies(f.shape[1], f.device)
         # exp(-|a - b|^2 / h) = E cos(w.(a - b)) for w ~ N(0, 2 / h I); z = sqrt(2 / D) cos(w.f + b)
         z = math.sqrt(2.0 / len(w)) * torch.cos(f @ (w * (2.0 / h).sqrt()).T + b)
-        off_diag = z.sum(0).pow(2).sum() - z.pow(2).sum()          # sum_{i != j} z_i . z_j
-        return -torch.log(((off_diag + n) / n ** 2).clamp(min=1.0 / n ** 2))
+        off_diag = z.sum(0).pow(2).sum() - z.pow(2).sum()  # sum_{i != j} z_i . z_j
+        return -torch.log(((off_diag + n) / n**2).clamp(min=1.0 / n**2))
 
 
 TERMS = {"spell": SPELL, "dpp": DPPGuidance, "entropy": EntropyGuidance}

@@ -12,6 +12,7 @@ probabilities). The repulsion seed's names ``vgg_noise``/``vgg_noisero3`` are de
 the two: they were never a VGG network, only fit 1x28x28 digits, and warn (DeprecationWarning). Any callable ``f(x)`` or
 ``f(x, sigma)`` returning ``(n, m)`` works too.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -66,7 +67,7 @@ def edges(x: torch.Tensor, sigma=None) -> torch.Tensor:
     check(x.ndim == 4, "edges needs images (n, C, H, W)")
     k = torch.stack([_SOBEL, _SOBEL.T])[:, None].to(x)
     g = F.conv2d(x.mean(1, keepdim=True), k, padding=1)
-    return F.adaptive_avg_pool2d((g ** 2).sum(1, keepdim=True), 7).flatten(1)
+    return F.adaptive_avg_pool2d((g**2).sum(1, keepdim=True), 7).flatten(1)
 
 
 class RandomCNN(nn.Module):
@@ -88,12 +89,21 @@ class RandomCNN(nn.Module):
                 c.weight.copy_(torch.randn(c.weight.shape, generator=g) * (2 / (i * 9)) ** 0.5)
                 c.bias.zero_()
             return c
+
         lin = nn.Linear(w * 16, self.out_dim)
         with torch.no_grad():
             lin.weight.copy_(torch.randn(lin.weight.shape, generator=g) / (w * 16) ** 0.5)
             lin.bias.zero_()
-        return nn.Sequential(conv(in_channels, w), nn.SiLU(), nn.AvgPool2d(2), conv(w, w), nn.SiLU(),
-                             nn.AdaptiveAvgPool2d(4), nn.Flatten(), lin).requires_grad_(False)
+        return nn.Sequential(
+            conv(in_channels, w),
+            nn.SiLU(),
+            nn.AvgPool2d(2),
+            conv(w, w),
+            nn.SiLU(),
+            nn.AdaptiveAvgPool2d(4),
+            nn.Flatten(),
+            lin,
+        ).requires_grad_(False)
 
     def feature_maps(self, x: torch.Tensor) -> torch.Tensor:
         return self._net(x)[:3](x)
@@ -101,6 +111,7 @@ class RandomCNN(nn.Module):
     def _net(self, x: torch.Tensor) -> nn.Module:
         if self.layers is None or self.redraw:
             from ..core.seeding import stream_seed
+
             self.layers = self._build(x.shape[1], stream_seed("cnn", self.seed, self.calls if self.redraw else 0)).to(x)
         self.calls += 1
         return self.layers
@@ -118,7 +129,7 @@ class Style(nn.Module):
         self.cnn = RandomCNN(width=width, seed=seed)
 
     def forward(self, x: torch.Tensor, sigma=None) -> torch.Tensor:
-        fm = self.cnn.feature_maps(x).flatten(2)                        # (n, w, hw)
+        fm = self.cnn.feature_maps(x).flatten(2)  # (n, w, hw)
         gram = fm @ fm.transpose(1, 2) / fm.shape[-1]
         i, j = torch.triu_indices(gram.shape[1], gram.shape[2])
         return gram[:, i, j]
@@ -133,10 +144,17 @@ class ClassifierEmbedding(nn.Module):
     def __init__(self, classifier="mnist-noisy", output: str = "features", with_ro3: bool = False):
         super().__init__()
         from ..train.classifier import load_classifier
+
         check(output in ("features", "probs", "logits"), f"output {output!r}: use features, probs or logits")
-        self.classifier = load_classifier(classifier) if isinstance(classifier, (str, bytes)) or hasattr(classifier, "__fspath__") else classifier
-        check(hasattr(self.classifier, "sigma_data"), "the classifier is not noise-conditional: train one with "
-                                                       "`steerdiff train-classifier --kind noisy-label`")
+        self.classifier = (
+            load_classifier(classifier)
+            if isinstance(classifier, (str, bytes)) or hasattr(classifier, "__fspath__")
+            else classifier
+        )
+        check(
+            hasattr(self.classifier, "sigma_data"),
+            "the classifier is not noise-conditional: train one with `steerdiff train-classifier --kind noisy-label`",
+        )
         self.output, self.with_ro3 = output, with_ro3
 
     def check_fits(self, sample_shape, name: str = "classifier") -> None:
@@ -145,19 +163,23 @@ class ClassifierEmbedding(nn.Module):
         want = (arch.get("in_channels"), arch.get("image_size"), arch.get("image_size"))
         if None in want or sample_shape is None:
             return
-        check(tuple(sample_shape) == want,
-              f"embedding {name!r} is a digit classifier for {'x'.join(map(str, want))} images and does not fit this "
-              f"model's samples of shape {'x'.join(map(str, sample_shape))}: pick an embedding made for this model "
-              "(identity, ro3, cnn16, edges, style, or classifier:DIR of a classifier trained on its data)")
+        check(
+            tuple(sample_shape) == want,
+            f"embedding {name!r} is a digit classifier for {'x'.join(map(str, want))} images and does not fit this "
+            f"model's samples of shape {'x'.join(map(str, sample_shape))}: pick an embedding made for this model "
+            "(identity, ro3, cnn16, edges, style, or classifier:DIR of a classifier trained on its data)",
+        )
 
     def forward(self, x: torch.Tensor, sigma=None) -> torch.Tensor:
         sigma = torch.zeros(x.shape[0], device=x.device) if sigma is None else sigma
         try:
             f = self.classifier.features(x, sigma)
-        except RuntimeError as e:          # a shape mismatch: the classifier was trained on other images
-            raise SteerdiffError(f"the classifier embedding does not fit samples of shape {tuple(x.shape[1:])} "
-                                 f"({str(e).splitlines()[0][:120]}): pick an embedding made for this model "
-                                 "(identity, ro3, cnn16, ... or classifier:DIR of a classifier trained on its data)") from None
+        except RuntimeError as e:  # a shape mismatch: the classifier was trained on other images
+            raise SteerdiffError(
+                f"the classifier embedding does not fit samples of shape {tuple(x.shape[1:])} "
+                f"({str(e).splitlines()[0][:120]}): pick an embedding made for this model "
+                "(identity, ro3, cnn16, ... or classifier:DIR of a classifier trained on its data)"
+            ) from None
         if self.output != "features":
             f = self.classifier.head(f)
             f = f.softmax(1) if self.output == "probs" else f
@@ -165,13 +187,23 @@ class ClassifierEmbedding(nn.Module):
 
 
 def _factories() -> dict[str, Callable[[], Callable]]:
-    return {"identity": lambda: identity, "latent": lambda: identity, "averagedim": lambda: averagedim,
-            "ro3": lambda: ro3, "centroid": lambda: centroid, "edges": lambda: edges, "cnn16": lambda: RandomCNN(16), "cnn64": lambda: RandomCNN(64),
-            "cnn16-redraw": lambda: RandomCNN(16, redraw=True), "cnn64-redraw": lambda: RandomCNN(64, redraw=True),
-            "style": lambda: Style(), "classifier": lambda: ClassifierEmbedding(),
-            "classifier-probs": lambda: ClassifierEmbedding(output="probs"),
-            "noisy-digit-cnn": lambda: ClassifierEmbedding(),
-            "noisy-digit-cnn-ro3": lambda: ClassifierEmbedding(with_ro3=True)}
+    return {
+        "identity": lambda: identity,
+        "latent": lambda: identity,
+        "averagedim": lambda: averagedim,
+        "ro3": lambda: ro3,
+        "centroid": lambda: centroid,
+        "edges": lambda: edges,
+        "cnn16": lambda: RandomCNN(16),
+        "cnn64": lambda: RandomCNN(64),
+        "cnn16-redraw": lambda: RandomCNN(16, redraw=True),
+        "cnn64-redraw": lambda: RandomCNN(64, redraw=True),
+        "style": lambda: Style(),
+        "classifier": lambda: ClassifierEmbedding(),
+        "classifier-probs": lambda: ClassifierEmbedding(output="probs"),
+        "noisy-digit-cnn": lambda: ClassifierEmbedding(),
+        "noisy-digit-cnn-ro3": lambda: ClassifierEmbedding(with_ro3=True),
+    }
 
 
 # the repulsion seed's names, kept for its users: never a VGG network, but the MNIST noise-conditional digit CNN
@@ -193,11 +225,16 @@ def get_embedding(name_or_fn) -> Callable:
         return ClassifierEmbedding(name_or_fn.split(":", 1)[1])
     if isinstance(name_or_fn, str) and name_or_fn in DEPRECATED:
         new = DEPRECATED[name_or_fn]
-        warnings.warn(f"embedding {name_or_fn!r} is a deprecated alias of {new!r}: it is the MNIST noise-conditional "
-                      "digit CNN (mnist-noisy), not a VGG network, and fits only 1x28x28 digits; use "
-                      f"{new!r}", DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            f"embedding {name_or_fn!r} is a deprecated alias of {new!r}: it is the MNIST noise-conditional "
+            "digit CNN (mnist-noisy), not a VGG network, and fits only 1x28x28 digits; use "
+            f"{new!r}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         name_or_fn = new
     if name_or_fn not in factories:
-        raise SteerdiffError(f"unknown embedding {name_or_fn!r}: use one of {', '.join(EMBEDDINGS)}, "
-                             "'classifier:PATH' or a callable")
+        raise SteerdiffError(
+            f"unknown embedding {name_or_fn!r}: use one of {', '.join(EMBEDDINGS)}, 'classifier:PATH' or a callable"
+        )
     return factories[name_or_fn]()

@@ -26,6 +26,7 @@ no label. :func:`diverse_sample` draws it; besides the methods above it may name
 selection from iid draws (:func:`cover_sample`, ``stratified``). An unconditional request never
 passes a class label to the network.
 """
+
 from __future__ import annotations
 
 import math
@@ -39,9 +40,11 @@ from ..core.seeding import stream_seed
 
 def _null_label(model) -> int:
     null = getattr(model, "null_label", None)
-    check(getattr(model, "num_classes", None) is not None and null is not None,
-          f"classifier-free guidance needs a class-conditional model trained with label dropout (a null label, "
-          f"e.g. 'mnist-cond'); {getattr(model, 'name', type(model).__name__)} has none")
+    check(
+        getattr(model, "num_classes", None) is not None and null is not None,
+        f"classifier-free guidance needs a class-conditional model trained with label dropout (a null label, "
+        f"e.g. 'mnist-cond'); {getattr(model, 'name', type(model).__name__)} has none",
+    )
     return int(null)
 
 
@@ -52,9 +55,11 @@ def check_interval(model, interval) -> tuple[float, float] | None:
     check(len(interval) == 2, f"interval must be (lo, hi) sigmas, got {interval}")
     lo, hi = float(interval[0]), float(interval[1])
     check(0 <= lo < hi, f"interval ({lo:g}, {hi:g}): need 0 <= lo < hi")
-    check(hi > model.sigma_min and lo < model.sigma_max,
-          f"interval ({lo:g}, {hi:g}) lies outside the model's sigma range [{model.sigma_min:g}, {model.sigma_max:g}]: "
-          "guidance would never act")
+    check(
+        hi > model.sigma_min and lo < model.sigma_max,
+        f"interval ({lo:g}, {hi:g}) lies outside the model's sigma range [{model.sigma_min:g}, {model.sigma_max:g}]: "
+        "guidance would never act",
+    )
     return lo, hi
 
 
@@ -64,8 +69,13 @@ class CFG(Denoiser):
     the model's unconditional denoiser (nothing to guide)."""
 
     def __init__(self, model, scale: float = 1.0, interval=None):
-        super().__init__(sigma_min=model.sigma_min, sigma_max=model.sigma_max, sigma_data=model.sigma_data,
-                         sample_shape=model.sample_shape, preset=getattr(model, "preset", None))
+        super().__init__(
+            sigma_min=model.sigma_min,
+            sigma_max=model.sigma_max,
+            sigma_data=model.sigma_data,
+            sample_shape=model.sample_shape,
+            preset=getattr(model, "preset", None),
+        )
         self.null_label = _null_label(model)
         check(math.isfinite(scale) and scale >= 0, f"cfg scale must be a number >= 0, got {scale}")
         self.model, self.scale, self.interval = model, float(scale), check_interval(model, interval)
@@ -91,10 +101,14 @@ class CFG(Denoiser):
         labels = labels.expand(x.shape[0]) if labels.ndim == 0 else labels
         on = self._guiding(sigma)
         if self.scale == 1.0 or not bool(on.any()):
-            return self._call(x, sigma, labels, **cond)          # the conditional denoiser: one call
+            return self._call(x, sigma, labels, **cond)  # the conditional denoiser: one call
         b = x.shape[0]
-        both = self._call(torch.cat([x, x]), torch.cat([sigma, sigma]),
-                          torch.cat([labels, torch.full_like(labels, self.null_label)]), **_doubled(cond, b))
+        both = self._call(
+            torch.cat([x, x]),
+            torch.cat([sigma, sigma]),
+            torch.cat([labels, torch.full_like(labels, self.null_label)]),
+            **_doubled(cond, b),
+        )
         d_c, d_u = both[:b], both[b:]
         out = d_u + self.scale * (d_c - d_u)
         return out if bool(on.all()) else torch.where(append_dims(on, x.ndim), out, d_c)
@@ -105,8 +119,10 @@ class CFG(Denoiser):
 
 def _doubled(cond: dict, b: int) -> dict:
     """Per-sample entries of ``cond`` (leading dim ``b``) repeated for the doubled batch; others shared."""
-    return {k: (torch.cat([v, v]) if isinstance(v, torch.Tensor) and v.ndim > 0 and v.shape[0] == b else v)
-            for k, v in cond.items()}
+    return {
+        k: (torch.cat([v, v]) if isinstance(v, torch.Tensor) and v.ndim > 0 and v.shape[0] == b else v)
+        for k, v in cond.items()
+    }
 
 
 def cfg(model, scale: float = 1.0, interval=None) -> CFG:
@@ -136,7 +152,7 @@ def cads_gamma(t, tau1: float, tau2: float) -> float:
 def cads_perturb(y: torch.Tensor, gamma: float, noise: torch.Tensor, noise_scale: float, psi: float) -> torch.Tensor:
     """CADS on condition embeddings ``y`` ``(B, ...)``: ``sqrt(gamma) y + noise_scale sqrt(1 - gamma) noise``,
     rescaled to each row's original mean and std over its other dims, mixed with weight ``psi``."""
-    y_hat = gamma ** 0.5 * y + noise_scale * (1 - gamma) ** 0.5 * noise
+    y_hat = gamma**0.5 * y + noise_scale * (1 - gamma) ** 0.5 * noise
     dims = tuple(range(1, y.ndim))
     mu, sd = y.mean(dims, keepdim=True), y.std(dims, keepdim=True)
     mu_h, sd_h = y_hat.mean(dims, keepdim=True), y_hat.std(dims, keepdim=True).clamp(min=1e-12)
@@ -147,23 +163,41 @@ def cads_perturb(y: torch.Tensor, gamma: float, noise: torch.Tensor, noise_scale
 def _class_embedding(model) -> torch.nn.Module:
     net = getattr(model, "net", None)
     emb = getattr(net, "class_embedding", None)
-    check(isinstance(emb, torch.nn.Module),
-          f"CADS perturbs the condition embedding, and {getattr(model, 'name', type(model).__name__)} has none: use a "
-          "class-conditional diffusers UNet2DModel model (e.g. 'mnist-cond'), or cads_pipeline for Stable Diffusion")
+    check(
+        isinstance(emb, torch.nn.Module),
+        f"CADS perturbs the condition embedding, and {getattr(model, 'name', type(model).__name__)} has none: use a "
+        "class-conditional diffusers UNet2DModel model (e.g. 'mnist-cond'), or cads_pipeline for Stable Diffusion",
+    )
     return emb
 
 
 class CADS(CFG):
     """Condition-annealed sampling on a class embedding, with (interval) CFG on top (see module docstring)."""
 
-    def __init__(self, model, scale: float = 1.0, interval=None, *, noise_scale: float = 0.25,
-                 tau: tuple[float, float] = (0.6, 0.9), psi: float = 1.0, seed: int = 0):
+    def __init__(
+        self,
+        model,
+        scale: float = 1.0,
+        interval=None,
+        *,
+        noise_scale: float = 0.25,
+        tau: tuple[float, float] = (0.6, 0.9),
+        psi: float = 1.0,
+        seed: int = 0,
+    ):
         super().__init__(model, scale, interval)
         self._emb = _class_embedding(model)
         check(0 <= tau[0] < tau[1] <= 1, f"CADS tau must be 0 <= tau1 < tau2 <= 1, got {tau}")
-        check(math.isfinite(noise_scale) and noise_scale >= 0 and 0 <= psi <= 1,
-              f"CADS needs a finite noise_scale >= 0 and 0 <= psi <= 1, got {noise_scale}, {psi}")
-        self.noise_scale, self.tau, self.psi, self.seed = float(noise_scale), (float(tau[0]), float(tau[1])), float(psi), int(seed)
+        check(
+            math.isfinite(noise_scale) and noise_scale >= 0 and 0 <= psi <= 1,
+            f"CADS needs a finite noise_scale >= 0 and 0 <= psi <= 1, got {noise_scale}, {psi}",
+        )
+        self.noise_scale, self.tau, self.psi, self.seed = (
+            float(noise_scale),
+            (float(tau[0]), float(tau[1])),
+            float(psi),
+            int(seed),
+        )
 
     def t_of(self, sigma: float) -> float:
         """Position of ``sigma`` in the model's log-sigma range: 0 at ``sigma_min``, 1 at ``sigma_max``."""
@@ -175,7 +209,7 @@ class CADS(CFG):
         gamma = cads_gamma(self.t_of(s), *self.tau)
         if labels is None or self.noise_scale == 0 or gamma == 1.0:
             return self.model(x, sigma, class_labels=labels, **cond)
-        keep = labels != self.null_label                            # perturb real labels only, never the null label
+        keep = labels != self.null_label  # perturb real labels only, never the null label
 
         def hook(module, inputs, y):
             g = torch.Generator().manual_seed(stream_seed("cads", self.seed, s))
@@ -192,8 +226,16 @@ class CADS(CFG):
         return f"{super().extra_repr()}, noise_scale={self.noise_scale:g}, tau={self.tau}, psi={self.psi:g}"
 
 
-def cads(model, scale: float = 1.0, interval=None, *, noise_scale: float = 0.25, tau=(0.6, 0.9), psi: float = 1.0,
-         seed: int = 0) -> CADS:
+def cads(
+    model,
+    scale: float = 1.0,
+    interval=None,
+    *,
+    noise_scale: float = 0.25,
+    tau=(0.6, 0.9),
+    psi: float = 1.0,
+    seed: int = 0,
+) -> CADS:
     """CADS (condition-annealed noise on the class embedding) under classifier-free guidance.
 
     Args:
@@ -216,7 +258,7 @@ class _CADSPromptNet(torch.nn.Module):
 
     def __init__(self, den, inner, noise_scale: float, tau, psi: float, seed: int):
         super().__init__()
-        self.den, self.inner = [den], inner           # a list: keep the denoiser out of the module tree
+        self.den, self.inner = [den], inner  # a list: keep the denoiser out of the module tree
         self.noise_scale, self.tau, self.psi, self.seed = noise_scale, tau, psi, seed
         self.clean = inner.cond
 
@@ -241,8 +283,10 @@ def cads_pipeline(den, *, noise_scale: float = 0.25, tau=(0.6, 0.9), psi: float 
     place and returned): the conditional prompt embeddings ``(P, L, D)`` get the annealed noise; the
     unconditional (negative-prompt) half is untouched. Args as for :func:`cads`."""
     inner = getattr(den, "net", None)
-    check(inner is not None and hasattr(inner, "cond") and hasattr(den, "t_to_sigma"),
-          "cads_pipeline takes a denoiser made by steerdiff.pipelines.from_pipeline")
+    check(
+        inner is not None and hasattr(inner, "cond") and hasattr(den, "t_to_sigma"),
+        "cads_pipeline takes a denoiser made by steerdiff.pipelines.from_pipeline",
+    )
     check(0 <= tau[0] < tau[1] <= 1, f"CADS tau must be 0 <= tau1 < tau2 <= 1, got {tau}")
     den.net = _CADSPromptNet(den, inner, float(noise_scale), (float(tau[0]), float(tau[1])), float(psi), int(seed))
     return den
@@ -251,7 +295,11 @@ def cads_pipeline(den, *, noise_scale: float = 0.25, tau=(0.6, 0.9), psi: float 
 # --method diverse ---------------------------------------------------------------------------------
 
 # used where a model records no choice of its own (mnist's measured choices are in its config.json)
-DIVERSE_DEFAULT = {"class": {"method": "spell"}, "class-unguided": {"method": "dpp"}, "unconditional": {"method": "iid"}}
+DIVERSE_DEFAULT = {
+    "class": {"method": "spell"},
+    "class-unguided": {"method": "dpp"},
+    "unconditional": {"method": "iid"},
+}
 
 
 def diverse_preset(model) -> dict:
@@ -271,8 +319,16 @@ def diverse_entry(model, labelled: bool, scale: float | None) -> dict:
     return dict(diverse_preset(model)[key])
 
 
-def fixed_condition(model, method: str, *, scale: float = 1.0, interval=None, seed: int = 0, options: dict | None = None,
-                    labelled: bool = True):
+def fixed_condition(
+    model,
+    method: str,
+    *,
+    scale: float = 1.0,
+    interval=None,
+    seed: int = 0,
+    options: dict | None = None,
+    labelled: bool = True,
+):
     """``(denoiser, guidance terms)`` of a fixed-condition method on ``model``.
 
     Args:
@@ -288,15 +344,19 @@ def fixed_condition(model, method: str, *, scale: float = 1.0, interval=None, se
     """
     opts = dict(options or {})
     interval = opts.pop("interval", interval)
-    plus = opts.pop("plus", None)           # a particle term on top: {"method": "repulsive", **its options}
+    plus = opts.pop("plus", None)  # a particle term on top: {"method": "repulsive", **its options}
     if method == "interval":
         check(interval is not None, "--method interval needs --cfg-interval LO,HI (or a recorded interval)")
     if not labelled:
-        check(method not in ("cfg", "interval", "cads"),
-              f"--method {method} guides toward a class: give --class-label (or use --method diverse)")
+        check(
+            method not in ("cfg", "interval", "cads"),
+            f"--method {method} guides toward a class: give --class-label (or use --method diverse)",
+        )
         den = model
     elif method == "cads":
-        den = cads(model, scale, interval, seed=seed, **{k: opts.pop(k) for k in ("noise_scale", "tau", "psi") if k in opts})
+        den = cads(
+            model, scale, interval, seed=seed, **{k: opts.pop(k) for k in ("noise_scale", "tau", "psi") if k in opts}
+        )
     elif scale != 1.0 or interval is not None or method in ("cfg", "interval"):
         den = cfg(model, scale, interval)
     else:
@@ -304,6 +364,7 @@ def fixed_condition(model, method: str, *, scale: float = 1.0, interval=None, se
     terms = []
     if method in ("pg", "repulsive"):
         from .pg import ParticleGuidance, Repulsion
+
         terms = [(ParticleGuidance if method == "pg" else Repulsion)(**opts)]
     elif method in ("spell", "dpp"):
         terms = [_diversity_term(method, opts)]
@@ -321,6 +382,7 @@ def _diversity_term(method: str, opts: dict):
         from . import diversity
     except ImportError:
         from ..core.errors import SteerdiffError
+
         raise SteerdiffError(f"--method {method} needs steerdiff.diversity, which this installation lacks") from None
     return diversity.term(method, **opts)
 
@@ -332,20 +394,35 @@ def diverse_setup(model, *, labelled: bool, scale: float | None = None, interval
     label to the network."""
     entry = diverse_entry(model, labelled, scale)
     method = entry.pop("method")
-    if method in ("stratified", "cover"):        # selection from iid draws: see diverse_sample
+    if method in ("stratified", "cover"):  # selection from iid draws: see diverse_sample
         entry = {k: v for k, v in entry.items() if k not in ("candidates", "embedding")}
     if interval is None:
         interval = entry.pop("interval", None)
     else:
         entry.pop("interval", None)
     scale = 1.0 if scale is None else scale
-    den, terms = fixed_condition(model, "iid" if method in ("stratified", "cover") else method, scale=scale, interval=interval,
-                                 seed=seed, options=entry, labelled=labelled)
+    den, terms = fixed_condition(
+        model,
+        "iid" if method in ("stratified", "cover") else method,
+        scale=scale,
+        interval=interval,
+        seed=seed,
+        options=entry,
+        labelled=labelled,
+    )
     return den, terms, method
 
 
-def cover_sample(denoiser, n: int, *, candidates: int = 3, embedding="classifier-probs", seed: int,
-                 cond: dict | None = None, **sample_kwargs) -> torch.Tensor:
+def cover_sample(
+    denoiser,
+    n: int,
+    *,
+    candidates: int = 3,
+    embedding="classifier-probs",
+    seed: int,
+    cond: dict | None = None,
+    **sample_kwargs,
+) -> torch.Tensor:
     """``n`` samples ``(n, *sample_shape)`` that cover as many modes as ``candidates * n`` iid draws hold.
 
     Draws ``candidates * n`` iid samples (:func:`steerdiff.sample`, streams ``0 ..``), labels each by
@@ -356,6 +433,7 @@ def cover_sample(denoiser, n: int, *, candidates: int = 3, embedding="classifier
     """
     from ..core.api import sample
     from .embeddings import get_embedding
+
     check(int(candidates) == candidates and candidates >= 1, f"candidates must be a positive integer, got {candidates}")
     pool = sample(denoiser, int(candidates) * n, seed=seed, cond=cond, **sample_kwargs)
     with torch.no_grad():
@@ -365,17 +443,19 @@ def cover_sample(denoiser, n: int, *, candidates: int = 3, embedding="classifier
         if k not in seen and len(kept) < n:
             kept.append(i)
             seen.add(k)
-    kept += [i for i in range(len(pool)) if i not in set(kept)][:n - len(kept)]
+    kept += [i for i in range(len(pool)) if i not in set(kept)][: n - len(kept)]
     return pool[torch.tensor(sorted(kept), device=pool.device)]
 
 
-def diverse_sample(model, n: int, *, seed: int, cond: dict | None = None, scale: float | None = None, interval=None,
-                   **sample_kwargs) -> torch.Tensor:
+def diverse_sample(
+    model, n: int, *, seed: int, cond: dict | None = None, scale: float | None = None, interval=None, **sample_kwargs
+) -> torch.Tensor:
     """``n`` samples ``(n, *sample_shape)`` of ``--method diverse``: the model's recorded choice for this
     request (with a class label in ``cond["class_labels"]`` or without), built by :func:`diverse_setup`;
     a recorded ``stratified`` choice selects from ``candidates * n`` iid draws
     (:func:`steerdiff.stratified.stratified_sample`)."""
     from ..core.api import sample
+
     cond = dict(cond or {})
     labelled = cond.get("class_labels") is not None
     den, terms, method = diverse_setup(model, labelled=labelled, scale=scale, interval=interval, seed=seed)
@@ -384,21 +464,50 @@ def diverse_sample(model, n: int, *, seed: int, cond: dict | None = None, scale:
     return sample(den, n, seed=seed, cond=cond, guidance=terms, **sample_kwargs)
 
 
-def select_sample(denoiser, n: int, entry: dict, *, seed: int, cond: dict | None = None, **sample_kwargs) -> torch.Tensor:
+def select_sample(
+    denoiser, n: int, entry: dict, *, seed: int, cond: dict | None = None, **sample_kwargs
+) -> torch.Tensor:
     """``n`` samples ``(n, *sample_shape)`` selected from iid draws as a recorded ``entry`` says:
     ``{"method": "cover" | "stratified", "candidates": k, "embedding": ...}``."""
     if entry["method"] == "stratified":
         from .stratified import stratified_sample
-        return stratified_sample(denoiser, n, candidates=entry.get("candidates", 4), embedding=entry.get("embedding"),
-                                 seed=seed, cond=cond, **sample_kwargs)
+
+        return stratified_sample(
+            denoiser,
+            n,
+            candidates=entry.get("candidates", 4),
+            embedding=entry.get("embedding"),
+            seed=seed,
+            cond=cond,
+            **sample_kwargs,
+        )
     check(entry["method"] == "cover", f"unknown selection {entry['method']!r}: use cover or stratified")
-    return cover_sample(denoiser, n, candidates=entry.get("candidates", 3),
-                        embedding=entry.get("embedding", "classifier-probs"), seed=seed, cond=cond, **sample_kwargs)
+    return cover_sample(
+        denoiser,
+        n,
+        candidates=entry.get("candidates", 3),
+        embedding=entry.get("embedding", "classifier-probs"),
+        seed=seed,
+        cond=cond,
+        **sample_kwargs,
+    )
 
 
 FIXED_CONDITION_METHODS = ("cfg", "interval", "cads", "spell", "dpp", "diverse")
-_PARTICLE_OPTIONS = ("embedding", "kernel", "strength", "window", "on", "bandwidth", "bandwidth_scale", "weight", "project",
-                     "normalize", "archive", "prior_samples")
+_PARTICLE_OPTIONS = (
+    "embedding",
+    "kernel",
+    "strength",
+    "window",
+    "on",
+    "bandwidth",
+    "bandwidth_scale",
+    "weight",
+    "project",
+    "normalize",
+    "archive",
+    "prior_samples",
+)
 
 
 def parse_interval(text: str | None, flag: str = "--cfg-interval") -> tuple[float, float] | None:
@@ -412,6 +521,7 @@ def parse_interval(text: str | None, flag: str = "--cfg-interval") -> tuple[floa
     except ValueError:
         pass
     from ..core.errors import SteerdiffError
+
     raise SteerdiffError(f"{flag} {text!r}: use LO,HI (two numbers), e.g. 0.3,5")
 
 
@@ -425,14 +535,22 @@ def from_args(a, model, cond: dict, seed: int, guidance: list):
     scale, interval = getattr(a, "cfg_scale", None), parse_interval(getattr(a, "cfg_interval", None))
     if method in FIXED_CONDITION_METHODS:
         takes = ("strength", "embedding", "window") if method in ("spell", "dpp") else ()
-        unused = ["--" + k.replace("_", "-") for k in _PARTICLE_OPTIONS
-                  if k not in takes and getattr(a, k, None) not in (None, 0)]
-        check(not unused, f"{', '.join(unused)}: --method {method} does not use them"
-                          f"{' (spell / dpp take --strength, --embedding, --window)' if takes else ''}; drop them")
+        unused = [
+            "--" + k.replace("_", "-")
+            for k in _PARTICLE_OPTIONS
+            if k not in takes and getattr(a, k, None) not in (None, 0)
+        ]
+        check(
+            not unused,
+            f"{', '.join(unused)}: --method {method} does not use them"
+            f"{' (spell / dpp take --strength, --embedding, --window)' if takes else ''}; drop them",
+        )
     labelled = cond.get("class_labels") is not None
-    if getattr(a, "pipeline", None):                     # the pipeline applies --cfg-scale itself
-        check(method in ("iid", "pg", "repulsive", "stratified", "cads", "spell", "dpp"),
-              f"--method {method} is for class-conditional models; with --pipeline use cads, pg, repulsive, spell or dpp")
+    if getattr(a, "pipeline", None):  # the pipeline applies --cfg-scale itself
+        check(
+            method in ("iid", "pg", "repulsive", "stratified", "cads", "spell", "dpp"),
+            f"--method {method} is for class-conditional models; with --pipeline use cads, pg, repulsive, spell or dpp",
+        )
         check(interval is None, "--cfg-interval is for class-conditional models, not --pipeline (yet)")
         if method == "cads":
             model = cads_pipeline(model, seed=seed, **_cads_opts(a))
@@ -440,12 +558,17 @@ def from_args(a, model, cond: dict, seed: int, guidance: list):
             guidance = fixed_condition(model, method, options=_term_opts(a), labelled=False)[1]
         return model, guidance, None
     if method == "diverse":
-        check(labelled or (scale is None and interval is None),
-              "--cfg-scale / --cfg-interval guide toward a class: give --class-label, or drop them")
+        check(
+            labelled or (scale is None and interval is None),
+            "--cfg-scale / --cfg-interval guide toward a class: give --class-label, or drop them",
+        )
         den, terms, chosen = diverse_setup(model, labelled=labelled, scale=scale, interval=interval, seed=seed)
         return den, terms, (diverse_entry(model, labelled, scale) if chosen in ("stratified", "cover") else None)
     if method in ("cfg", "interval", "cads"):
-        check(labelled, f"--method {method} guides toward a class: give --class-label (on mnist-cond), or use --method diverse")
+        check(
+            labelled,
+            f"--method {method} guides toward a class: give --class-label (on mnist-cond), or use --method diverse",
+        )
         check(method != "cfg" or scale is not None, "--method cfg needs --cfg-scale S (e.g. 3)")
         check(method != "interval" or interval is not None, "--method interval needs --cfg-interval LO,HI (e.g. 0.3,5)")
     if scale is None and interval is None and method not in ("cfg", "interval", "cads"):
@@ -453,12 +576,20 @@ def from_args(a, model, cond: dict, seed: int, guidance: list):
             return model, fixed_condition(model, method, options=_term_opts(a), labelled=False)[1], None
         return model, guidance, None
     if not labelled:
-        check(method in ("spell", "dpp") or (scale is None and interval is None),
-              "--cfg-scale / --cfg-interval guide toward a class: give --class-label")
+        check(
+            method in ("spell", "dpp") or (scale is None and interval is None),
+            "--cfg-scale / --cfg-interval guide toward a class: give --class-label",
+        )
     opts = _cads_opts(a) if method == "cads" else (_term_opts(a) if method in ("spell", "dpp") else {})
-    den, terms = fixed_condition(model, method if method in ("cfg", "interval", "cads", "spell", "dpp") else "iid",
-                                 scale=1.0 if scale is None else scale, interval=interval, seed=seed,
-                                 options=opts, labelled=labelled)
+    den, terms = fixed_condition(
+        model,
+        method if method in ("cfg", "interval", "cads", "spell", "dpp") else "iid",
+        scale=1.0 if scale is None else scale,
+        interval=interval,
+        seed=seed,
+        options=opts,
+        labelled=labelled,
+    )
     return den, (terms or guidance), None
 
 

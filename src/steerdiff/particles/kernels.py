@@ -4,6 +4,7 @@ Gradients flow through the features only: every bandwidth is computed from detac
 the kernel's gradient (not the bandwidth's) does the repulsion. (A bandwidth that is not detached
 adds the gradient of the median heuristic itself, a bug of earlier particle codebases.)
 """
+
 from __future__ import annotations
 
 import math
@@ -28,8 +29,9 @@ def pairwise_sq_dists(a: torch.Tensor, b: torch.Tensor | None = None) -> torch.T
     return d2
 
 
-def rbf_bandwidth(d2_ref: torch.Tensor, mode="median", sigma=None, scale: float = 1.0,
-                  d2_cross: torch.Tensor | None = None) -> torch.Tensor:
+def rbf_bandwidth(
+    d2_ref: torch.Tensor, mode="median", sigma=None, scale: float = 1.0, d2_cross: torch.Tensor | None = None
+) -> torch.Tensor:
     """The RBF bandwidth ``h`` (detached) so that ``k_ij = exp(-d2_ij / h)``.
 
     ``d2_ref`` are the squared distances within the reference set (the particles, plus any archive).
@@ -49,8 +51,10 @@ def rbf_bandwidth(d2_ref: torch.Tensor, mode="median", sigma=None, scale: float 
     elif mode == "median":
         h = d2[off].median() / log_n if n > 1 else d2.new_ones(())
     elif mode == "per-particle":
+
         def row_medians(m):
             return m.masked_fill(m == 0, float("nan")).nanmedian(dim=1).values.nan_to_num(1.0) / log_n
+
         h_col = row_medians(d2.masked_fill(~off, 0)) if n > 1 else d2.new_ones(n)
         h_row = h_col if d2_cross is None else row_medians(d2_cross.detach())
         h = (h_row[:, None] + h_col[None, :]) / 2
@@ -62,7 +66,9 @@ def rbf_bandwidth(d2_ref: torch.Tensor, mode="median", sigma=None, scale: float 
     return (scale * h).clamp(min=1e-12)
 
 
-def rbf(a: torch.Tensor, b: torch.Tensor | None = None, bandwidth="median", sigma=None, scale: float = 1.0) -> torch.Tensor:
+def rbf(
+    a: torch.Tensor, b: torch.Tensor | None = None, bandwidth="median", sigma=None, scale: float = 1.0
+) -> torch.Tensor:
     """RBF kernel ``exp(-|a_i - b_j|^2 / h)`` ``(n_a, n_b)`` with a detached bandwidth computed on the
     reference set ``b`` (see :func:`rbf_bandwidth`); ``b`` defaults to ``a``."""
     b = a if b is None else b
@@ -74,8 +80,10 @@ def rbf(a: torch.Tensor, b: torch.Tensor | None = None, bandwidth="median", sigm
 def cosine(a: torch.Tensor, b: torch.Tensor | None = None, **_) -> torch.Tensor:
     """Cosine similarity ``<a_i, b_j> / (|a_i| |b_j|)`` in ``[-1, 1]``."""
     b = a if b is None else b
+
     def unit(f):
         return f / f.norm(dim=1, keepdim=True).clamp(min=1e-12)
+
     return unit(a) @ unit(b).T
 
 
@@ -112,8 +120,9 @@ def assign_labels(probs: torch.Tensor) -> torch.Tensor:
     potential at infinite strength. A linear assignment problem (scipy), permutation-equivariant."""
     import numpy as np
     from scipy.optimize import linear_sum_assignment
+
     n, k = probs.shape
-    cols = np.repeat(np.arange(k), -(-n // k))                         # each class ceil(n/K) times
+    cols = np.repeat(np.arange(k), -(-n // k))  # each class ceil(n/K) times
     cost = -torch.log(probs.detach().double().clamp(min=1e-300)).cpu().numpy()[:, cols]
     rows, picked = linear_sum_assignment(cost)
     labels = torch.empty(n, dtype=torch.long)
@@ -124,7 +133,9 @@ def assign_labels(probs: torch.Tensor) -> torch.Tensor:
 KERNELS: dict[str, Callable] = {"rbf": rbf, "cosine": cosine, "iou": iou, "dot": dot, "label": label}
 
 
-def paired(kernel, a: torch.Tensor, b: torch.Tensor, bandwidth="median", sigma=None, scale: float = 1.0) -> torch.Tensor:
+def paired(
+    kernel, a: torch.Tensor, b: torch.Tensor, bandwidth="median", sigma=None, scale: float = 1.0
+) -> torch.Tensor:
     """``k(a_p, b_p)`` for pairs ``p`` (``a``, ``b``: ``(P, m)``) -> ``(P,)``: the kernels above row by
     row, in memory ``P m`` (the random-subset estimator for thousands of particles). The RBF
     bandwidth is the detached median heuristic over the sampled pairs (``"median"``; other
@@ -146,7 +157,7 @@ def paired(kernel, a: torch.Tensor, b: torch.Tensor, bandwidth="median", sigma=N
         p, q = ((a + 1) / 2).clamp(0, 1), ((b + 1) / 2).clamp(0, 1)
         inter = (p * q).sum(1)
         return inter / (p.sum(1) + q.sum(1) - inter).clamp(min=1e-12)
-    return torch.stack([kernel(a[i:i + 1], b[i:i + 1])[0, 0] for i in range(len(a))])
+    return torch.stack([kernel(a[i : i + 1], b[i : i + 1])[0, 0] for i in range(len(a))])
 
 
 def get_kernel(name_or_fn) -> Callable:

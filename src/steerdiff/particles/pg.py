@@ -31,6 +31,7 @@ stronger, it drifts toward equal counts: for an exact prior use :mod:`steerdiff.
 ``subset=k`` (Particle Guidance) replaces the ``n^2`` pairs by ``k`` random partners per particle
 (an unbiased estimate of the potential), for particle sets in the thousands.
 """
+
 from __future__ import annotations
 
 import copy
@@ -48,10 +49,32 @@ from .embeddings import get_embedding
 from .kernels import assign_labels, get_kernel, label, rbf
 
 DEFAULTS = {
-    "pg": dict(embedding="identity", kernel="rbf", strength=1.0, on="x0", window=None, weight="constant",
-               bandwidth="median", bandwidth_scale=1.0, normalize=False, clip=None, project=False),
-    "repulsive": dict(embedding="identity", kernel="rbf", strength=1.0, on="x", window=None, weight="constant",
-                      bandwidth="median", bandwidth_scale=1.0, normalize=False, clip=None, project=False),
+    "pg": dict(
+        embedding="identity",
+        kernel="rbf",
+        strength=1.0,
+        on="x0",
+        window=None,
+        weight="constant",
+        bandwidth="median",
+        bandwidth_scale=1.0,
+        normalize=False,
+        clip=None,
+        project=False,
+    ),
+    "repulsive": dict(
+        embedding="identity",
+        kernel="rbf",
+        strength=1.0,
+        on="x",
+        window=None,
+        weight="constant",
+        bandwidth="median",
+        bandwidth_scale=1.0,
+        normalize=False,
+        clip=None,
+        project=False,
+    ),
 }
 
 
@@ -89,7 +112,7 @@ class _ParticleTerm:
     prior: object = None
     preset_key = "pg"
 
-    def bind(self, denoiser) -> "_ParticleTerm":
+    def bind(self, denoiser) -> _ParticleTerm:
         """A copy with every unset argument taken from the model's preset, then the library default."""
         preset = particle_preset(denoiser, self.preset_key)
         t = copy.copy(self)
@@ -98,31 +121,49 @@ class _ParticleTerm:
                 setattr(t, f.name, preset[f.name])
         t.window = tuple(t.window) if t.window is not None else (denoiser.sigma_min, denoiser.sigma_max)
         check(len(t.window) == 2 and 0 <= t.window[0] <= t.window[1], f"window must be (lo, hi) sigmas, got {t.window}")
-        check(t.on in ("x", "x0"), f"on={t.on!r}: use 'x' (features of the noisy sample) or 'x0' (of the denoised estimate)")
+        check(
+            t.on in ("x", "x0"),
+            f"on={t.on!r}: use 'x' (features of the noisy sample) or 'x0' (of the denoised estimate)",
+        )
         t._phi = get_embedding(t.embedding)
-        if hasattr(t._phi, "check_fits"):        # a classifier embedding: only the images it was trained on
+        if hasattr(t._phi, "check_fits"):  # a classifier embedding: only the images it was trained on
             t._phi.check_fits(getattr(denoiser, "sample_shape", None), str(t.embedding))
         t._k = get_kernel(t.kernel)
         if t._k is label:
             if self.on is None:
-                t.on = "x"      # the label kernel reads the noisy sample; no x0 default applies to it
+                t.on = "x"  # the label kernel reads the noisy sample; no x0 default applies to it
             t._check_label_kernel(denoiser)
         t.needs_x0 = t.on == "x0"
         t.swaps_base = t._k is label
         # whether guide() reads the base denoiser's output (the estimate, or the score through it)
-        t.needs_base = t.needs_x0 or t._k is label or bool(t.project or t.normalize or t.clip or getattr(t, "share_score", False))
+        t.needs_base = (
+            t.needs_x0 or t._k is label or bool(t.project or t.normalize or t.clip or getattr(t, "share_score", False))
+        )
         schedule_weight(t.weight, t.window[1], t.window)  # validates the schedule name now, not mid-sampling
         return t
 
     def _check_label_kernel(self, denoiser) -> None:
-        check(getattr(denoiser, "num_classes", None) is not None,
-              "kernel='label' samples each particle from the model's class conditional: it needs a class-conditional "
-              "model (one trained with label dropout, such as 'mnist'); use kernel='dot' on this one")
-        check(self.preset_key == "pg", "kernel='label' is for ParticleGuidance: Repulsion needs a differentiable kernel")
+        check(
+            getattr(denoiser, "num_classes", None) is not None,
+            "kernel='label' samples each particle from the model's class conditional: it needs a class-conditional "
+            "model (one trained with label dropout, such as 'mnist'); use kernel='dot' on this one",
+        )
+        check(
+            self.preset_key == "pg", "kernel='label' is for ParticleGuidance: Repulsion needs a differentiable kernel"
+        )
         check(self.on == "x", "kernel='label' reads the class probabilities of the noisy sample: use on='x'")
-        check(not (self.project or self.normalize or self.clip or self.archive is not None or self.subset or self.prior is not None),
-              "kernel='label' moves particles through the model's own conditionals, not by a force: drop "
-              "project / normalize / clip / archive / subset / prior")
+        check(
+            not (
+                self.project
+                or self.normalize
+                or self.clip
+                or self.archive is not None
+                or self.subset
+                or self.prior is not None
+            ),
+            "kernel='label' moves particles through the model's own conditionals, not by a force: drop "
+            "project / normalize / clip / archive / subset / prior",
+        )
         self._num_classes = denoiser.num_classes
 
     def weight_at(self, sigma: float) -> float:
@@ -150,6 +191,7 @@ class _ParticleTerm:
         median heuristic over the pilot's features at this noise level (the particles' own spread can
         collapse early, the pilot's is the model's)."""
         from .kernels import pairwise_sq_dists, rbf_bandwidth
+
         ref = self._prior_feats(sigma)
         if self._k is not rbf:
             return self._k(feats, others), self._k(feats, ref)
@@ -166,7 +208,10 @@ class _ParticleTerm:
             y, sy = (d, 0.0) if self.on == "x0" else (x, s)
         else:
             y, sy = torch.as_tensor(self.prior), 0.0
-            check(y.ndim >= 2 and len(y) >= 2, "prior= takes a Pilot or the model's own iid samples, (m, *sample_shape) with m >= 2")
+            check(
+                y.ndim >= 2 and len(y) >= 2,
+                "prior= takes a Pilot or the model's own iid samples, (m, *sample_shape) with m >= 2",
+            )
         y = y.to(sigma.device)
         return self._phi(y, torch.full((len(y),), sy, device=sigma.device)).flatten(1).detach()
 
@@ -196,6 +241,7 @@ class ParticleGuidance(_ParticleTerm):
     (``config.json`` -> ``preset.particles.pg``), then from :data:`DEFAULTS`. With ``kernel="label"``
     (class-conditional models) the potential is the Potts kernel on class labels, sampled through
     the model's own conditionals (:meth:`_label_guide`) instead of differentiated."""
+
     preset_key = "pg"
 
     def guide(self, ctx: GuideContext) -> torch.Tensor:
@@ -213,13 +259,13 @@ class ParticleGuidance(_ParticleTerm):
         if self.prior is not None:
             k, kp = self._prior_kernels(feats, allf, ctx.sigma)
         else:
-            k = _kernel_matrix(self._k, feats, allf, self, ctx.sigma)                   # (n, n + archive)
+            k = _kernel_matrix(self._k, feats, allf, self, ctx.sigma)  # (n, n + archive)
         # sum_{i<j} over the particles, plus every particle-archive pair (the archive does not move)
         potential = (k[:, :n].sum() - k[:, :n].diagonal().sum()) / 2 + k[:, n:].sum()
         if self.prior is not None:
             # MMD^2(particles, pilot) * n^2 / 2, up to constants: the pilot attracts
             potential = potential - n / kp.shape[1] * kp.sum()
-        grad, = torch.autograd.grad(potential, leaf, retain_graph=self.on == "x0")
+        (grad,) = torch.autograd.grad(potential, leaf, retain_graph=self.on == "x0")
         return self._finish(ctx, -grad)
 
     def base_cond(self, x: torch.Tensor, sigma: torch.Tensor, cond: dict) -> dict:
@@ -228,15 +274,19 @@ class ParticleGuidance(_ParticleTerm):
         return {**cond, "class_labels": self._labels(x, sigma, cond)}
 
     def _labels(self, x: torch.Tensor, sigma: torch.Tensor, cond: dict) -> torch.Tensor:
-        check(cond.get("class_labels") is None, "kernel='label' chooses each particle's class itself: drop class_labels")
+        check(
+            cond.get("class_labels") is None, "kernel='label' chooses each particle's class itself: drop class_labels"
+        )
         with torch.no_grad():
             probs = self._phi(x, sigma).flatten(1)
-        check(probs.shape[1] == self._num_classes,
-              f"kernel='label': the embedding gives {probs.shape[1]} values per particle but the model has "
-              f"{self._num_classes} classes: use a classifier of the model's classes (embedding='classifier-probs')")
+        check(
+            probs.shape[1] == self._num_classes,
+            f"kernel='label': the embedding gives {probs.shape[1]} values per particle but the model has "
+            f"{self._num_classes} classes: use a classifier of the model's classes (embedding='classifier-probs')",
+        )
         if distributed.active():
             n, off = len(x), distributed.offset(len(x))
-            return assign_labels(distributed.all_gather(probs))[off:off + n]
+            return assign_labels(distributed.all_gather(probs))[off : off + n]
         return assign_labels(probs)
 
     def _label_guide(self, ctx: GuideContext) -> torch.Tensor:
@@ -267,7 +317,7 @@ class ParticleGuidance(_ParticleTerm):
         if self.prior is not None:
             k, kp = self._prior_kernels(feats, allf, ctx.sigma)
         else:
-            k = _kernel_matrix(self._k, feats, allf, self, ctx.sigma)                   # (n, N + archive)
+            k = _kernel_matrix(self._k, feats, allf, self, ctx.sigma)  # (n, N + archive)
         own = torch.zeros_like(k, dtype=torch.bool)
         own[torch.arange(n), off + torch.arange(n)] = True
         potential = k[:, :big_n].masked_fill(own[:, :big_n], 0).sum() + k[:, big_n:].sum()
@@ -283,6 +333,7 @@ class ParticleGuidance(_ParticleTerm):
         features, then one VJP to ``x``), so memory stays ``O(n m)`` plus one chunk."""
         from ..core.seeding import stream_seed
         from .kernels import paired
+
         check(self.archive is None, "an archive cannot be combined with subset= (yet): drop one of them")
         n, k = feats.shape[0], int(self.subset)
         g = torch.Generator().manual_seed(stream_seed("subset", round(float(ctx.sigma[0]), 9), n))
@@ -291,23 +342,28 @@ class ParticleGuidance(_ParticleTerm):
         i = torch.arange(n, device=feats.device)[:, None].expand(n, k)
         j = (i + offsets) % n
         pi, pj = i.reshape(-1), j.reshape(-1)
-        size = max(1, 2 ** 22 // max(1, feats.shape[1]))                    # pairs per chunk (~16 MB of features)
+        size = max(1, 2**22 // max(1, feats.shape[1]))  # pairs per chunk (~16 MB of features)
         bandwidth = self.bandwidth
-        if self._k is rbf and bandwidth == "median":                        # the median over all sampled pairs
+        if self._k is rbf and bandwidth == "median":  # the median over all sampled pairs
             with torch.no_grad():
-                d2 = torch.cat([(feats[pi[a:a + size]] - feats[pj[a:a + size]]).pow(2).sum(1) for a in range(0, len(pi), size)])
+                d2 = torch.cat(
+                    [(feats[pi[a : a + size]] - feats[pj[a : a + size]]).pow(2).sum(1) for a in range(0, len(pi), size)]
+                )
             bandwidth = float(d2.median()) / math.log(len(pi) + 1)
         fd = feats.detach().requires_grad_(True)
         grad_f = torch.zeros_like(fd)
         with torch.enable_grad():
             for a in range(0, len(pi), size):
-                kv = paired(self._k, fd[pi[a:a + size]], fd[pj[a:a + size]], bandwidth, ctx.sigma, self.bandwidth_scale)
+                kv = paired(
+                    self._k, fd[pi[a : a + size]], fd[pj[a : a + size]], bandwidth, ctx.sigma, self.bandwidth_scale
+                )
                 grad_f += torch.autograd.grad(kv.sum() * (n - 1) / k / 2, fd)[0]
         return torch.autograd.grad(feats, leaf, grad_outputs=grad_f, retain_graph=self.on == "x0")[0]
 
 
 class Repulsion(_ParticleTerm):
     """SVGD-style repulsion (see module docstring); ``share_score`` adds SVGD's kernel-averaged score."""
+
     preset_key = "repulsive"
     share_score: bool = False
 
@@ -327,12 +383,14 @@ class Repulsion(_ParticleTerm):
         # a_ji = grad_{f_j} k(f_j, f_i): differentiate k(rows, columns) with the columns held fixed
         fj = feats.detach().requires_grad_(True)
         with torch.enable_grad():
-            kmat = _kernel_matrix(self._k, fj, ref, self, ctx.sigma)                          # (n_j, n + archive)
-            cot = torch.stack([torch.autograd.grad(kmat[:, i].sum(), fj, retain_graph=True)[0]
-                               for i in range(n)])                                             # (n_i, n_j, m)
+            kmat = _kernel_matrix(self._k, fj, ref, self, ctx.sigma)  # (n_j, n + archive)
+            cot = torch.stack(
+                [torch.autograd.grad(kmat[:, i].sum(), fj, retain_graph=True)[0] for i in range(n)]
+            )  # (n_i, n_j, m)
         # force_i = sum_j J_phi(x_j)^T a_ji: one batched VJP through the embedding, a cotangent per i
-        grads, = torch.autograd.grad(feats, leaf, grad_outputs=cot, is_grads_batched=True,
-                                     retain_graph=self.on == "x0" or arch is not None)          # (n_i, n_j, ...)
+        (grads,) = torch.autograd.grad(
+            feats, leaf, grad_outputs=cot, is_grads_batched=True, retain_graph=self.on == "x0" or arch is not None
+        )  # (n_i, n_j, ...)
         force = grads.sum(1) / n
         if arch is not None:
             # archive points are fixed: their push on particle i is -grad_{x_i} k(f_i, a)
@@ -345,24 +403,27 @@ class Repulsion(_ParticleTerm):
             force = force + (kw.T @ score.flatten(1) / n).reshape(score.shape) - score
         return force
 
-
     def _distributed_force(self, feats: torch.Tensor, leaf: torch.Tensor, ctx: GuideContext) -> torch.Tensor:
         """The SVGD force when the set spans processes: each rank pushes its own particles' Jacobians
         (``J_phi(x_j)^T a_ji`` for local ``j``, every global ``i``); a sum over ranks delivers each
         particle its force."""
-        check(self.archive is None and not self.share_score,
-              "a distributed Repulsion supports neither archive= nor share_score= (yet): drop them, or use ParticleGuidance")
+        check(
+            self.archive is None and not self.share_score,
+            "a distributed Repulsion supports neither archive= nor share_score= (yet): drop them, or use ParticleGuidance",
+        )
         n = feats.shape[0]
         glob, off = distributed.all_gather(feats.detach()), distributed.offset(n)
         fj = feats.detach().requires_grad_(True)
         with torch.enable_grad():
-            kmat = _kernel_matrix(self._k, fj, glob, self, ctx.sigma)                          # (n_j, N)
-            cot = torch.stack([torch.autograd.grad(kmat[:, i].sum(), fj, retain_graph=True)[0]
-                               for i in range(len(glob))])                                     # (N, n_j, m)
-        grads, = torch.autograd.grad(feats, leaf, grad_outputs=cot, is_grads_batched=True,
-                                     retain_graph=self.on == "x0")                              # (N, n_j, ...)
-        total = distributed.all_reduce_sum(grads.sum(1))                                        # (N, ...)
-        return total[off:off + n] / len(glob)
+            kmat = _kernel_matrix(self._k, fj, glob, self, ctx.sigma)  # (n_j, N)
+            cot = torch.stack(
+                [torch.autograd.grad(kmat[:, i].sum(), fj, retain_graph=True)[0] for i in range(len(glob))]
+            )  # (N, n_j, m)
+        (grads,) = torch.autograd.grad(
+            feats, leaf, grad_outputs=cot, is_grads_batched=True, retain_graph=self.on == "x0"
+        )  # (N, n_j, ...)
+        total = distributed.all_reduce_sum(grads.sum(1))  # (N, ...)
+        return total[off : off + n] / len(glob)
 
 
 class Archive:
@@ -373,11 +434,11 @@ class Archive:
         self.samples = samples.detach().clone() if samples is not None else torch.empty(0)
         self.max_size = max_size
 
-    def add(self, batch: torch.Tensor) -> "Archive":
+    def add(self, batch: torch.Tensor) -> Archive:
         batch = batch.detach().float().cpu()
         self.samples = batch if len(self.samples) == 0 else torch.cat([self.samples, batch])
         if self.max_size is not None:
-            self.samples = self.samples[-self.max_size:]
+            self.samples = self.samples[-self.max_size :]
         return self
 
     def __len__(self) -> int:
@@ -385,12 +446,14 @@ class Archive:
 
     def save(self, path) -> Path:
         from ..io import save_samples
+
         check(str(path).endswith(".npy"), f"archive file {path}: use a .npy path")
         return save_samples(self.samples, path)
 
     @classmethod
-    def load(cls, path, max_size: int | None = None) -> "Archive":
+    def load(cls, path, max_size: int | None = None) -> Archive:
         from ..io import load_array
+
         return cls(load_array(path).float(), max_size)
 
 
@@ -398,8 +461,13 @@ class _Recording(Denoiser):
     """``denoiser`` unchanged, writing ``(x, D(x))`` of every call into ``records`` by noise level."""
 
     def __init__(self, denoiser, records: dict):
-        super().__init__(sigma_min=denoiser.sigma_min, sigma_max=denoiser.sigma_max, sigma_data=denoiser.sigma_data,
-                         sample_shape=denoiser.sample_shape, preset=getattr(denoiser, "preset", None))
+        super().__init__(
+            sigma_min=denoiser.sigma_min,
+            sigma_max=denoiser.sigma_max,
+            sigma_data=denoiser.sigma_data,
+            sample_shape=denoiser.sample_shape,
+            preset=getattr(denoiser, "preset", None),
+        )
         self.inner, self.records = denoiser, records
 
     def denoise(self, x, sigma, **cond):
@@ -419,6 +487,7 @@ class Pilot:
 
     def __init__(self, denoiser, m: int, **sample_kwargs):
         from ..core.api import sample
+
         check(int(m) == m and m >= 2, f"a pilot needs at least 2 draws, got {m}")
         check("guidance" not in sample_kwargs, "a pilot is the model's own iid draws: drop guidance=")
         check(sample_kwargs.get("batch_size") is None, "a pilot records whole trajectories: drop batch_size=")

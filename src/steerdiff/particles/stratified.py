@@ -13,6 +13,7 @@ The path is a nearest-neighbour chain that starts at one end of the features' le
 axis, so each cluster of features is one contiguous stretch of it. Cost: ``k`` times iid sampling,
 with no gradients.
 """
+
 from __future__ import annotations
 
 import torch
@@ -51,19 +52,33 @@ def systematic_pick(m: int, n: int, generator: torch.Generator) -> torch.Tensor:
     return offset + k * torch.arange(n)
 
 
-def stratified_sample(denoiser, n: int, *, candidates: int = 4, embedding=None, seed: int | None = None,
-                      cond: dict | None = None, start_index: int = 0, **sample_kwargs) -> torch.Tensor:
+def stratified_sample(
+    denoiser,
+    n: int,
+    *,
+    candidates: int = 4,
+    embedding=None,
+    seed: int | None = None,
+    cond: dict | None = None,
+    start_index: int = 0,
+    **sample_kwargs,
+) -> torch.Tensor:
     """``n`` samples ``(n, *sample_shape)`` chosen by stratified selection (module docstring) from
     ``candidates * n`` iid draws of :func:`steerdiff.sample` (streams ``start_index ..``), ordered in
     ``embedding`` features of the clean samples (default: the model's Particle Guidance preset's
     embedding, else ``identity``). ``candidates = 1`` is plain iid sampling."""
     from ..core.api import sample
-    check(int(candidates) == candidates and candidates >= 1, f"candidates must be a positive integer (draws per sample), got {candidates}")
+
+    check(
+        int(candidates) == candidates and candidates >= 1,
+        f"candidates must be a positive integer (draws per sample), got {candidates}",
+    )
     check(int(n) == n and n >= 1, f"n must be a positive integer, got {n}")
     check(seed is not None, "stratified_sample needs a seed (the offset and the output order are drawn from it)")
     from .pg import particle_preset
+
     phi = get_embedding(embedding if embedding is not None else particle_preset(denoiser, "pg")["embedding"])
-    if hasattr(phi, "check_fits"):           # a classifier embedding: refuse other images before sampling
+    if hasattr(phi, "check_fits"):  # a classifier embedding: refuse other images before sampling
         phi.check_fits(getattr(denoiser, "sample_shape", None), str(embedding))
     pool = sample(denoiser, int(candidates) * n, seed=seed, cond=cond, start_index=start_index, **sample_kwargs)
     if candidates == 1:

@@ -12,6 +12,7 @@ its top-left corner at integer ``(row, col)``; the centred position is ``(8, 8)`
   reaching a wall it turns around.
 - ``free``: a random integer velocity (each component in -3..3, not both 0), bouncing at the walls.
 """
+
 from __future__ import annotations
 
 import math
@@ -45,12 +46,18 @@ def render(digits: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     for i in range(n):
         for k in range(t):
             r, c = int(positions[i, k, 0]), int(positions[i, k, 1])
-            frames[i, k, r:r + DIGIT, c:c + DIGIT] = digits[i, 0]
+            frames[i, k, r : r + DIGIT, c : c + DIGIT] = digits[i, 0]
     return frames
 
 
-def circle_positions(n: int, length: int, n_directions: int = 8, step: int = 4, p_first: float | None = None,
-                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def circle_positions(
+    n: int,
+    length: int,
+    n_directions: int = 8,
+    step: int = 4,
+    p_first: float | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Positions ``(n, length, 2)`` and chosen directions ``(n, length)`` (-1 on centred frames)."""
     shifts = direction_shifts(n_directions, step)
     probs = torch.full((n_directions,), 1.0 / n_directions, dtype=torch.float64)
@@ -67,8 +74,9 @@ def circle_positions(n: int, length: int, n_directions: int = 8, step: int = 4, 
     return pos, dirs
 
 
-def horizontal_positions(n: int, length: int, p_right: float = 0.7, step: int = 2,
-                         generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def horizontal_positions(
+    n: int, length: int, p_right: float = 0.7, step: int = 2, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Positions ``(n, length, 2)`` and directions ``(n, length)`` (+1 right, -1 left) of the motion
     *into* each frame's successor."""
     check(0 <= p_right <= 1, f"p_right must be a probability, got {p_right}")
@@ -84,7 +92,7 @@ def horizontal_positions(n: int, length: int, p_right: float = 0.7, step: int = 
         pos[:, k, 1] = col
         dirs[:, k] = d
         col = (col + step * d).clamp(0, LIMIT)
-        d = torch.where(col == 0, 1, torch.where(col == LIMIT, -1, d))     # a wall turns the digit around
+        d = torch.where(col == 0, 1, torch.where(col == LIMIT, -1, d))  # a wall turns the digit around
     return pos, dirs
 
 
@@ -146,8 +154,8 @@ def shift_frames(frames: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
     out = torch.full_like(frames, -1.0)
     h, w = frames.shape[-2:]
     for i, (dr, dc) in enumerate(shifts.tolist()):
-        src = frames[i, max(0, -dr):h - max(0, dr), max(0, -dc):w - max(0, dc)]
-        out[i, max(0, dr):max(0, dr) + src.shape[0], max(0, dc):max(0, dc) + src.shape[1]] = src
+        src = frames[i, max(0, -dr) : h - max(0, dr), max(0, -dc) : w - max(0, dc)]
+        out[i, max(0, dr) : max(0, dr) + src.shape[0], max(0, dc) : max(0, dc) + src.shape[1]] = src
     return out
 
 
@@ -165,7 +173,7 @@ def frame_quality(pred: torch.Tensor, cond: torch.Tensor, motion: torch.Tensor) 
 def allowed_directions(n_directions: int) -> set[int]:
     """The directions of an ``n_directions`` circle dataset as indices among the 8 (0 = right,
     counter-clockwise): 8 -> all, 4 -> {0, 2, 4, 6}, 2 -> {0, 4} (right and left, the horizontal rule)."""
-    direction_shifts(n_directions)                   # checks n_directions
+    direction_shifts(n_directions)  # checks n_directions
     return {d * 8 // n_directions for d in range(n_directions)}
 
 
@@ -183,13 +191,18 @@ def direction_metrics(pred: torch.Tensor, cond: torch.Tensor, n_directions: int,
     q = frame_quality(pred, cond, shifts[d])
     d = torch.where(shift.norm(dim=1) < step / 2, -1, d)
     allowed = allowed_directions(n_directions) if allowed is None else set(allowed)
-    return {"directions": d.tolist(), "distinct": len(set(d.tolist())),
-            "accuracy": float(np.mean([int(v) in allowed for v in d.tolist()])), **q}
+    return {
+        "directions": d.tolist(),
+        "distinct": len(set(d.tolist())),
+        "accuracy": float(np.mean([int(v) in allowed for v in d.tolist()])),
+        **q,
+    }
 
 
 def p_right(directions, p0: float = 0.5) -> dict:
     """Estimated p(right) from +1/-1 directions, with an exact two-sided binomial test against ``p0``."""
     from scipy.stats import binomtest
+
     d = np.asarray(directions)
     k, n = int((d > 0).sum()), int(len(d))
     check(n > 0, "no directions to count")

@@ -5,6 +5,7 @@ and its own generator (noise levels, noise, label dropout) from a hash of ``(see
 ``k`` of epoch ``e`` is a slice of a permutation drawn from ``(seed, e)``. Resuming from a
 checkpoint at step ``k`` therefore repeats exactly the losses an uninterrupted run would have had.
 """
+
 from __future__ import annotations
 
 import copy
@@ -36,18 +37,25 @@ def frame_pairs(cfg, digits: torch.Tensor, gen: torch.Generator) -> tuple[torch.
     """A training batch of moving digits: ``(next frame (B, 1, 32, 32), K previous frames (B, K, 32, 32))``,
     a window of ``K + 1`` frames at a random offset of a fresh sequence per digit."""
     from ..sequences.moving import moving_digits
+
     k = cfg.cond_frames
-    opts = {"circle": {"n_directions": cfg.n_directions, "p_first": cfg.p_first},
-            "horizontal": {"p_right": cfg.p_right}, "free": {}}[cfg.dataset]
-    seq = moving_digits(cfg.dataset, digits, length=k + 4, seed=int(torch.randint(0, 2 ** 31, (1,), generator=gen)), **opts)
+    opts = {
+        "circle": {"n_directions": cfg.n_directions, "p_first": cfg.p_first},
+        "horizontal": {"p_right": cfg.p_right},
+        "free": {},
+    }[cfg.dataset]
+    seq = moving_digits(
+        cfg.dataset, digits, length=k + 4, seed=int(torch.randint(0, 2**31, (1,), generator=gen)), **opts
+    )
     start = torch.randint(0, 4, (len(digits),), generator=gen)
-    frames = torch.stack([seq["frames"][i, s:s + k + 1] for i, s in enumerate(start.tolist())])
-    return frames[:, k:k + 1], frames[:, :k]
+    frames = torch.stack([seq["frames"][i, s : s + k + 1] for i, s in enumerate(start.tolist())])
+    return frames[:, k : k + 1], frames[:, :k]
 
 
 @dataclass
 class TrainConfig:
     """Everything that defines a training run (recorded in the checkpoint's ``config.json``)."""
+
     dataset: str = "mnist"
     objective: str = "edm"
     net: str = "lean"
@@ -58,7 +66,7 @@ class TrainConfig:
     ema_decay: float = 0.999
     dropout: float = 0.1
     class_conditional: bool = False
-    p_uncond: float = 0.0          # label dropout: with class_conditional, the share trained without labels
+    p_uncond: float = 0.0  # label dropout: with class_conditional, the share trained without labels
     seed: int = 0
     checkpoint_every: int = 500
     # EDM (Karras et al. 2022): ln(sigma) ~ N(P_mean, P_std^2), sigma_data; sampling range
@@ -88,7 +96,7 @@ def ema_decay_at(step: int, max_decay: float) -> float:
 
 @torch.no_grad()
 def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    for pe, pm in zip(ema.parameters(), model.parameters()):
+    for pe, pm in zip(ema.parameters(), model.parameters(), strict=False):
         pe.lerp_(pm, 1 - decay)
 
 
@@ -96,8 +104,9 @@ def _part(part: slice, *tensors):
     return [t[part] for t in tensors]
 
 
-def edm_loss(denoiser: EDMDenoiser, x0: torch.Tensor, gen: torch.Tensor, cfg: TrainConfig, part: slice = slice(None),
-             **cond) -> torch.Tensor:
+def edm_loss(
+    denoiser: EDMDenoiser, x0: torch.Tensor, gen: torch.Tensor, cfg: TrainConfig, part: slice = slice(None), **cond
+) -> torch.Tensor:
     """EDM's weighted denoising loss, ``lambda(s) ||D(x0 + s n, s) - x0||^2`` with ``ln s ~ N(P_mean, P_std^2)``.
     The noise is drawn for the whole batch; ``part`` selects the samples this process computes (DDP)."""
     b = x0.shape[0]
@@ -105,13 +114,20 @@ def edm_loss(denoiser: EDMDenoiser, x0: torch.Tensor, gen: torch.Tensor, cfg: Tr
     noise = torch.randn(x0.shape, generator=gen)
     x0, sigma, noise = _part(part, x0, sigma, noise)
     cond = {k: v[part] for k, v in cond.items()}
-    weight = (sigma ** 2 + cfg.sigma_data ** 2) / (sigma * cfg.sigma_data) ** 2
+    weight = (sigma**2 + cfg.sigma_data**2) / (sigma * cfg.sigma_data) ** 2
     d = denoiser(x0 + sigma.view(-1, 1, 1, 1) * noise, sigma, **cond)
     return (weight.view(-1, 1, 1, 1) * (d - x0) ** 2).mean()
 
 
-def ddpm_loss(net: torch.nn.Module, x0: torch.Tensor, gen: torch.Generator, alphas_cumprod: torch.Tensor,
-              objective: str, part: slice = slice(None), **cond) -> torch.Tensor:
+def ddpm_loss(
+    net: torch.nn.Module,
+    x0: torch.Tensor,
+    gen: torch.Generator,
+    alphas_cumprod: torch.Tensor,
+    objective: str,
+    part: slice = slice(None),
+    **cond,
+) -> torch.Tensor:
     """DDPM's simple loss: MSE of the epsilon (``eps``) or v (``v``) prediction at a uniform timestep."""
     b = x0.shape[0]
     t = torch.randint(0, len(alphas_cumprod), (b,), generator=gen)
@@ -146,24 +162,45 @@ def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]
 def model_config(cfg: TrainConfig, sample_shape, num_classes: int | None, step: int) -> dict:
     """The steerdiff ``config.json`` of a checkpoint trained with ``cfg``."""
     conf = {
-        "format": "steerdiff-checkpoint", "version": 1, "dataset": cfg.dataset, "objective": cfg.objective,
-        "sample_shape": list(sample_shape), "sigma_data": cfg.sigma_data, "step": step,
-        "num_classes": num_classes, "null_label": num_classes if (num_classes and cfg.p_uncond > 0) else None,
-        "preset": {"sampler": "heun", "steps": 18}, "cond_frames": cfg.cond_frames,
+        "format": "steerdiff-checkpoint",
+        "version": 1,
+        "dataset": cfg.dataset,
+        "objective": cfg.objective,
+        "sample_shape": list(sample_shape),
+        "sigma_data": cfg.sigma_data,
+        "step": step,
+        "num_classes": num_classes,
+        "null_label": num_classes if (num_classes and cfg.p_uncond > 0) else None,
+        "preset": {"sampler": "heun", "steps": 18},
+        "cond_frames": cfg.cond_frames,
         "train": {k: v for k, v in asdict(cfg).items() if k != "extra"},
     }
     if cfg.objective == "edm":
         conf.update(kind="edm", sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max, time_scale=cfg.time_scale)
     else:
-        conf.update(kind="discrete", prediction_type="epsilon" if cfg.objective == "eps" else "v_prediction",
-                    schedule={"num_train_timesteps": cfg.num_train_timesteps, "beta_start": cfg.beta_start,
-                              "beta_end": cfg.beta_end, "beta_schedule": "linear"})
+        conf.update(
+            kind="discrete",
+            prediction_type="epsilon" if cfg.objective == "eps" else "v_prediction",
+            schedule={
+                "num_train_timesteps": cfg.num_train_timesteps,
+                "beta_start": cfg.beta_start,
+                "beta_end": cfg.beta_end,
+                "beta_schedule": "linear",
+            },
+        )
         conf["preset"] = {"sampler": "ddim", "steps": 50}
     return conf
 
 
-def train(cfg: TrainConfig, out: str | os.PathLike, *, progress: bool = True, command: str | None = None,
-          stop_after: int | None = None, force: bool = False) -> dict:
+def train(
+    cfg: TrainConfig,
+    out: str | os.PathLike,
+    *,
+    progress: bool = True,
+    command: str | None = None,
+    stop_after: int | None = None,
+    force: bool = False,
+) -> dict:
     """Train (or resume) a model into checkpoint directory ``out``; returns ``{"losses": [...], "step": n}``.
 
     If ``out`` holds a checkpoint with training state, training resumes from it (its recorded config
@@ -177,27 +214,42 @@ def train(cfg: TrainConfig, out: str | os.PathLike, *, progress: bool = True, co
     check(cfg.steps > 0 and cfg.batch_size > 0, "steps and batch size must be positive")
     check(0 <= cfg.p_uncond < 1, "p_uncond must lie in [0, 1)")
     check(math.isfinite(cfg.lr) and cfg.lr > 0, f"lr must be a positive finite number, got {cfg.lr}")
-    check(0 <= cfg.ema_decay < 1 and 0 <= cfg.dropout < 1, f"ema_decay and dropout must lie in [0, 1), got {cfg.ema_decay} and {cfg.dropout}")
+    check(
+        0 <= cfg.ema_decay < 1 and 0 <= cfg.dropout < 1,
+        f"ema_decay and dropout must lie in [0, 1), got {cfg.ema_decay} and {cfg.dropout}",
+    )
     check(cfg.checkpoint_every >= 1, f"checkpoint_every must be at least 1, got {cfg.checkpoint_every}")
     out = Path(out)
     if distributed.world()[0] == 0:
-        try:                      # a save killed between its renames left the checkpoint in .NAME.old
+        try:  # a save killed between its renames left the checkpoint in .NAME.old
             ckpt.recover(out)
         except FileNotFoundError:
             pass
-        ckpt.clean_stale_temporaries(out)     # the temporaries of saves that were killed
+        ckpt.clean_stale_temporaries(out)  # the temporaries of saves that were killed
     kind = ckpt.check_output_dir(out, ("training",), force=force)
     moving = cfg.dataset in MOVING
-    check(not moving or cfg.cond_frames >= 1, f"dataset {cfg.dataset} predicts frames: set --cond-frames (1 for circle, 2 for free/horizontal)")
+    check(
+        not moving or cfg.cond_frames >= 1,
+        f"dataset {cfg.dataset} predicts frames: set --cond-frames (1 for circle, 2 for free/horizontal)",
+    )
     check(not moving or cfg.objective == "edm", "frame-conditional training uses --objective edm")
     kwargs = {"idx_dir": cfg.idx_dir} if cfg.idx_dir else {}
     data = load_dataset("mnist" if moving else cfg.dataset, "train", **kwargs)
-    check(not cfg.class_conditional or data.labels is not None, f"dataset {cfg.dataset} has no labels for class-conditional training")
+    check(
+        not cfg.class_conditional or data.labels is not None,
+        f"dataset {cfg.dataset} has no labels for class-conditional training",
+    )
     sample_shape = (1, 32, 32) if moving else tuple(data.images.shape[1:])
     num_classes = int(data.labels.max()) + 1 if cfg.class_conditional else None
     n_embeds = None if num_classes is None else num_classes + (1 if cfg.p_uncond > 0 else 0)
-    ucfg = unet_config(cfg.net, sample_size=sample_shape[-1], in_channels=sample_shape[0] + cfg.cond_frames,
-                       out_channels=sample_shape[0], num_class_embeds=n_embeds, dropout=cfg.dropout)
+    ucfg = unet_config(
+        cfg.net,
+        sample_size=sample_shape[-1],
+        in_channels=sample_shape[0] + cfg.cond_frames,
+        out_channels=sample_shape[0],
+        num_class_embeds=n_embeds,
+        dropout=cfg.dropout,
+    )
     torch.manual_seed(stream_seed("init", cfg.seed))
     net = build_unet(ucfg)
     ema = copy.deepcopy(net).requires_grad_(False)
@@ -209,8 +261,11 @@ def train(cfg: TrainConfig, out: str | os.PathLike, *, progress: bool = True, co
         mine = {k: v for k, v in asdict(cfg).items() if k not in ("steps", "checkpoint_every", "extra")}
         theirs = {k: v for k, v in old_conf.get("train", {}).items() if k in mine}
         diff = sorted(k for k in mine if theirs.get(k) != mine[k])
-        check(not diff, f"{out} holds a run with different settings ({', '.join(f'{k}={theirs.get(k)!r}' for k in diff)}): "
-                        "use a new --out or the same settings to resume")
+        check(
+            not diff,
+            f"{out} holds a run with different settings ({', '.join(f'{k}={theirs.get(k)!r}' for k in diff)}): "
+            "use a new --out or the same settings to resume",
+        )
         try:
             net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
             ema.load_state_dict(ema_state)
@@ -218,20 +273,31 @@ def train(cfg: TrainConfig, out: str | os.PathLike, *, progress: bool = True, co
             step, losses = int(meta["step"]), list(meta["losses"])
         except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as e:
             what = f"missing {e}" if isinstance(e, KeyError) else str(e).splitlines()[0]
-            raise SteerdiffError(f"{out}: the training state (state.json / state.safetensors) does not match this run "
-                                 f"({what}): the checkpoint is corrupt; restore it or train into a new --out") from None
+            raise SteerdiffError(
+                f"{out}: the training state (state.json / state.safetensors) does not match this run "
+                f"({what}): the checkpoint is corrupt; restore it or train into a new --out"
+            ) from None
     # DDP under torchrun: every rank draws the whole batch's randomness (so runs match one process) and
     # computes the loss of its equal share; DDP averages the gradients, i.e. the full-batch gradient
     rank, world_size = distributed.world()
-    check(cfg.batch_size % world_size == 0, f"batch size {cfg.batch_size} does not split over {world_size} processes: "
-                                            f"use a multiple of {world_size}")
+    check(
+        cfg.batch_size % world_size == 0,
+        f"batch size {cfg.batch_size} does not split over {world_size} processes: use a multiple of {world_size}",
+    )
     part = slice(rank * cfg.batch_size // world_size, (rank + 1) * cfg.batch_size // world_size)
     model = net
     if world_size > 1:
         model = torch.nn.parallel.DistributedDataParallel(net)
-    denoiser = EDMDenoiser(model, sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max, sigma_data=cfg.sigma_data,
-                           sample_shape=sample_shape, time_scale=cfg.time_scale, num_classes=n_embeds,
-                           cond_frames=cfg.cond_frames)
+    denoiser = EDMDenoiser(
+        model,
+        sigma_min=cfg.sigma_min,
+        sigma_max=cfg.sigma_max,
+        sigma_data=cfg.sigma_data,
+        sample_shape=sample_shape,
+        time_scale=cfg.time_scale,
+        num_classes=n_embeds,
+        cond_frames=cfg.cond_frames,
+    )
     alphas_cumprod = ddpm_alphas_cumprod(cfg.num_train_timesteps, cfg.beta_start, cfg.beta_end)
 
     def save(at_step: int) -> None:
@@ -242,20 +308,32 @@ def train(cfg: TrainConfig, out: str | os.PathLike, *, progress: bool = True, co
             conf["train"]["command"] = command
         opt_tensors, groups = _optimizer_tensors(opt)
         state = {**{f"net.{k}": v for k, v in net.state_dict().items()}, **opt_tensors}
-        ckpt.save_checkpoint(out, conf, ucfg, ema.state_dict(), train_state=state,
-                             train_meta={"step": at_step, "losses": losses, "param_groups": groups})
+        ckpt.save_checkpoint(
+            out,
+            conf,
+            ucfg,
+            ema.state_dict(),
+            train_state=state,
+            train_meta={"step": at_step, "losses": losses, "param_groups": groups},
+        )
 
     n = len(data)
     steps_per_epoch = max(1, n // cfg.batch_size)
     end = cfg.steps if stop_after is None else min(cfg.steps, step + stop_after)
-    bar = tqdm(total=cfg.steps, initial=step, disable=not progress or rank != 0, desc=f"train {cfg.dataset}/{cfg.objective}",
-               unit="step", dynamic_ncols=True)
+    bar = tqdm(
+        total=cfg.steps,
+        initial=step,
+        disable=not progress or rank != 0,
+        desc=f"train {cfg.dataset}/{cfg.objective}",
+        unit="step",
+        dynamic_ncols=True,
+    )
     net.train()
     t0, seen = time.perf_counter(), 0
     while step < end:
         epoch, k = divmod(step, steps_per_epoch)
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(stream_seed("epoch", cfg.seed, epoch)))
-        idx = perm[k * cfg.batch_size:(k + 1) * cfg.batch_size]
+        idx = perm[k * cfg.batch_size : (k + 1) * cfg.batch_size]
         gen = torch.Generator().manual_seed(stream_seed("step", cfg.seed, step))
         torch.manual_seed(stream_seed("dropout", cfg.seed, step))
         x0 = data.images[idx]
@@ -275,7 +353,9 @@ def train(cfg: TrainConfig, out: str | os.PathLike, *, progress: bool = True, co
             loss = ddpm_loss(model, x0, gen, alphas_cumprod, cfg.objective, part, **cond)
         loss_value = distributed.all_reduce_sum(loss.detach()) / world_size
         if not torch.isfinite(loss_value):
-            raise SteerdiffError(f"loss became {loss.item()} at step {step}: lower --lr; the last good checkpoint in {out} is kept")
+            raise SteerdiffError(
+                f"loss became {loss.item()} at step {step}: lower --lr; the last good checkpoint in {out} is kept"
+            )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -284,8 +364,9 @@ def train(cfg: TrainConfig, out: str | os.PathLike, *, progress: bool = True, co
         losses.append(round(float(loss_value), 6))
         seen += len(idx)
         bar.update(1)
-        bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}",
-                        img_s=f"{seen / (time.perf_counter() - t0):.0f}")
+        bar.set_postfix(
+            loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}", img_s=f"{seen / (time.perf_counter() - t0):.0f}"
+        )
         if step % cfg.checkpoint_every == 0 or step == end:
             save(step)
     bar.close()
