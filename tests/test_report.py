@@ -139,3 +139,53 @@ def test_bad_sweeps():
         parse_vs("kernel")
     assert parse_vs("churn:0,10") == ("churn", [0, 10])
     assert parse_vs("kernel:rbf,dot") == ("kernel", ["rbf", "dot"])
+
+
+def test_report_method_frontier(tmp_path):
+    """``report --vs method:...``: per method the JSON's Vendi and Fréchet numbers are those of the
+    batches sd.sample draws with the sample command's own method set-up (same seeds, same steps)."""
+    import numpy as np
+
+    import steerdiff as sd
+    from steerdiff.cli import build_parser, main, validate_args
+    from steerdiff.data import load_mnist
+    from steerdiff.metrics import frechet_distance, vendi_score
+    from steerdiff.models import load
+    from steerdiff.particles.fixed_condition import from_args
+
+    out = tmp_path / "frontier"
+    common = ["--model", "mnist-cond", "--class-label", "3", "--cfg-scale", "2", "--steps", "3", "--n", "4"]
+    argv = ["report", *common, "--vs", "method:iid,cads", "--batches", "2", "--seed", "5", "--quiet"]
+    assert main([*argv, "--out", str(out)]) == 0
+    rep = json.loads((out / "report.json").read_text())
+    assert (out / "frontier.png").stat().st_size > 0 and "frontier.png" in (out / "index.html").read_text()
+    assert [r["method"] for r in rep["rows"]] == ["iid", "cads"]
+    features = load_features("mnist-evaluator")
+    real = load_mnist("heldout")
+    real_feats = features(real.images[real.labels == 3])
+    model = load("mnist-cond")
+    for row in rep["rows"]:
+        a = build_parser().parse_args(["sample", *common, "--method", row["method"], "--out", "x.npy"])
+        validate_args(a)
+        feats = []
+        for seed in (5, 6):
+            cond = {"class_labels": torch.full((4,), 3)}
+            den, terms, select = from_args(a, model, cond, seed, [])
+            assert select is None
+            x = sd.sample(den, 4, steps=3, seed=seed, cond=cond, guidance=terms, progress=False)
+            feats.append(features(x))
+        vendi = [vendi_score(f) for f in feats]
+        assert [b["vendi"] for b in row["metrics"]["batches"]] == pytest.approx(vendi, rel=1e-6)
+        assert row["vendi"]["mean"] == pytest.approx(float(np.mean(vendi)), rel=1e-6)
+        assert row["vendi"]["ci95"][0] <= row["vendi"]["mean"] <= row["vendi"]["ci95"][1]
+        fd = frechet_distance(torch.cat(feats), real_feats)
+        assert row["frechet"]["value"] == pytest.approx(fd, rel=1e-6)
+        assert row["frechet"]["ci95"][0] <= row["frechet"]["ci95"][1]
+
+
+def test_report_method_frontier_refuses_label_methods_without_label(tmp_path, capsys):
+    from steerdiff.cli import main
+
+    assert main(["report", "--model", "mnist", "--vs", "method:iid,cads", "--out", str(tmp_path / "r")]) == 2
+    assert "--method cads guides toward a class" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

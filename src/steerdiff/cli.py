@@ -368,12 +368,11 @@ def _pipeline_model(a):
     )
 
 
-def _draw(a, seed: int, model=None, frames=None):
-    """Samples as the sampling options of ``a`` ask: ``(x, extra arrays, archive)``; ``frames``
-    (the previous frames of a frame-conditional model) take the place of ``--cond``."""
+def _setup(a, seed: int, model=None, frames=None):
+    """Every check and the method's set-up of :func:`_draw`, without sampling: ``(model, cond, extra,
+    sampler kwargs, guidance, archive, selection)`` (``model`` is the denoiser the method samples)."""
     import torch
 
-    from .core.api import sample
     from .core.errors import check
     from .models import load
 
@@ -421,6 +420,16 @@ def _draw(a, seed: int, model=None, frames=None):
     model, guidance, select = from_args(
         a, model, cond, seed, guidance
     )  # --cfg-scale / --cfg-interval, --method cfg ...
+    return model, cond, extra, kwargs, guidance, archive, select
+
+
+def _draw(a, seed: int, model=None, frames=None):
+    """Samples as the sampling options of ``a`` ask: ``(x, extra arrays, archive)``; ``frames``
+    (the previous frames of a frame-conditional model) take the place of ``--cond``."""
+    from .core.api import sample
+    from .core.errors import check
+
+    model, cond, extra, kwargs, guidance, archive, select = _setup(a, seed, model, frames)
     if select is not None:  # --method diverse chose a selection from iid draws
         from .particles.fixed_condition import select_sample
 
@@ -983,6 +992,15 @@ PCA-of-features plots, heatmaps for --vs sweeps, report.json and a self-containe
   steerdiff report --model mnist --out report/ --strengths 0,0.5,1,2 --batches 8
   steerdiff report --model mnist --out report/ --kernel dot --vs on:x,x0 --strengths 0,30,100
   steerdiff report --model mnist --out report/ --vs churn:0,10,40 --sampler heun
+  steerdiff report --model mnist-cond --class-label 3 --cfg-scale 3 --cfg-interval 0.3,5 \
+      --vs method:iid,pg,cads,interval,spell,dpp,diverse --out frontier/
+
+--vs method:... draws every method as `steerdiff sample --method M` would (same seeds, same steps;
+each method at its recorded preset) and plots per method the within-batch Vendi score (mean, 95%
+t-interval over batches) against the Fréchet distance to held-out real digits (of --class-label's
+class when given; 95% percentile bootstrap over batches): frontier.png, report.json, index.html.
+Methods that guide toward a class (cfg, interval, cads) need --class-label; --embedding, --kernel
+and --on go to pg and repulsive; --method and --strengths do not apply.
 
 With --kernel label (the mnist preset) the strength weighs D(x|c) - D(x): 1 is the class
 conditional itself, so sweep 0..2; the gradient kernels take strengths in the tens to hundreds.""",
@@ -1010,6 +1028,14 @@ conditional itself, so sweep 0..2; the gradient kernels take strengths in the te
     p.add_argument("--sampler", default=None, help="sampler (default: the model's preset)")
     p.add_argument("--steps", type=int, default=None, help="noise levels (default: the model's preset)")
     p.add_argument("--features", default=None, help="feature network (default mnist-evaluator for 28x28 digits)")
+    g = p.add_argument_group("--vs method:M1,M2,... (the diversity-against-Fréchet frontier; sample's --method names)")
+    g.add_argument(
+        "--class-label",
+        default=None,
+        help="class-conditional models: the label every method draws (Fréchet against real digits of that class)",
+    )
+    g.add_argument("--cfg-scale", type=float, default=None, help="classifier-free guidance scale (as sample's)")
+    g.add_argument("--cfg-interval", default=None, help="LO,HI: the guidance interval of --method interval")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     _add_common(p, "report directory to write (replaced atomically)")
     _add_force(p, "replace what --out holds even when it is not an earlier report")
@@ -1025,6 +1051,10 @@ def cmd_report(a) -> int:
     from .train.classifier import load_classifier
 
     check_output_dir(a.out, ("report",), force=a.force)  # before any work
+    if a.vs is not None and a.vs.split(":", 1)[0] == "method":
+        return _report_frontier(a)
+    given = [_flag(k) for k in ("class_label", "cfg_scale", "cfg_interval") if getattr(a, k) is not None]
+    check(not given, f"{', '.join(given)}: only --vs method:M1,M2,... uses them; add it or drop them")
     model = load(a.model, device=a.device)
     if a.strengths is None:
         from .particles.pg import particle_preset
@@ -1075,6 +1105,95 @@ def cmd_report(a) -> int:
         features=load_features(a.features or "mnist-evaluator"),
         classifier=load_classifier("mnist-evaluator") if digits else None,
         real=load_mnist("heldout").images if digits else None,
+        progress=not a.quiet,
+        force=a.force,
+    )
+    print(f"report in {a.out}/index.html")
+    return 0
+
+
+def report_method_args(a, method: str) -> argparse.Namespace:
+    """The ``steerdiff sample`` arguments of one method of ``report --vs method:...`` (same model, n,
+    seed, label, guidance, sampler and steps; --embedding / --kernel / --on for pg and repulsive),
+    parsed and checked by the sample command's own parser."""
+    argv = ["sample", "--model", a.model, "--method", method, "--n", str(a.n), "--seed", str(a.seed)]
+    argv += ["--device", a.device, "--out", "unused.npy", "--quiet"]
+    particle = (("--embedding", a.embedding), ("--kernel", a.kernel), ("--on", a.on))
+    for flag, v in particle if method in ("pg", "repulsive") else ():
+        if v is not None:
+            argv += [flag, v]
+    for flag, v in (
+        ("--class-label", a.class_label),
+        ("--cfg-scale", a.cfg_scale),
+        ("--cfg-interval", a.cfg_interval),
+        ("--sampler", a.sampler),
+        ("--steps", a.steps),
+    ):
+        if v is not None:
+            argv += [flag, repr(v) if isinstance(v, float) else str(v)]
+    ns = build_parser().parse_args(argv)
+    validate_args(ns)
+    return ns
+
+
+def _report_frontier(a) -> int:
+    from .core.errors import check
+    from .data import load_mnist
+    from .evaluation.features import load_features
+    from .evaluation.report import parse_vs, run_frontier
+    from .models import load
+
+    vs = parse_vs(a.vs)
+    assert vs is not None
+    methods = vs[1]
+    check(
+        a.strengths is None,
+        "--strengths: with --vs method:... every method runs at its recorded preset; drop it",
+    )
+    particle = [_flag(k) for k in ("embedding", "kernel", "on") if getattr(a, k) is not None]
+    check(
+        not particle or any(m in ("pg", "repulsive") for m in methods),
+        f"{', '.join(particle)}: with --vs method:... only pg and repulsive take them; drop them",
+    )
+    model = load(a.model, device=a.device)
+    digits = tuple(model.sample_shape) == (1, 28, 28)
+    check(digits, "--vs method:... measures Fréchet distance to real MNIST digits: use a 28x28 digit model")
+    _check_kept(model, a.n * a.batches * len(methods), "--n x --batches x methods")
+    args = {}
+    for m in methods:  # every method sets up (and refuses what it cannot do) before any sampling
+        try:
+            args[m] = report_method_args(a, m)
+            den, cond, _, _, guidance, _, _ = _setup(args[m], a.seed, model)
+            for term in guidance:  # bind now what sampling would bind, so a refusal comes before any work
+                bound = term.bind(den) if hasattr(term, "bind") else term
+                check(
+                    getattr(bound, "kernel", None) != "label" or cond.get("class_labels") is None,
+                    "the label kernel (this model's pg preset) chooses each particle's class itself: drop "
+                    "--class-label, or give another --kernel (e.g. rbf)",
+                )
+        except SteerdiffError as e:
+            raise SteerdiffError(f"--vs method:{m}: {e}") from None
+    real = load_mnist("heldout")
+    images = real.images
+    if a.class_label is not None and a.class_label != "cycle":
+        images = images[real.labels == int(a.class_label)]
+    run_frontier(
+        model,
+        a.out,
+        methods=methods,
+        draw=lambda m, seed: _draw(args[m], seed, model)[0],
+        n=a.n,
+        batches=a.batches,
+        seed=a.seed,
+        features=load_features(a.features or "mnist-evaluator"),
+        real=images,
+        config={
+            "class_label": a.class_label,
+            "cfg_scale": a.cfg_scale,
+            "cfg_interval": a.cfg_interval,
+            "sampler": a.sampler,
+            "steps": a.steps,
+        },
         progress=not a.quiet,
         force=a.force,
     )

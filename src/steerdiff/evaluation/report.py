@@ -22,6 +22,7 @@ from ..core.errors import check
 from ..io import save_samples
 from .evaluate import evaluate_batches
 
+FRONTIER_METHODS = ("iid", "pg", "repulsive", "stratified", "cfg", "interval", "cads", "spell", "dpp", "diverse")
 SAMPLER_PARAMS = {"churn": "s_churn", "s_churn": "s_churn", "steps": "steps", "sampler": "sampler"}
 
 
@@ -44,10 +45,17 @@ def parse_vs(text: str | None) -> tuple[str, list] | None:
 
     from ..particles.pg import _ParticleTerm
 
-    known = sorted(set(SAMPLER_PARAMS) | {f.name for f in fields(_ParticleTerm)} - {"archive", "prior"})
+    known = sorted(set(SAMPLER_PARAMS) | {f.name for f in fields(_ParticleTerm)} - {"archive", "prior"} | {"method"})
     check(name in known, f"--vs {name!r}: not a setting to sweep; use one of {', '.join(known)}")
     numbers = [v for v in values if not isinstance(v, str)]
     check(all(math.isfinite(v) for v in numbers), f"--vs {text!r}: the values must be finite")
+    if name == "method":
+        bad = [v for v in values if v not in FRONTIER_METHODS]
+        check(
+            not bad,
+            f"--vs {text!r}: {', '.join(map(str, bad))}: not a method; use some of {', '.join(FRONTIER_METHODS)}",
+        )
+        check(len(set(values)) == len(values), f"--vs {text!r}: each method once")
     if name == "steps":
         check(all(isinstance(v, int) and v >= 1 for v in values), f"--vs {text!r}: steps are positive integers")
     if name in ("churn", "s_churn", "bandwidth_scale", "strength", "clip", "subset"):
@@ -181,9 +189,14 @@ def _html(title: str, config: dict, rows, images: list[tuple[str, str]], plots: 
             for m in metric_names
         )
         fd = r["metrics"]["overall"].get("frechet")
+        fci = (r.get("frechet") or {}).get("ci95")
+        fd_cell = (
+            "" if fd is None else f"{fd:.1f}" + ("" if fci is None else f" <small>[{fci[0]:.1f}, {fci[1]:.1f}]</small>")
+        )
+        strength = "" if r["strength"] is None else f"{r['strength']:g}"
         body += (
-            f"<tr><td>{r['strength']:g}</td><td>{esc(str(r['vs']))}</td>{cells}"
-            f"<td>{'' if fd is None else f'{fd:.1f}'}</td><td>{r['seconds_per_batch']:.2f}</td></tr>"
+            f"<tr><td>{strength}</td><td>{esc(str(r['vs']))}</td>{cells}"
+            f"<td>{fd_cell}</td><td>{r['seconds_per_batch']:.2f}</td></tr>"
         )
     figs = "".join(
         f'<figure><img src="{esc(p)}" alt="{esc(p)}"><figcaption>{esc(p)}</figcaption></figure>' for p in plots
@@ -286,5 +299,134 @@ def run_report(
         write_json_atomic(tmp / "report.json", result)
         (tmp / "index.html").write_text(
             _html(f"steerdiff report: {config['model']} {method}", config, rows, pictures, plots)
+        )
+    return result
+
+
+def frechet_bootstrap(batch_feats: list[torch.Tensor], real_feats: torch.Tensor, resamples: int = 200, seed: int = 0):
+    """Fréchet distance of the pooled batches to ``real_feats`` and a 95% percentile-bootstrap interval
+    over batches (batches drawn with replacement, ``resamples`` times; generator seeded by ``seed``)."""
+    from .metrics import frechet_distance
+
+    value = frechet_distance(torch.cat(batch_feats), real_feats)
+    if len(batch_feats) < 2:
+        return {"value": value, "ci95": [value, value], "how": "one batch: no interval"}
+    rng = np.random.default_rng(seed)
+    boot = [
+        frechet_distance(
+            torch.cat([batch_feats[i] for i in rng.integers(0, len(batch_feats), len(batch_feats))]), real_feats
+        )
+        for _ in range(resamples)
+    ]
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    return {
+        "value": value,
+        "ci95": [float(lo), float(hi)],
+        "how": f"percentile bootstrap over batches ({resamples} resamples)",
+    }
+
+
+def _plot_frontier(rows, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for r in rows:
+        f, v = r["frechet"], r["vendi"]
+        ax.errorbar(
+            [f["value"]],
+            [v["mean"]],
+            xerr=[[f["value"] - f["ci95"][0]], [f["ci95"][1] - f["value"]]],
+            yerr=[[v["mean"] - v["ci95"][0]], [v["ci95"][1] - v["mean"]]],
+            marker="o",
+            capsize=3,
+            label=r["method"],
+        )
+        ax.annotate(r["method"], (f["value"], v["mean"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("Fréchet distance to real digits (bootstrap 95% interval)")
+    ax.set_ylabel("Vendi per batch (mean, 95% t-interval)")
+    ax.set_title("diversity against Fréchet distance, per method")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run_frontier(
+    model,
+    out_dir,
+    *,
+    methods,
+    draw,
+    n: int,
+    batches: int,
+    seed: int,
+    features,
+    real,
+    config: dict | None = None,
+    grid_batches: int = 4,
+    resamples: int = 200,
+    progress: bool = True,
+    force: bool = False,
+) -> dict:
+    """``report --vs method:...``: for every method, ``batches`` batches of ``n`` drawn by ``draw(method,
+    seed)`` with seeds ``seed .. seed + batches - 1`` (the same seeds and steps for every method); per method
+    the within-batch Vendi score (mean and Student-t interval over batches, in ``features``) and the
+    Fréchet distance of all its samples to ``real`` (with :func:`frechet_bootstrap`'s interval), plotted
+    as ``frontier.png`` and written to ``report.json`` / ``index.html`` in ``out_dir`` (atomically)."""
+    import time
+
+    from ..checkpoint import check_output_dir
+
+    check_output_dir(out_dir, ("report",), force=force)
+    check(len(methods) >= 1 and n >= 2 and batches >= 1, "need at least one method, n >= 2 and one batch")
+    real_feats = features(real)
+    seeds = [seed + b for b in range(batches)]
+    rows, pictures = [], []
+    with atomic_directory(out_dir) as tmp:
+        for m in tqdm(methods, desc="report methods", disable=not progress, unit="method"):
+            t0 = time.perf_counter()
+            xs = [draw(m, s) for s in seeds]
+            sec = (time.perf_counter() - t0) / batches
+            metrics = evaluate_batches(xs, features, real_feats, None, seeds)
+            fd = frechet_bootstrap([features(x) for x in xs], real_feats, resamples=resamples, seed=seed)
+            rows.append(
+                {
+                    "method": m,
+                    "vs": m,
+                    "strength": None,
+                    "seconds_per_batch": sec,
+                    "quality": fd["value"],
+                    "vendi": metrics["aggregate"]["vendi"],
+                    "frechet": fd,
+                    "metrics": metrics,
+                }
+            )
+            name = f"grid_method_{m}.png"
+            save_samples(torch.cat(xs[:grid_batches]), tmp / name, nrow=n)
+            pictures.append((name, f"method {m}"))
+        _plot_frontier(rows, tmp / "frontier.png")
+        config = {
+            "model": getattr(model, "name", None),
+            **(config or {}),
+            "n": n,
+            "batches": batches,
+            "seed": seed,
+            "vs": "method",
+            "vs_values": list(methods),
+            "real": len(real),
+        }
+        result = {"schema": "steerdiff-report/1", "config": config, "rows": rows}
+        write_json_atomic(tmp / "report.json", result)
+        (tmp / "index.html").write_text(
+            _html(
+                f"steerdiff report: {config['model']} diversity-Fréchet frontier",
+                config,
+                rows,
+                pictures,
+                ["frontier.png"],
+            )
         )
     return result
