@@ -189,3 +189,20 @@ def test_report_method_frontier_refuses_label_methods_without_label(tmp_path, ca
     assert main(["report", "--model", "mnist", "--vs", "method:iid,cads", "--out", str(tmp_path / "r")]) == 2
     assert "--method cads guides toward a class" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_frontier_plot_draws_a_frechet_interval_that_misses_the_point(tmp_path):
+    """A percentile-bootstrap interval can lie wholly above the pooled Fréchet distance; the plot must
+    still be drawn (matplotlib refuses negative error-bar lengths)."""
+    from steerdiff.evaluation.report import _plot_frontier
+
+    rows = [
+        {"method": "iid", "frechet": {"value": 50.0, "ci95": [55.0, 70.0]}, "vendi": {"mean": 1.5, "ci95": [1.4, 1.6]}},
+        {
+            "method": "spell",
+            "frechet": {"value": 40.0, "ci95": [35.0, 45.0]},
+            "vendi": {"mean": 2.0, "ci95": [1.9, 2.1]},
+        },
+    ]
+    _plot_frontier(rows, tmp_path / "frontier.png")
+    assert (tmp_path / "frontier.png").stat().st_size > 1000
