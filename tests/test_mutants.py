@@ -225,9 +225,9 @@ MUTANTS = [
     (
         "projection_half_removed",
         "steerdiff.particles.pg",
-        "_ParticleTerm._finish",
-        "force = force - along * score",
-        "force = force - 0.5 * along * score",
+        "project_off_score",
+        "return force - along * score",
+        "return force - 0.5 * along * score",
         ["forces"],
     ),
     (

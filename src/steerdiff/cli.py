@@ -1821,19 +1821,6 @@ VALUE_RULES = {
 }
 # commands whose --out is a file (the others write a directory)
 FILE_OUT = ("sample", "repulse", "evaluate", "reference", "compose", "edit", "quality")
-PARTICLE_FLAGS = (
-    "embedding",
-    "kernel",
-    "strength",
-    "window",
-    "on",
-    "bandwidth",
-    "bandwidth_scale",
-    "weight",
-    "project",
-    "normalize",
-    "archive",
-)
 
 
 def _flag(dest: str) -> str:
@@ -1908,9 +1895,11 @@ def validate_args(a) -> None:
         if a.method is None:  # --pg_factor (the seed's flag) means Particle Guidance
             a.method = "pg" if getattr(a, "pg_factor", False) else "iid"
         if a.method == "iid":
+            from .particles.fixed_condition import PARTICLE_OPTIONS
+
             given = [
                 _flag(k)
-                for k in PARTICLE_FLAGS + ("prior_samples",)
+                for k in PARTICLE_OPTIONS
                 if getattr(a, k, None) is not None and not (k == "prior_samples" and a.prior_samples == 0)
             ]
             check(

@@ -22,6 +22,7 @@ from .pg import (  # noqa: F401
     _ParticleTerm,
     _Recording,
     particle_preset,
+    project_off_score,
 )
 
 __all__ = ["DEFAULTS", "particle_preset", "ParticleGuidance", "Repulsion", "Archive", "Pilot"]

@@ -68,6 +68,7 @@ from ..core.errors import check
 from ..core.guidance import GuideContext, schedule_weight
 from .embeddings import get_embedding
 from .kernels import pairwise_sq_dists, rbf_bandwidth
+from .pg import project_off_score
 
 _T = TypeVar("_T", bound="_DiversityTerm")
 
@@ -278,11 +279,7 @@ class _KernelPotential(_DiversityTerm):
             v = self.potential(f, ctx.sigma)
             (grad,) = torch.autograd.grad(v, leaf, retain_graph=self.on == "x0")
         if self.project:
-            # drop each particle's component along its base score: move along the level sets of log p_sigma
-            score = ctx.score
-            dims = (-1,) + (1,) * (grad.ndim - 1)
-            along = (grad * score).flatten(1).sum(1) / score.flatten(1).pow(2).sum(1).clamp(min=1e-24)
-            grad = grad - along.reshape(dims) * score
+            grad = project_off_score(grad, ctx.score)
         return grad
 
 

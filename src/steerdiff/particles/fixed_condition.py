@@ -494,7 +494,8 @@ def select_sample(
 
 
 FIXED_CONDITION_METHODS = ("cfg", "interval", "cads", "spell", "dpp", "diverse")
-_PARTICLE_OPTIONS = (
+# the particle options of the command line (argparse dests); the CLI refuses them where no term uses them
+PARTICLE_OPTIONS = (
     "embedding",
     "kernel",
     "strength",
@@ -537,7 +538,7 @@ def from_args(a, model, cond: dict, seed: int, guidance: list):
         takes = ("strength", "embedding", "window") if method in ("spell", "dpp") else ()
         unused = [
             "--" + k.replace("_", "-")
-            for k in _PARTICLE_OPTIONS
+            for k in PARTICLE_OPTIONS
             if k not in takes and getattr(a, k, None) not in (None, 0)
         ]
         check(

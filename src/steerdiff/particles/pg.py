@@ -223,10 +223,7 @@ class _ParticleTerm:
         score = ctx.score
         s_norm = score.flatten(1).norm(dim=1).reshape(dims)
         if self.project:
-            # keep the density: drop the component along the score, so particles move along
-            # (not across) the level sets of log p_sigma
-            along = (force * score).flatten(1).sum(1).reshape(dims) / s_norm.clamp(min=1e-12) ** 2
-            force = force - along * score
+            force = project_off_score(force, score)
         f_norm = force.flatten(1).norm(dim=1).reshape(dims).clamp(min=1e-12)
         if self.normalize:
             force = force / f_norm * s_norm
@@ -234,6 +231,15 @@ class _ParticleTerm:
         if self.clip:
             force = force * (self.clip * s_norm / f_norm).clamp(max=1.0)
         return force
+
+
+def project_off_score(force: torch.Tensor, score: torch.Tensor) -> torch.Tensor:
+    """Drop from each particle's ``force`` its component along its ``score`` (both ``(n, *shape)``), so
+    particles move along (not across) the level sets of ``log p_sigma`` and keep the density."""
+    dims = (-1,) + (1,) * (force.ndim - 1)
+    s_norm = score.flatten(1).norm(dim=1).reshape(dims)
+    along = (force * score).flatten(1).sum(1).reshape(dims) / s_norm.clamp(min=1e-12) ** 2
+    return force - along * score
 
 
 class ParticleGuidance(_ParticleTerm):
