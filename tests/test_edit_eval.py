@@ -181,3 +181,11 @@ def test_editing_a_tiny_diffusers_ddpm_unet_uses_the_same_path(tiny_unet):
     assert edited.shape == x0.shape and bool(torch.isfinite(edited).all())
     assert float((edited - plain).abs().max()) > 1e-3
     torch.testing.assert_close(apply_edit(model, xT, sig, delta, conf, strength=0.0), plain, rtol=0, atol=0)
+
+
+def test_edit_input_that_does_not_exist_says_so(tmp_path, capsys):
+    from steerdiff.cli import main
+
+    argv = ["edit", "--attribute", "thick", "--input", str(tmp_path / "none.npy"), "--out", str(tmp_path / "e.npz")]
+    assert main(argv) == 2
+    assert "no such file or folder" in capsys.readouterr().err

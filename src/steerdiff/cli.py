@@ -1649,6 +1649,7 @@ def cmd_edit(a) -> int:
         from .evaluation.evaluate import read_images
 
         inp = Path(a.input)
+        check(inp.exists(), f"--input {a.input}: no such file or folder; give the path of your images")
         check(
             inp.is_dir() or (inp.is_file() and inp.suffix.lower() in (".npy", ".npz", ".pt")),
             f"--input {a.input}: give an .npy/.npz/.pt array file or a folder of PNG images",
