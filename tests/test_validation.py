@@ -13,7 +13,9 @@ import torch
 
 import steerdiff as sd
 from steerdiff import cli
+from steerdiff.cli import evaluate as cli_evaluate
 from steerdiff.cli import main
+from steerdiff.cli import sample as cli_sample
 from steerdiff.data import load_mnist
 from steerdiff.errors import SteerdiffError
 from steerdiff.sequences import direction_metrics, direction_shifts, moving_digits, shift_frames
@@ -189,7 +191,7 @@ def test_conditional_evaluate_scores_forbidden_moves_below_one(tmp_path, monkeyp
         x = shift_frames(last.expand(a.n, -1, -1), torch.tensor([shift] * a.n))[:, None]
         return x, {}, None
 
-    monkeypatch.setattr(cli, "_draw", draw)
+    monkeypatch.setattr(cli_evaluate, "_draw", draw)
     out = tmp_path / "h.json"
     rc, err = run(
         [
@@ -392,7 +394,7 @@ def test_evaluate_pipeline_scores_the_pipelines_images(tmp_path, capsys):
 
 def test_repulse_passes_every_prompt(tmp_path, monkeypatch, capsys):
     seen = {}
-    monkeypatch.setattr(cli, "cmd_sample", lambda a: seen.setdefault("args", a) and 0)
+    monkeypatch.setattr(cli_sample, "cmd_sample", lambda a: seen.setdefault("args", a) and 0)
     rc, err = run(
         [
             "repulse",
@@ -418,7 +420,7 @@ def test_repulse_passes_every_prompt(tmp_path, monkeypatch, capsys):
 
 # ------------------------------------------------------------------------------ tracebacks -> errors
 def test_memory_is_estimated_before_sampling(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(cli, "available_memory", lambda device: 8 * 2**30)
+    monkeypatch.setattr(cli_sample, "available_memory", lambda device: 8 * 2**30)
     err = one_line_error(
         ["sample", "--n", "100000", "--out", str(tmp_path / "x.npy")], capsys, "--n 100000 needs about"
     )
