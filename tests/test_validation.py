@@ -12,12 +12,14 @@ import pytest
 import torch
 
 import steerdiff as sd
+import steerdiff.particles.draw
 from steerdiff import cli
 from steerdiff.cli import evaluate as cli_evaluate
 from steerdiff.cli import main
 from steerdiff.cli import sample as cli_sample
 from steerdiff.data import load_mnist
 from steerdiff.errors import SteerdiffError
+from steerdiff.particles.draw import Drawn
 from steerdiff.sequences import direction_metrics, direction_shifts, moving_digits, shift_frames
 
 
@@ -186,12 +188,12 @@ def test_direction_accuracy_follows_the_rule():
 def test_conditional_evaluate_scores_forbidden_moves_below_one(tmp_path, monkeypatch, capsys, shift, accuracy):
     """horizontal: one step left or right is the rule; up, or diagonally, is not."""
 
-    def draw(a, seed, model=None, frames=None):
+    def draw(model, options, seed, frames=None):
         last = frames[:, -1]
-        x = shift_frames(last.expand(a.n, -1, -1), torch.tensor([shift] * a.n))[:, None]
-        return x, {}, None
+        x = shift_frames(last.expand(options.n, -1, -1), torch.tensor([shift] * options.n))[:, None]
+        return Drawn(x, {}, None)
 
-    monkeypatch.setattr(cli_evaluate, "_draw", draw)
+    monkeypatch.setattr(cli_evaluate, "draw", draw)
     out = tmp_path / "h.json"
     rc, err = run(
         [
@@ -420,7 +422,7 @@ def test_repulse_passes_every_prompt(tmp_path, monkeypatch, capsys):
 
 # ------------------------------------------------------------------------------ tracebacks -> errors
 def test_memory_is_estimated_before_sampling(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(cli_sample, "available_memory", lambda device: 8 * 2**30)
+    monkeypatch.setattr(steerdiff.particles.draw, "available_memory", lambda device: 8 * 2**30)
     err = one_line_error(
         ["sample", "--n", "100000", "--out", str(tmp_path / "x.npy")], capsys, "--n 100000 needs about"
     )

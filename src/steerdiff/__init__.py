@@ -9,13 +9,14 @@ from .core import sampling
 from .core.api import sample
 from .core.denoisers import Denoiser, DiscreteDenoiser, EDMDenoiser, ScoreDenoiser, condition, score_of
 from .core.errors import SteerdiffError
-from .core.guidance import guided
+from .core.guidance import FunctionTerm, GuidanceTerm, guided
 from .core.sampling import get_sigmas_karras, get_sigmas_ve, sigmas_from_scheduler
 from .core.toy import GaussianMixtureDenoiser, ring
 from .models import load
 from .particles.diversity import SPELL, DPPGuidance, EntropyGuidance
 from .particles.fixed_condition import CADS, CFG, cads, cads_pipeline, cfg
-from .particles.pg import Archive, ParticleGuidance, Pilot, Repulsion
+from .particles.draw import SamplingOptions, draw
+from .particles.pg import Archive, LabelGuidance, ParticleGuidance, Pilot, Repulsion
 from .particles.stratified import stratified_sample
 
 __version__ = "0.1.0"
@@ -51,6 +52,11 @@ __all__ = [
     "SPELL",
     "DPPGuidance",
     "EntropyGuidance",
+    "GuidanceTerm",
+    "FunctionTerm",
+    "LabelGuidance",
+    "SamplingOptions",
+    "draw",
 ]
 
 

@@ -30,6 +30,7 @@ from .core.errors import SteerdiffError, check
 
 UNET_DIR = "unet"
 WEIGHTS = "diffusion_pytorch_model.safetensors"
+UNET_CLASS = "UNet2DModel"  # unet/config.json's _class_name, for diffusers' from_pretrained
 
 
 def write_json_atomic(path: str | os.PathLike, obj) -> None:
@@ -59,6 +60,14 @@ def read_json(path: str | os.PathLike) -> dict:
         raise SteerdiffError(
             f"{path} is not a readable JSON file ({type(e).__name__}): restore it or retrain"
         ) from None
+
+
+def read_preset(path: str | os.PathLike) -> dict:
+    """A sampling preset (``{"sampler": ..., "steps": ..., "particles": ...}``) from the JSON file ``path``,
+    for :func:`steerdiff.models.export`."""
+    preset = read_json(path)
+    check(isinstance(preset, dict), f"--preset {path}: the file must hold a JSON object (sampler, steps, particles)")
+    return preset
 
 
 def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -208,6 +217,69 @@ def atomic_directory(directory: str | os.PathLike, verify=None):
         raise
 
 
+# ------------------------------------------------------------------------- a model's config.json
+FORMAT = "steerdiff-checkpoint"
+# The keys of a model's config.json that build its denoiser (steerdiff.models.load): every kind's,
+# then each kind's own. Written by model_config, checked on reading by check_model_config.
+MODEL_KEYS = ("kind", "sample_shape", "sigma_data")
+KIND_KEYS = {"edm": ("sigma_min", "sigma_max", "time_scale"), "discrete": ("schedule", "prediction_type")}
+
+
+def model_config(
+    kind: str,
+    *,
+    sample_shape,
+    sigma_data: float,
+    preset: dict,
+    num_classes: int | None = None,
+    null_label: int | None = None,
+    cond_frames: int = 0,
+    **fields,
+) -> dict:
+    """A model's ``config.json``, the one place its keys are written (read back by :func:`check_model_config`).
+
+    Args:
+        kind: ``"edm"`` (EDM preconditioning) or ``"discrete"`` (a DDPM epsilon / v network).
+        sample_shape: ``(C, H, W)`` of one sample.
+        sigma_data: the data's standard deviation (images in ``[-1, 1]``).
+        preset: the sampling defaults of :func:`steerdiff.sample` (``sampler``, ``steps``, ...).
+        num_classes: labels of a class-conditional network (``None``: unconditional).
+        null_label: the label that means "no label" (a network trained with label dropout), or ``None``.
+        cond_frames: previous frames that condition a frame-conditional network (0: none).
+        fields: the kind's own keys (:data:`KIND_KEYS`: ``sigma_min``, ``sigma_max``, ``time_scale``
+            for ``edm``; ``schedule``, ``prediction_type`` for ``discrete``) and what else the
+            checkpoint records (``dataset``, ``objective``, ``step``, ``train``).
+    """
+    check(kind in KIND_KEYS, f"model kind {kind!r}: use one of {', '.join(KIND_KEYS)}")
+    conf = {
+        "format": FORMAT,
+        "version": 1,
+        "kind": kind,
+        "sample_shape": list(sample_shape),
+        "sigma_data": sigma_data,
+        "num_classes": num_classes,
+        "null_label": null_label,
+        "preset": preset,
+        "cond_frames": cond_frames,
+        **fields,
+    }
+    missing = [k for k in KIND_KEYS[kind] if k not in conf]
+    check(not missing, f"a {kind} model config needs {', '.join(missing)}")
+    return conf
+
+
+def check_model_config(conf: dict, path: str | os.PathLike) -> dict:
+    """``conf`` (the ``config.json`` read from checkpoint ``path``), checked for the keys that build its
+    denoiser (see :func:`model_config`); returns it unchanged."""
+    check(conf.get("format") == FORMAT, f"{path}/config.json is not a steerdiff checkpoint config")
+    missing = [k for k in MODEL_KEYS + KIND_KEYS.get(conf.get("kind"), ()) if k not in conf]
+    check(
+        not missing,
+        f"{path}/config.json lacks {', '.join(missing)}: the checkpoint is corrupt; restore it or re-export it",
+    )
+    return conf
+
+
 def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor]) -> None:
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path))
 
@@ -234,7 +306,7 @@ def save_checkpoint(
             tmp / UNET_DIR / WEIGHTS,
             {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v) for k, v in unet_state.items()},
         )
-        write_json_atomic(tmp / UNET_DIR / "config.json", {"_class_name": "UNet2DModel", **unet_config})
+        write_json_atomic(tmp / UNET_DIR / "config.json", {"_class_name": UNET_CLASS, **unet_config})
         if with_state:
             save_tensors(tmp / "state.safetensors", train_state)
             write_json_atomic(tmp / "state.json", train_meta or {})
@@ -243,7 +315,8 @@ def save_checkpoint(
 
 
 def read_checkpoint(directory: str | os.PathLike, with_state: bool = False):
-    """Read ``(config, unet_config, unet_state[, train_state, train_meta])`` from a checkpoint dir."""
+    """Read ``(config, unet_config, unet_state[, train_state, train_meta])`` from a checkpoint dir: what
+    :func:`save_checkpoint` was given (``unet_config`` without the ``_class_name`` it adds for diffusers)."""
     directory = Path(directory)
     if not directory.is_dir():
         old = directory.with_name(f".{directory.name}.old")
@@ -254,6 +327,8 @@ def read_checkpoint(directory: str | os.PathLike, with_state: bool = False):
         )
     config = read_json(directory / "config.json")
     unet_config = read_json(directory / UNET_DIR / "config.json")
+    if isinstance(unet_config, dict):  # without the keys save_checkpoint adds for diffusers
+        unet_config = {k: v for k, v in unet_config.items() if not k.startswith("_")}
     unet_state = read_safetensors(directory / UNET_DIR / WEIGHTS)
     if not with_state:
         return config, unet_config, unet_state

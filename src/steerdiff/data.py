@@ -131,7 +131,7 @@ def load_mnist_idx(idx_dir: str | os.PathLike, split: str = "train") -> ImageDat
 # ------------------------------------------------------------------------------------ ColorMNIST
 RED, GREEN = 0, 1
 COLOR_NAMES = ("red", "green")
-# the compositional-sculpting seed's sets: allowed (digit, colour) pairs, each drawn equally often
+# the compositional-sculpting project's sets: allowed (digit, colour) pairs, each drawn equally often
 COLOR_SETS = {
     "colormnist-m1": [(0, RED), (0, GREEN)],
     "colormnist-m2": [(0, GREEN), (1, GREEN)],

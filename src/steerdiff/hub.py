@@ -50,6 +50,7 @@ JOINT_CLASSIFIERS = {
 
 
 EDITS = {"thick": "edits/thick"}  # green cannot be an h-space edit of colormnist (see README)
+EDIT_MODEL = "colormnist"  # the model the shipped edits were trained on (and edit by default)
 
 
 def shipped() -> dict[str, list]:

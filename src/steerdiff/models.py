@@ -9,7 +9,9 @@ by ``steerdiff train``.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -21,6 +23,9 @@ from .data import SET_ORDER, SHORT_NAMES
 from .hub import MODELS as SHIPPED
 from .hub import weights_dir
 from .train.nets import build_unet
+
+if TYPE_CHECKING:
+    from .compose.sculpt import Composition
 
 
 def resolve(name_or_path: str | os.PathLike) -> tuple[Path, dict]:
@@ -72,17 +77,7 @@ def load(
         return ring().to(device)
     path, opts = resolve(name_or_path)
     conf, ucfg, state = ckpt.read_checkpoint(path)
-    check(conf.get("format") == "steerdiff-checkpoint", f"{path}/config.json is not a steerdiff checkpoint config")
-    needed = ("kind", "sample_shape", "sigma_data") + {
-        "edm": ("sigma_min", "sigma_max", "time_scale"),
-        "discrete": ("schedule", "prediction_type"),
-    }.get(conf.get("kind"), ())
-    missing = [k for k in needed if k not in conf]
-    check(
-        not missing,
-        f"{path}/config.json lacks {', '.join(missing)}: the checkpoint is corrupt; restore it or re-export it",
-    )
-    ucfg = {k: v for k, v in ucfg.items() if not k.startswith("_")}
+    ckpt.check_model_config(conf, path)
     try:
         net = build_unet(ucfg)
     except (TypeError, ValueError, KeyError) as e:
@@ -98,6 +93,32 @@ def load(
     net = net.to(device).eval().requires_grad_(False)
     if dtype != torch.float32:
         net = net.half() if dtype == torch.float16 else net.to(dtype=dtype)
+    model = denoiser_from_config(net, conf, require_labels=opts.get("require_labels"), path=path)
+    model.name = str(name_or_path)
+    model = model.to(device)
+    check(
+        set_guidance == 0 or "set" in opts,
+        f"set_guidance is for the ColorMNIST set models ({', '.join(SET_ORDER[:-1])}), not {name_or_path}",
+    )
+    if "set" in opts:
+        return _set_model(model, opts["set"], set_guidance)
+    if "digits" in opts:
+        return _subdigit_model(model, opts["digits"], device)
+    return model
+
+
+def denoiser_from_config(
+    net: torch.nn.Module, conf: dict, *, require_labels: bool | None = None, path: str | os.PathLike = "the model"
+) -> Denoiser:
+    """The denoiser a model's ``config.json`` describes (:func:`steerdiff.checkpoint.model_config`) around
+    its network; its ``config`` attribute is ``conf``.
+
+    Args:
+        net: the network (a diffusers ``UNet2DModel`` built from ``unet/config.json``).
+        conf: the model's config (checked with :func:`steerdiff.checkpoint.check_model_config`).
+        require_labels: refuse calls without class labels (default: when the network has no null label).
+        path: where ``conf`` came from, for error messages.
+    """
     num, null = conf.get("num_classes"), conf.get("null_label")
     common = dict(
         sample_shape=conf["sample_shape"],
@@ -105,8 +126,9 @@ def load(
         preset=conf.get("preset"),
         num_classes=num,
         null_label=null,
-        require_labels=opts.get("require_labels", null is None and num is not None),
+        require_labels=(null is None and num is not None) if require_labels is None else require_labels,
     )
+    model: Denoiser
     if conf["kind"] == "edm":
         model = EDMDenoiser(
             net,
@@ -123,17 +145,48 @@ def load(
     else:
         raise SteerdiffError(f"{path}: unknown model kind {conf['kind']!r}")
     model.config = conf
-    model.name = str(name_or_path)
-    model = model.to(device)
-    check(
-        set_guidance == 0 or "set" in opts,
-        f"set_guidance is for the ColorMNIST set models ({', '.join(SET_ORDER[:-1])}), not {name_or_path}",
-    )
-    if "set" in opts:
-        return _set_model(model, opts["set"], set_guidance)
-    if "digits" in opts:
-        return _subdigit_model(model, opts["digits"], device)
     return model
+
+
+def load_composition(
+    bases: Sequence[str | os.PathLike],
+    y: Sequence[int] = (1, 2),
+    *,
+    classifier: str | os.PathLike | None = None,
+    guidance_scale: float | None = None,
+    set_guidance: float | None = None,
+    device: str | torch.device = "cpu",
+) -> Composition:
+    """The compositional sculpting of models named ``bases`` (:func:`steerdiff.compose.compose`), what
+    ``steerdiff compose`` samples: the bases are loaded with :func:`load`, the joint classifier from
+    ``classifier`` or the shipped one for these bases, and the settings the classifier records.
+
+    Args:
+        bases: ``m >= 2`` shipped model names or checkpoint directories, in the classifier's label order.
+        y: the observed labels, one per label axis of the classifier, each in ``1..m``.
+        classifier: a joint classifier directory (``steerdiff train-classifier --kind joint``); ``None``:
+            the shipped one for ``bases``.
+        guidance_scale: multiplies the classifier term (1: the exact composition); ``None``: the value
+            the classifier records for ``y``
+            (:meth:`~steerdiff.compose.joint.JointClassifier.recorded_guidance`), else 1.
+        set_guidance: ColorMNIST set bases: classifier-free guidance of each set against the all-digit
+            set (see :func:`load`), ``>= 0``; ``None``: the value the classifier records, else 0.
+        device: where the bases and the classifier are put.
+
+    Returns:
+        The composition denoiser; ``.scale`` and ``.set_guidance`` hold the values used.
+    """
+    from .compose.joint import load_joint_classifier, shipped_joint_classifier
+    from .compose.sculpt import compose
+
+    clf = load_joint_classifier(classifier) if classifier else shipped_joint_classifier(bases)
+    scale, w = clf.recorded_guidance(y)
+    scale = scale if guidance_scale is None else guidance_scale
+    w = w if set_guidance is None else set_guidance
+    check(w >= 0, f"set_guidance must be >= 0, got {w}")
+    comp = compose([load(b, device=device, set_guidance=w) for b in bases], clf.to(device), tuple(y), scale)
+    comp.set_guidance = w
+    return comp
 
 
 def _set_model(model: Denoiser, set_name: str, guidance: float = 0.0) -> Denoiser:
@@ -198,5 +251,4 @@ def export(
     conf, ucfg, state = ckpt.read_checkpoint(src)
     if preset is not None:
         conf["preset"] = preset
-    ucfg = {k: v for k, v in ucfg.items() if not k.startswith("_")}
     return ckpt.save_checkpoint(dst, conf, ucfg, state, dtype=torch.float16 if fp16 else None)

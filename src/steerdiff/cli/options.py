@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 
 from ..core.errors import SteerdiffError, check
+from ..edit.workflow import EDIT_MODEL
+from ..edit.workflow import TRAINABLE_ATTRIBUTES as ATTRIBUTES
 
 DESCRIPTION = """\
 steerdiff: steer the sampling of diffusion models at inference time.
@@ -562,12 +564,6 @@ Examples:
     )
     _add_sampling_args(p, n_default=16, model=False)
     _add_common(p, "output file: .png grid, .npy/.pt raw tensor in [-1, 1], .npz arrays")
-
-
-EDIT_MODEL = "colormnist"
-
-
-ATTRIBUTES = ("thick",)  # what an h-space edit of this model can do (green cannot: see _refuse_green)
 
 
 def _train_edit_parser(sub) -> None:

@@ -8,7 +8,6 @@ from ..core.errors import check
 def cmd_train(a) -> int:
     from ..train.training import TrainConfig, command_line, train
 
-    a.dataset = {"circle_jumping": "circle"}.get(a.dataset, a.dataset)  # the PG seed's name of the circle dataset
     cfg = TrainConfig(
         dataset=a.dataset,
         objective=a.objective,
@@ -34,57 +33,31 @@ def cmd_train(a) -> int:
 
 
 def cmd_train_classifier(a) -> int:
-    from ..checkpoint import check_output_dir
-    from ..core.errors import check
+    # the kind routes: digit classifiers are train.classifier's, joint ones (for compose) compose.joint's
+    from ..compose.joint import JOINT_KINDS, train_joint_classifier
     from ..train.classifier import train_classifier
     from ..train.training import command_line
 
     check(a.arch == "cnn" or a.kind == "label", f"--arch {a.arch} is for --kind label")
-    check_output_dir(a.out, ("classifier",), force=a.force)
-    if a.kind in ("joint", "joint3"):
-        from ..compose.joint import train_joint_classifier
-
-        check(a.bases is not None, f"--kind {a.kind} needs --bases DATASET1 DATASET2 ...")
-        opts = {k: v for k, v in (("batch_size", a.batch_size), ("lr", a.lr)) if v is not None}
-        conf = train_joint_classifier(
-            a.out,
-            a.bases,
-            num_labels=2 if a.kind == "joint" else 3,
-            epochs=a.epochs,
-            seed=a.seed,
-            progress=not a.quiet,
-            command=command_line(),
-            **opts,
-        )
+    joint = a.kind in JOINT_KINDS
+    check(not joint or a.bases is not None, f"--kind {a.kind} needs --bases DATASET1 DATASET2 ...")
+    check(joint or a.bases is None, f"--bases is for --kind joint/joint3, not {a.kind}")
+    opts = {k: v for k, v in (("batch_size", a.batch_size), ("lr", a.lr)) if v is not None}
+    opts.update(epochs=a.epochs, seed=a.seed, progress=not a.quiet, command=command_line(), force=a.force)
+    if joint:
+        conf = train_joint_classifier(a.out, a.bases, num_labels=JOINT_KINDS[a.kind], **opts)
         print(f"held-out accuracy of y1 by sigma {conf['heldout_accuracy_y1']}; classifier in {a.out}")
-        return 0
-    check(a.bases is None, f"--bases is for --kind joint/joint3, not {a.kind}")
-    a.batch_size, a.lr = a.batch_size or 64, a.lr or 1e-3
-    conf = train_classifier(
-        a.out,
-        kind=a.kind,
-        dataset=a.dataset,
-        epochs=a.epochs,
-        batch_size=a.batch_size,
-        lr=a.lr,
-        seed=a.seed,
-        progress=not a.quiet,
-        command=command_line(),
-        arch=a.arch,
-    )
-    print(f"held-out accuracy {conf['heldout_accuracy']:.4f}; classifier in {a.out}")
+    else:
+        conf = train_classifier(a.out, kind=a.kind, dataset=a.dataset, arch=a.arch, **opts)
+        print(f"held-out accuracy {conf['heldout_accuracy']:.4f}; classifier in {a.out}")
     return 0
 
 
 def cmd_export(a) -> int:
-    from ..checkpoint import read_json
+    from ..checkpoint import read_preset
     from ..models import export
 
-    preset = read_json(a.preset) if a.preset else None
-    check(
-        preset is None or isinstance(preset, dict),
-        f"--preset {a.preset}: the file must hold a JSON object (sampler, steps, particles)",
-    )
+    preset = read_preset(a.preset) if a.preset else None
     export(a.src, a.out, fp16=not a.fp32, preset=preset, force=a.force)
     print(f"exported {a.src} to {a.out}")
     return 0

@@ -16,19 +16,26 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from .. import checkpoint as ckpt
 from ..core.errors import SteerdiffError, check
 from ..core.seeding import stream_seed
 from ..data import SHORT_NAMES, load_dataset
 from ..hub import JOINT_CLASSIFIERS as SHIPPED
-from ..train.classifier import NoisyDigitCNN, load_weights, random_shift
+from ..train.classifier import (
+    NoisyDigitCNN,
+    add_noise,
+    fit_classifier,
+    load_weights,
+    random_shift,
+    training_sigmas,
+)
 
 JOINT_KINDS = {"joint": 2, "joint3": 3}
 
@@ -73,6 +80,14 @@ class JointClassifier(nn.Module):
         lj = self(x, sigma)
         return lj.flatten(2).logsumexp(-1) if lj.ndim > 2 else lj
 
+    def recorded_guidance(self, y: Sequence[int]) -> tuple[float, float]:
+        """``(guidance_scale, set_guidance)`` recorded in this classifier's ``config.json`` for the
+        composition with labels ``y`` (``default_guidance_scale`` by labels, ``default_set_guidance``),
+        else ``(1, 0)``: the exact composition of the plain base models."""
+        config = getattr(self, "config", {})
+        scale = config.get("default_guidance_scale", {}).get(",".join(map(str, y)), 1.0)
+        return scale, config.get("default_set_guidance", 0.0)
+
 
 def _outer(p: torch.Tensor, k: int) -> torch.Tensor:
     """``prod_j p[y_j]`` over ``k`` label axes: ``(B, m)`` -> ``(B, m, ..., m)``."""
@@ -95,12 +110,33 @@ def train_joint_classifier(
     width: int = 24,
     progress: bool = True,
     command: str | None = None,
+    force: bool = False,
 ) -> dict:
-    """Train a joint classifier over the datasets ``bases`` (names as for ``steerdiff train``) on
-    forward-noised samples with bootstrapped labels; write it to ``out``; return its config.
+    """Train a joint classifier over the datasets ``bases`` on forward-noised samples with
+    bootstrapped labels; write it to directory ``out`` (what :func:`load_joint_classifier` reads);
+    return its config, with the held-out accuracy of ``y_1`` by noise level.
 
     For ``warmup_epochs`` only the ``y_1`` marginal is trained (the bootstrap targets need a classifier
-    that already knows ``p(y | x0)``); then the full joint loss."""
+    that already knows ``p(y | x0)``); then the full joint loss. The same arguments give the same bytes.
+
+    Args:
+        out: the classifier directory to write; it must be missing, empty or a classifier (anything
+            else only with ``force``).
+        bases: ``m >= 2`` dataset names (as for ``steerdiff train``; ``M1``.. short for ``colormnist-m1``..)
+            of one image shape, in label order: label ``i`` is ``bases[i - 1]``.
+        num_labels: ``k``, the number of independent draws the joint models (2: ``--kind joint``, 3:
+            ``--kind joint3``).
+        epochs: passes of ``max_i len(bases[i]) // (batch_size // m)`` steps.
+        batch_size: images per step, an equal share from each base.
+        lr: the peak learning rate of the one-cycle schedule.
+        warmup_epochs: epochs that train the ``y_1`` marginal only.
+        seed: random seed of initialisation, batches, noise and dropout.
+        width: channels of the first convolution.
+        progress: show a progress bar.
+        command: the command line to record in ``config.json``.
+        force: replace whatever ``out`` holds.
+    """
+    ckpt.check_output_dir(out, ("classifier",), force=force)
     check(len(bases) >= 2, f"a joint classifier needs at least 2 base datasets, got {len(bases)}")
     names = [SHORT_NAMES.get(b, b) for b in bases]
     train = [load_dataset(n, "train") for n in names]
@@ -111,39 +147,43 @@ def train_joint_classifier(
     m, k = len(names), num_labels
     torch.manual_seed(stream_seed("joint-init", seed))
     model = JointClassifier(c, m, k, width, image_size=h)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
     per = max(1, batch_size // m)
     steps_per_epoch = max(len(d) for d in train) // per
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch)
-    bar = tqdm(range(epochs), disable=not progress, desc=f"train-classifier joint{k}/{'+'.join(bases)}", unit="epoch")
-    for epoch in bar:
-        model.train()
-        gen = torch.Generator().manual_seed(stream_seed("joint-epoch", seed, epoch))
-        torch.manual_seed(stream_seed("joint-dropout", seed, epoch))
+    y1 = torch.arange(m).repeat_interleave(per)
+
+    def batches(epoch: int, gen: torch.Generator):
         for _ in range(steps_per_epoch):
             # an equal number from each base: the mixture p_mix = (1/m) sum_i p_i
             x0 = torch.cat([d.images[torch.randint(0, len(d), (per,), generator=gen)] for d in train])
-            y1 = torch.arange(m).repeat_interleave(per)
             x0 = random_shift(x0, 1, gen)
-            sigma = (-1.2 + 1.2 * torch.randn(len(x0), generator=gen)).exp()
-            sigma = torch.where(torch.rand(len(x0), generator=gen) < 0.1, torch.full_like(sigma, 0.002), sigma)
-            x = x0 + sigma.view(-1, 1, 1, 1) * torch.randn(x0.shape, generator=gen)
-            lj = model(x, sigma)
-            if epoch < warmup_epochs or k == 1:
-                loss = F.nll_loss(lj.flatten(2).logsumexp(-1) if k > 1 else lj, y1)
-            else:
-                with torch.no_grad():
-                    model.eval()
-                    q = model.log_marginal(x0, 0.002).exp()  # p(y | x0): (B, m)
-                    model.train()
-                    target = _outer(q, k - 1)  # soft y_2..y_k
-                rows = lj[torch.arange(len(x)), y1]  # log q(y_1 = i, y_2.. | x)
-                loss = -(target * rows).flatten(1).sum(1).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-        bar.set_postfix(loss=f"{loss.item():.3f}")
+            sigma = training_sigmas(len(x0), gen, clean=0.002)
+            yield x0, add_noise(x0, sigma, gen), sigma
+
+    def loss(batch: tuple, epoch: int) -> torch.Tensor:
+        x0, x, sigma = batch
+        lj = model(x, sigma)
+        if epoch < warmup_epochs or k == 1:
+            return F.nll_loss(lj.flatten(2).logsumexp(-1) if k > 1 else lj, y1)
+        with torch.no_grad():
+            model.eval()
+            q = model.log_marginal(x0, 0.002).exp()  # p(y | x0): (B, m)
+            model.train()
+            target = _outer(q, k - 1)  # soft y_2..y_k
+        rows = lj[torch.arange(len(x)), y1]  # log q(y_1 = i, y_2.. | x)
+        return -(target * rows).flatten(1).sum(1).mean()
+
+    fit_classifier(
+        model,
+        batches,
+        loss=loss,
+        epochs=epochs,
+        lr=lr,
+        seed=seed,
+        stream="joint",
+        steps_per_epoch=steps_per_epoch,
+        progress=progress,
+        desc=f"train-classifier joint{k}/{'+'.join(bases)}",
+    )
     model.eval()
     acc = _marginal_accuracy(model, held, seed)
     config = {

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from ..core.denoisers import Denoiser, DenoiserLike, append_dims
+from ..core.denoisers import Denoiser, DenoiserLike, DenoiserWrapper, append_dims, as_sigma
 from ..core.errors import check
 from ..core.toy import GaussianMixtureDenoiser
 
@@ -131,7 +131,31 @@ def compose(
     y: Sequence[int] = (1, 2),
     guidance_scale: float = 1.0,
 ) -> Composition:
-    """The composition ``p~(x | y) ∝ p_mix(x) prod_j p(y_j | x)`` of ``bases`` as a denoiser."""
+    """The composition ``p~(x | y) ∝ p_mix(x) prod_j p(y_j | x)`` of ``bases`` as a denoiser
+    (compositional sculpting, Garipov et al. 2023; see the module docstring).
+
+    At noise level ``sigma`` the composed denoiser is the mixture's, ``sum_i p_sigma(i | x) D_i(x, sigma)``,
+    plus ``sigma^2 * guidance_scale * grad_x log p_sigma(y_1..y_k | x)``: the score of the composition.
+    With two bases, ``y=(1, 2)`` is the harmonic mean ``p_1 p_2 / (p_1 + p_2)`` (what both share) and
+    ``y=(1, 1)`` / ``(2, 2)`` the contrasts (what only base 1 / only base 2 has). To build one from
+    shipped names as ``steerdiff compose`` does, use :func:`steerdiff.models.load_composition`.
+
+    Args:
+        bases: ``m >= 2`` denoisers ``D_i(x, sigma, **cond) -> x0_hat`` of one ``sample_shape``
+            ``(C, H, W)``; the composition's sigma range is the intersection of theirs (VE scale).
+        classifier: ``classifier(x, sigma) -> log p_sigma(y_1..y_k | x)`` of shape ``(B, m, ..., m)``
+            (``k`` label axes; ``x`` ``(B, C, H, W)`` noisy at VE scale, ``sigma`` a float or ``(B,)``),
+            carrying ``num_bases`` (``m``) and ``num_labels`` (``k``): a
+            :class:`~steerdiff.compose.joint.JointClassifier`, or the exact
+            :class:`ExactLabelPosterior` for Gaussian-mixture bases.
+        y: the ``k`` observed labels, each an integer in ``1..m`` (label ``i`` is ``bases[i - 1]``).
+        guidance_scale: multiplies the classifier term (dimensionless): 1 is the exact composition,
+            0 the plain mixture, larger values sharpen it.
+
+    Returns:
+        A :class:`Composition`, a denoiser ``D(x, sigma, **cond)`` like its bases (``cond`` goes to
+        every base), so every sampler and guidance term runs on it.
+    """
     return Composition(bases, classifier, y, guidance_scale)
 
 
@@ -174,7 +198,7 @@ class ExactLabelPosterior(torch.nn.Module):
         self.mix = GaussianMixtureDenoiser(b0.means, b0.std, a.mean(0))
 
     def forward(self, x, sigma) -> torch.Tensor:
-        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).expand(x.shape[0])
+        sigma = as_sigma(sigma, x)
         log_r = self.mix.log_responsibilities(x, sigma)  # (B, C)
         log_q = self.q.clamp(min=1e-300).log().to(x.device)  # (m, C)
         # log sum_c r_c prod_j q_c(y_j): one label axis per draw, components summed last
@@ -191,19 +215,13 @@ class ExactLabelPosterior(torch.nn.Module):
         return w / w.sum()
 
 
-class Conjunction(Denoiser):
+class Conjunction(DenoiserWrapper):
     """Composable Diffusion's AND / NOT (Liu et al. 2022) over one conditional denoiser:
     ``D = D(x | uncond) + sum_i w_i (D(x | c_i) - D(x | uncond))``; a negative weight is NOT ``c_i``.
     Scores are linear in ``D`` at a fixed sigma, so this is the paper's score combination."""
 
     def __init__(self, model, conds: Sequence[dict], weights: Sequence[float], uncond: dict | None = None):
-        super().__init__(
-            sigma_min=model.sigma_min,
-            sigma_max=model.sigma_max,
-            sigma_data=model.sigma_data,
-            sample_shape=model.sample_shape,
-            preset=getattr(model, "preset", None),
-        )
+        super().__init__(model)
         check(len(conds) >= 1 and len(conds) == len(weights), "give one weight per condition")
         check(
             all(isinstance(c, dict) for c in conds),

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from . import distributed
-from .denoisers import DenoiserLike
+from .denoisers import DenoiserLike, DenoiserWrapper, slice_cond
 from .errors import check
 from .guidance import Term, guided
 from .sampling import get_sampler, get_sigmas_karras
@@ -25,37 +25,20 @@ def model_device(model: object) -> torch.device:
     return torch.device("cpu")
 
 
-def _slice_cond(cond: dict, n: int, lo: int, hi: int) -> dict:
-    """Per-sample entries of ``cond`` (tensors with a leading dim ``n``) cut to ``[lo, hi)``; others shared."""
-    return {
-        k: (v[lo:hi] if isinstance(v, torch.Tensor) and v.ndim > 0 and v.shape[0] == n else v) for k, v in cond.items()
-    }
-
-
-class Chunked(torch.nn.Module):
+class Chunked(DenoiserWrapper):
     """``denoiser`` evaluated ``size`` samples at a time (same result; bounds activation memory)."""
 
-    sigma_min: float
-    sigma_max: float
-    sigma_data: float
-    sample_shape: tuple[int, ...]
-
     def __init__(self, denoiser: DenoiserLike, size: int):
-        super().__init__()
         check(size >= 1, f"batch_size must be positive, got {size}")
+        super().__init__(denoiser)
         self.denoiser, self.size = denoiser, size
-        for k in ("sigma_min", "sigma_max", "sigma_data", "sample_shape", "preset"):
-            setattr(self, k, getattr(denoiser, k, None))
 
-    def forward(self, x: torch.Tensor, sigma: Any, **cond: Any) -> torch.Tensor:
-        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1).expand(x.shape[0])
-        n = x.shape[0]
+    def denoise(self, x: torch.Tensor, sigma: torch.Tensor, **cond: Any) -> torch.Tensor:
+        n, k = x.shape[0], self.size
         return torch.cat(
             [
-                self.denoiser(
-                    x[lo : lo + self.size], sigma[lo : lo + self.size], **_slice_cond(cond, n, lo, lo + self.size)
-                )
-                for lo in range(0, n, self.size)
+                self.denoiser(x[lo : lo + k], sigma[lo : lo + k], **slice_cond(cond, lo, lo + k, n))
+                for lo in range(0, n, k)
             ]
         )
 
@@ -76,22 +59,40 @@ def sample(
     clip: bool | None = None,
     **sampler_kwargs: Any,
 ) -> torch.Tensor:
-    """Draw ``n`` samples: returns ``(n, *denoiser.sample_shape)`` (images in ``[-1, 1]``).
+    """Draw ``n`` samples from a denoiser, optionally steered by guidance terms.
 
-    ``sampler``/``steps`` default to the model's recorded preset (``denoiser.preset``), else Heun
-    with 18 steps on a Karras schedule over ``[sigma_min, sigma_max]``; ``sigmas`` overrides the
-    schedule. ``guidance`` terms are added to the score (:func:`steerdiff.guided`); they couple the
-    batch, so guided sampling runs all ``n`` particles together. Sample ``i`` draws its initial and
-    sampler noise from its own stream seeded by ``(seed, start_index + i)``: without guidance it does
-    not depend on ``n`` or ``batch_size``, up to the float32 round-off of batched network calls
-    (measured below 1e-4 on ``[-1, 1]`` images; exact for the analytic mixtures).
-    With guidance, ``batch_size`` chunks the network calls while the particle terms still see all
-    ``n`` particles (for sets in the thousands, with ``ParticleGuidance(subset=k)``).
-    ``cond`` is passed to the denoiser (e.g. ``{"class_labels": labels}`` with ``(n,)`` labels).
-    ``clip`` clamps to ``[-1, 1]`` (default: for image-shaped samples). Extra keyword arguments go to
-    the sampler (``s_churn``, ``eta``, ``snr``, ...). Under ``torchrun`` (an initialised process
-    group) each rank draws its share of the ``n`` particles, particle terms couple the global set,
-    and every rank returns all ``n`` samples (:mod:`steerdiff.distributed`).
+    Sample ``i`` draws its initial and sampler noise from its own stream seeded by
+    ``(seed, start_index + i)``: without guidance it does not depend on ``n`` or ``batch_size`` (up to
+    the float32 round-off of batched network calls; exact for the analytic mixtures). Guidance terms
+    couple the batch, so guided sampling runs all ``n`` particles together. Under ``torchrun`` (an
+    initialised process group) each rank draws its share of the particles, particle terms couple the
+    global set, and every rank returns all ``n`` samples (:mod:`steerdiff.distributed`).
+
+    Args:
+        denoiser: ``D(x, sigma, **cond) -> x0_hat`` with ``sigma_min``, ``sigma_max``, ``sample_shape``
+            (a :class:`~steerdiff.core.denoisers.DenoiserLike`, e.g. ``steerdiff.load("mnist")``).
+        n: number of samples (particles), a positive integer.
+        sampler: a name of :data:`steerdiff.core.sampling.SAMPLERS` (default: ``denoiser.preset["sampler"]``,
+            else ``"heun"``).
+        steps: number of noise levels of the Karras schedule over ``[sigma_min, sigma_max]`` (default:
+            ``denoiser.preset["steps"]``, else 18).
+        guidance: guidance terms added to the score (:func:`steerdiff.guided`): ``ParticleGuidance``,
+            ``Repulsion``, any callable ``g(x, sigma, **cond)`` returning a tensor like ``x``.
+        seed: the random seed (an integer; ``None`` draws one).
+        cond: condition keywords passed to the denoiser, e.g. ``{"class_labels": (n,) int tensor}`` or
+            ``{"frames": (1, K, H, W) array in [-1, 1]}``; tensors with leading dim ``n`` are per sample.
+        progress: show a progress bar.
+        sigmas: the noise levels to visit, a non-increasing 1-D tensor ending in 0 (VE scale, the
+            units of ``x``); replaces ``steps``.
+        batch_size: samples per network call (default: all ``n``). With guidance it only chunks the
+            network calls; the particle terms still see all ``n`` particles.
+        start_index: index of the first sample's noise stream (draw a large set in parts).
+        clip: clamp the result to ``[-1, 1]`` (default: for image-shaped samples, ``(C, H, W)``).
+        **sampler_kwargs: the sampler's own options (``s_churn``, ``eta``, ``snr``, ``plan``, ...);
+            the preset's values are the defaults.
+
+    Returns:
+        ``(n, *denoiser.sample_shape)`` samples (images in ``[-1, 1]``), on the denoiser's device.
     """
     check(
         callable(denoiser) and all(hasattr(denoiser, k) for k in ("sigma_min", "sigma_max", "sample_shape")),
@@ -180,7 +181,7 @@ def sample(
                 model,
                 x,
                 sigmas,
-                extra_args=_slice_cond(cond, n, lo, hi),
+                extra_args=slice_cond(cond, lo, hi, n),
                 disable=not progress or distributed.world()[0] != 0,
                 **kwargs,
             )

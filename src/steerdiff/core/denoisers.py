@@ -43,10 +43,11 @@ class DenoiserLike(Protocol):
 
 
 def as_sigma(sigma, x: torch.Tensor) -> torch.Tensor:
-    """``sigma`` (float, 0-d or ``(B,)``) as a ``(B,)`` tensor on ``x``'s device and dtype."""
+    """``sigma`` (a float, a one-value tensor or a ``(B,)`` tensor) as a ``(B,)`` tensor on ``x``'s device
+    and dtype, ``B = x.shape[0]``: the one conversion of a noise level to a batch of them."""
     sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
-    if sigma.ndim == 0:
-        sigma = sigma.expand(x.shape[0])
+    if sigma.numel() == 1:
+        sigma = sigma.reshape(1).expand(x.shape[0])
     check(
         sigma.shape == (x.shape[0],),
         f"sigma has shape {tuple(sigma.shape)} but x has batch {x.shape[0]}: pass a float or a ({x.shape[0]},) tensor",
@@ -57,6 +58,22 @@ def as_sigma(sigma, x: torch.Tensor) -> torch.Tensor:
 def append_dims(v: torch.Tensor, ndim: int) -> torch.Tensor:
     """``(B,)`` -> ``(B, 1, ..., 1)`` with ``ndim`` dims in all, for broadcasting against ``x``."""
     return v.reshape(v.shape + (1,) * (ndim - v.ndim))
+
+
+def slice_cond(cond: dict, lo: int, hi: int, n: int | None = None) -> dict:
+    """The condition keywords of samples ``lo..hi-1``: tensor entries cut to rows ``[lo, hi)``.
+
+    Args:
+        cond: condition keywords (e.g. ``{"class_labels": (n,) tensor, "frames": (1, K, H, W)}``).
+        lo, hi: the row range (sample indices).
+        n: the batch size. Given, only tensors whose leading dim is ``n`` are per-sample (cut); the
+            others are shared by all samples and passed whole. ``None``: every tensor with a leading
+            dim is cut.
+    """
+    return {
+        k: (v[lo:hi] if isinstance(v, torch.Tensor) and v.ndim > 0 and (n is None or v.shape[0] == n) else v)
+        for k, v in cond.items()
+    }
 
 
 def _output(y):
@@ -214,18 +231,35 @@ class EDMDenoiser(Denoiser):
         return c_skip * x + c_out * f.to(x.dtype)
 
 
-class Conditioned(Denoiser):
+class DenoiserWrapper(Denoiser):
+    """Base of the denoisers built on one other denoiser ``inner`` (guidance, classifier-free guidance,
+    a fixed condition, chunked calls, ...): it carries ``inner``'s ``sigma_min``, ``sigma_max``,
+    ``sigma_data``, ``sample_shape`` and ``preset``, so the wrapper samples like the model it wraps.
+
+    Args:
+        inner: the wrapped denoiser (:class:`DenoiserLike`); a subclass keeps it under its own name.
+        also: further attributes copied from ``inner`` where it has them (e.g. ``("config", "name")``).
+    """
+
+    def __init__(self, inner: DenoiserLike, *, also: Sequence[str] = ()):
+        super().__init__(
+            sigma_min=inner.sigma_min,
+            sigma_max=inner.sigma_max,
+            sigma_data=inner.sigma_data,
+            sample_shape=inner.sample_shape,
+            preset=getattr(inner, "preset", None),
+        )
+        for k in also:
+            if hasattr(inner, k):
+                setattr(self, k, getattr(inner, k))
+
+
+class Conditioned(DenoiserWrapper):
     """A conditional denoiser with its condition fixed: ``D(x, s) = model(x, s, **cond)`` (a call's own
     keyword arguments override). One set-conditional network thereby serves as one denoiser per set."""
 
     def __init__(self, model, **cond):
-        super().__init__(
-            sigma_min=model.sigma_min,
-            sigma_max=model.sigma_max,
-            sigma_data=model.sigma_data,
-            sample_shape=model.sample_shape,
-            preset=getattr(model, "preset", None),
-        )
+        super().__init__(model)
         self.model, self.cond = model, cond
 
     def denoise(self, x, sigma, **cond):

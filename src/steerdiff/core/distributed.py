@@ -5,7 +5,8 @@ Under ``torchrun --nproc_per_node=K`` each rank owns a contiguous slice of the `
 stream of ``(seed, i)`` whichever rank owns it), and particle terms see the features of the global
 set: features are all-gathered, each rank differentiates the kernel terms of its own particles, and
 bandwidths are computed over the global set, so the result equals the one-process run up to float
-round-off. Gloo serves CPU, NCCL GPUs.
+round-off. Gloo serves CPU, NCCL GPUs. In one process :func:`all_gather`, :func:`offset` and
+:func:`all_reduce_sum` are identities, so a particle term has one code path for both cases.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ def world() -> tuple[int, int]:
 
 
 def active() -> bool:
+    """Whether the particle set spans more than one process."""
     return world()[1] > 1
 
 
@@ -79,6 +81,7 @@ def offset(n_local: int) -> int:
 
 
 def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """The element-wise sum of every rank's ``t`` (same shape on every rank); ``t`` itself in one process."""
     if active():
         t = t.clone()
         dist.all_reduce(t)

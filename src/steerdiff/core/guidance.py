@@ -9,23 +9,22 @@ A term ``g_k`` is the gradient, with respect to ``x``, of a log-potential: a sco
 batch, so terms may couple the samples (the batch is the particle set). Gradients are enabled
 inside, so the wrapper works under ``@torch.no_grad`` samplers (steerdiff's and k-diffusion's).
 
-A term is either a plain callable ``g(x, sigma, **cond) -> tensor like x`` (always on, weight 1)
-or an object with ``weight_at(sigma) -> float`` and ``guide(ctx) -> tensor like x`` (the particle
-terms), which may set ``needs_x0 = True`` to receive the denoised estimate with its graph to ``x``,
-and ``swaps_base = True`` with ``base_cond(x, sigma, cond) -> cond'`` when its full-weight estimate
-is the base denoiser under another condition (then that one call replaces the base call).
+A term is a :class:`GuidanceTerm` (the protocol: ``bind``, ``weight_at``, ``guide`` and the flags
+``needs_x0``, ``needs_base``, ``swaps_base`` with ``base_cond``; see the class) or a plain callable
+``g(x, sigma, **cond) -> tensor like x`` (always on, weight 1; :class:`FunctionTerm` wraps it).
 """
 
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 
-from .denoisers import Denoiser, DenoiserLike, append_dims
+from .denoisers import DenoiserLike, DenoiserWrapper, append_dims, as_sigma
 from .errors import SteerdiffError, check
 
 SCHEDULES = ("constant", "sigma", "cosine")
@@ -55,8 +54,18 @@ def schedule_weight(schedule, sigma: float, window: tuple[float, float]) -> floa
 
 @dataclass
 class GuideContext:
-    """What a guidance term sees: ``x`` (a leaf that requires grad when a term needs x0), ``sigma``
-    ``(B,)``, the base ``denoised`` estimate (with its graph to ``x`` when ``needs_x0``), ``cond``."""
+    """What a guidance term sees at one denoiser call.
+
+    Args:
+        x: the noisy batch ``(N, *sample_shape)`` (images: ``(N, C, H, W)``) in data units; a leaf that
+            requires grad when an active term ``needs_x0``.
+        sigma: the EDM noise level of each sample ``(N,)`` (the standard deviation of the noise added
+            to the data, in data units).
+        denoised: the base estimate ``D(x, sigma, **cond)`` ``(N, *sample_shape)``, with its graph to
+            ``x`` when a term ``needs_x0``; ``None`` when no active term ``needs_base``.
+        cond: the condition keywords of the call (e.g. ``class_labels``).
+        base: the base denoiser, for terms that call it under another condition.
+    """
 
     x: torch.Tensor
     sigma: torch.Tensor
@@ -71,42 +80,155 @@ class GuideContext:
         return (self.denoised.detach() - self.x.detach()) / append_dims(self.sigma, self.x.ndim) ** 2
 
 
-class GuidanceTerm(Protocol):
-    """The guidance-term protocol (object form; see the module docstring for the optional flags
-    ``needs_x0``, ``needs_base``, ``swaps_base`` and the ``bind(denoiser)`` hook)."""
+class GuidanceTerm(ABC):
+    """Base class of guidance terms: a score ``g(x, sigma)`` added to the base denoiser's score
+    (see the module docstring). Subclasses implement :meth:`guide`; every other hook has a default.
+
+    The life of a term: ``guided(denoiser, term)`` calls :meth:`bind` once (the term's one step of
+    resolving everything that depends on the model); then, at every denoiser call, :class:`Guided`
+    asks each bound term for :meth:`weight_at` the call's largest noise level, skips terms of weight
+    0, runs the base denoiser if an active term (or the caller) needs it, and adds
+    ``sigma^2 * weight * guide(ctx)`` to the estimate.
+
+    Flags (class attributes, or set on the bound copy by :meth:`bind`):
+
+    - ``needs_x0``: :meth:`guide` differentiates through the base estimate: ``ctx.x`` is a leaf that
+      requires grad and ``ctx.denoised`` keeps its graph to it (implies ``needs_base``).
+    - ``needs_base``: :meth:`guide` reads ``ctx.denoised`` (or ``ctx.score``); otherwise the base
+      denoiser may be skipped (``Guided.split(..., need_base=False)``) and ``ctx.denoised`` may be ``None``.
+    - ``swaps_base``: at weight exactly 1 the guided estimate is the base denoiser under another
+      condition, :meth:`base_cond`; that one call then replaces the base call and :meth:`guide` is
+      not called (one network call instead of two).
+    """
+
+    needs_x0: bool = False
+    needs_base: bool = False
+    swaps_base: bool = False
+
+    def bind(self, denoiser: DenoiserLike) -> GuidanceTerm:
+        """The term ready for ``denoiser``: the one step where its unset arguments are resolved (from
+        the model's recorded ``preset``, then the library defaults), its window defaults to the model's
+        sigma range, its arguments are checked and its embeddings built. Returns a bound copy (possibly
+        of another :class:`GuidanceTerm` class); the term itself is left unchanged, so one term may be
+        bound to several models. Default: the term itself, unchanged.
+
+        Args:
+            denoiser: the base denoiser (it carries ``sigma_min``, ``sigma_max``, ``sigma_data``,
+                ``sample_shape`` and optionally ``preset``, ``num_classes``).
+        """
+        return self
 
     def weight_at(self, sigma: float) -> float:
-        """``w(sigma)``: 0 outside the term's sigma window."""
-        ...
+        """``w(sigma)``, the term's weight at noise level ``sigma`` (a float, the EDM noise level):
+        its strength times its schedule, 0 outside its sigma window (see :func:`schedule_weight`).
+        Default: 1 (always on)."""
+        return 1.0
+
+    @abstractmethod
+    def guide(self, ctx: GuideContext) -> torch.Tensor:
+        """``g(x, sigma)``: a score (the gradient of a log-potential with respect to ``ctx.x``, in
+        units of 1 / x), shaped like ``ctx.x`` ``(N, *sample_shape)``, before the weight ``w(sigma)``.
+        Guided detaches it.
+
+        Args:
+            ctx: the batch, its noise levels, the base estimate and the condition (:class:`GuideContext`).
+        """
+
+    def base_cond(self, x: torch.Tensor, sigma: torch.Tensor, cond: dict) -> dict:
+        """The condition under which the base denoiser *is* the guided estimate at weight 1 (for
+        ``swaps_base`` terms; the others never get this call).
+
+        Args:
+            x: the noisy batch ``(N, *sample_shape)``, detached.
+            sigma: the noise levels ``(N,)``.
+            cond: the call's condition keywords; return a new dict, leave this one unchanged.
+        """
+        raise SteerdiffError(f"{type(self).__name__} sets swaps_base = True but defines no base_cond(x, sigma, cond)")
+
+
+class FunctionTerm(GuidanceTerm):
+    """A plain callable ``fn(x, sigma, **cond) -> tensor like x`` as a term (weight 1, always on):
+    ``x`` ``(N, *sample_shape)`` detached, ``sigma`` ``(N,)``, the call's condition keywords."""
+
+    def __init__(self, fn: Callable[..., torch.Tensor]):
+        self.fn = fn
 
     def guide(self, ctx: GuideContext) -> torch.Tensor:
-        """``g(x, sigma)``, a score (gradient of a log-potential) shaped like ``ctx.x``."""
-        ...
+        return self.fn(ctx.x.detach(), ctx.sigma, **ctx.cond)
+
+    def __repr__(self) -> str:
+        return f"FunctionTerm({self.fn!r})"
+
+
+class _DuckTerm(GuidanceTerm):
+    """An object written against the duck-typed protocol of earlier versions (``guide`` and any of the
+    optional hooks, without subclassing :class:`GuidanceTerm`): its hooks, where it has them, else the
+    base class's defaults. New terms subclass :class:`GuidanceTerm`."""
+
+    def __init__(self, obj: Any):
+        self.obj = obj
+
+    def bind(self, denoiser: DenoiserLike) -> GuidanceTerm:
+        return _DuckTerm(self.obj.bind(denoiser)) if hasattr(self.obj, "bind") else self
+
+    def weight_at(self, sigma: float) -> float:
+        return self.obj.weight_at(sigma) if hasattr(self.obj, "weight_at") else 1.0
+
+    def guide(self, ctx: GuideContext) -> torch.Tensor:
+        return self.obj.guide(ctx)
+
+    def base_cond(self, x: torch.Tensor, sigma: torch.Tensor, cond: dict) -> dict:
+        return self.obj.base_cond(x, sigma, cond)
+
+    @property
+    def needs_x0(self) -> bool:  # type: ignore[override]
+        return bool(getattr(self.obj, "needs_x0", False))
+
+    @property
+    def needs_base(self) -> bool:  # type: ignore[override]
+        return bool(getattr(self.obj, "needs_base", False))
+
+    @property
+    def swaps_base(self) -> bool:  # type: ignore[override]
+        return bool(getattr(self.obj, "swaps_base", False))
 
 
 # A term is a GuidanceTerm or a plain callable ``g(x, sigma, **cond) -> tensor like x`` (weight 1).
 Term = GuidanceTerm | Callable[..., torch.Tensor]
 
 
-class Guided(Denoiser):
-    """A denoiser plus guidance terms (see module docstring)."""
+def as_term(term: Any) -> GuidanceTerm:
+    """``term`` as a :class:`GuidanceTerm`: itself, a plain callable wrapped in :class:`FunctionTerm`,
+    or an object of the earlier duck-typed protocol (one with ``guide``) wrapped as such."""
+    if isinstance(term, GuidanceTerm):
+        return term
+    if hasattr(term, "guide"):
+        return _DuckTerm(term)
+    check(callable(term), f"a guidance term must be callable g(x, sigma, **cond), got {type(term).__name__}")
+    return FunctionTerm(term)
+
+
+def bind_term(term: Any, denoiser: DenoiserLike) -> GuidanceTerm:
+    """``as_term(term).bind(denoiser)``, checked: the bound term is a :class:`GuidanceTerm`, and a
+    ``swaps_base`` term defines :meth:`GuidanceTerm.base_cond`."""
+    bound = as_term(term).bind(denoiser)
+    check(
+        isinstance(bound, GuidanceTerm),
+        f"{type(term).__name__}.bind(denoiser) returned a {type(bound).__name__}: return a GuidanceTerm",
+    )
+    check(
+        not bound.swaps_base or isinstance(bound, _DuckTerm) or type(bound).base_cond is not GuidanceTerm.base_cond,
+        f"{type(bound).__name__} sets swaps_base = True but defines no base_cond(x, sigma, cond)",
+    )
+    return bound
+
+
+class Guided(DenoiserWrapper):
+    """A denoiser plus guidance terms (see module docstring); ``terms`` holds them bound to ``base``."""
 
     def __init__(self, base: DenoiserLike, terms: tuple[Term, ...] | list[Term]):
-        super().__init__(
-            sigma_min=base.sigma_min,
-            sigma_max=base.sigma_max,
-            sigma_data=base.sigma_data,
-            sample_shape=base.sample_shape,
-            preset=getattr(base, "preset", None),
-        )
-        bound = []
-        for t in terms:
-            check(
-                callable(t) or hasattr(t, "guide"),
-                f"a guidance term must be callable g(x, sigma, **cond), got {type(t).__name__}",
-            )
-            bound.append(t.bind(base) if hasattr(t, "bind") else t)
-        self.base, self.terms = base, bound
+        super().__init__(base)
+        self.base, self.terms = base, [bind_term(t, base) for t in terms]
 
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor, **cond: Any) -> torch.Tensor:
         d, delta = self.split(x, sigma, **cond)
@@ -119,17 +241,16 @@ class Guided(Denoiser):
         """``(D(x), sigma^2 * sum_k w_k g_k)``: the base estimate and the guidance's shift of it
         (``None`` when no term is active at this sigma). With ``need_base=False`` the base denoiser
         runs only if an active term uses it (``needs_base``), and ``D(x)`` may come back ``None``."""
-        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1).expand(x.shape[0])
+        sigma = as_sigma(sigma, x)
         s = float(sigma.max())
-        active = [(t, t.weight_at(s) if hasattr(t, "weight_at") else 1.0) for t in self.terms]
-        active = [(t, w) for t, w in active if w != 0]
+        active = [(t, w) for t in self.terms if (w := t.weight_at(s)) != 0]
         if not active:
             return (self.base(x, sigma, **cond) if need_base else None), None
-        needs_x0 = any(getattr(t, "needs_x0", False) for t, _ in active)
-        run_base = need_base or any(getattr(t, "needs_base", False) for t, _ in active)
-        # a term whose full-weight estimate is the base under another condition (PG's label kernel:
+        needs_x0 = any(t.needs_x0 for t, _ in active)
+        run_base = need_base or needs_x0 or any(t.needs_base for t, _ in active)
+        # a term whose full-weight estimate is the base under another condition (LabelGuidance:
         # D + (D(x | c) - D) = D(x | c)) supplies that condition: one network call instead of two
-        swap: Any = next((t for t, w in active if w == 1.0 and getattr(t, "swaps_base", False)), None)
+        swap = next((t for t, w in active if w == 1.0 and t.swaps_base), None)
         with torch.enable_grad():
             xg = x.detach().requires_grad_(needs_x0)
             base_cond = cond if swap is None else swap.base_cond(x.detach(), sigma, cond)
@@ -139,7 +260,7 @@ class Guided(Denoiser):
             for t, w in active:
                 if t is swap:
                     continue
-                gk = t.guide(ctx) if hasattr(t, "guide") else t(x.detach(), sigma, **cond)
+                gk = t.guide(ctx)
                 check(
                     gk.shape == x.shape,
                     f"a guidance term returned shape {tuple(gk.shape)} for x of shape {tuple(x.shape)}",
@@ -153,7 +274,13 @@ class Guided(Denoiser):
 
 
 def guided(denoiser: DenoiserLike, *terms: Term) -> Guided:
-    """``denoiser`` with guidance ``terms`` added to its score (see module docstring)."""
+    """``denoiser`` with guidance ``terms`` added to its score (see module docstring).
+
+    Args:
+        denoiser: the base denoiser ``D(x, sigma, **cond)``.
+        *terms: :class:`GuidanceTerm` objects or plain callables ``g(x, sigma, **cond)``; each is bound
+            to ``denoiser`` (:meth:`GuidanceTerm.bind`) here, once.
+    """
     check(
         callable(denoiser) and all(hasattr(denoiser, k) for k in ("sigma_min", "sigma_max", "sample_shape")),
         f"guided() needs a denoiser (e.g. steerdiff.load('mnist')), got {type(denoiser).__name__}",

@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import torch
 from tqdm.auto import trange
 
+from .denoisers import DenoiserLike, append_dims
 from .errors import SteerdiffError, check
-
-if TYPE_CHECKING:
-    from .denoisers import DenoiserLike
 
 SAMPLERS = ("euler", "heun", "euler_ancestral", "ddim", "dpmpp_2m", "pc")
 
@@ -138,12 +136,15 @@ def to_d(x: torch.Tensor, sigma: torch.Tensor, denoised: torch.Tensor) -> torch.
 
 def get_ancestral_step(sigma_from, sigma_to, eta: float = 1.0):
     """Split a step ``sigma_from -> sigma_to`` into a deterministic step to ``sigma_down`` and fresh
-    noise of scale ``sigma_up`` (``sigma_down^2 + sigma_up^2 = sigma_to^2``); ``eta`` scales the noise."""
+    noise of scale ``sigma_up`` (``sigma_down^2 + sigma_up^2 = sigma_to^2``); ``eta`` scales the noise.
+    Tensors give tensors; plain floats give floats (the h-space edit's stochastic steps use it so)."""
     if not eta:
         return sigma_to, 0.0 * sigma_to
-    sigma_up = torch.minimum(
-        torch.as_tensor(sigma_to), eta * (sigma_to**2 * (sigma_from**2 - sigma_to**2) / sigma_from**2) ** 0.5
-    )
+    sigma_up = eta * (sigma_to**2 * (sigma_from**2 - sigma_to**2) / sigma_from**2) ** 0.5
+    if isinstance(sigma_to, torch.Tensor):
+        sigma_up = torch.minimum(sigma_to, sigma_up)
+    else:  # plain floats stay floats (float64 arithmetic)
+        sigma_up = min(sigma_to, sigma_up)
     sigma_down = (sigma_to**2 - sigma_up**2) ** 0.5
     return sigma_down, sigma_up
 
@@ -330,13 +331,12 @@ def langevin_step_size(
     limit of the rule (``||score|| ~ ||z|| / sigma``), per sample and robust: the default.
     """
     check(rule in PC_STEP_SIZES, f"step_size {rule!r}: use one of {', '.join(PC_STEP_SIZES)}")
-    shape = (-1,) + (1,) * (score.ndim - 1)
     if rule == "sigma":
-        return (2 * (snr * sigma) ** 2).expand(score.shape[0]).reshape(shape)
+        return append_dims((2 * (snr * sigma) ** 2).expand(score.shape[0]), score.ndim)
     norm_z, norm_s = z.flatten(1).norm(dim=1), score.flatten(1).norm(dim=1)
     if rule == "batch":
         norm_z, norm_s = norm_z.mean().expand(score.shape[0]), norm_s.mean().expand(score.shape[0])
-    return (2 * (snr * norm_z / norm_s.clamp(min=1e-12)) ** 2).reshape(shape)
+    return append_dims(2 * (snr * norm_z / norm_s.clamp(min=1e-12)) ** 2, score.ndim)
 
 
 PLAN_KINDS = ("langevin", "repulsive", "repulsive_no_noise", "random")
@@ -399,7 +399,7 @@ def sample_pc(
     The Langevin step size follows ``step_size`` (see :func:`langevin_step_size`). The last step
     to sigma 0 returns the denoised mean (no noise), as score SDE's final denoising does.
 
-    ``plan`` (the repulsion seed's steps API) adds corrector steps at chosen noise levels: a list of
+    ``plan`` (the repulsion project's steps API) adds corrector steps at chosen noise levels: a list of
     ``{"kind", "window": (lo, hi), "steps": k, "term": optional guidance term}``; at each level inside
     a window, ``k`` extra steps of ``kind``: ``langevin`` (a Langevin step on the model's score),
     ``repulsive`` (Langevin on the score plus the repulsion term, default :class:`~steerdiff.Repulsion` through ``DEFAULT_CORRECTOR_TERM``),

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .denoisers import Denoiser, append_dims
+from .denoisers import Denoiser, append_dims, as_sigma
 from .errors import check
 
 
@@ -80,10 +80,11 @@ class GaussianMixtureDenoiser(Denoiser):
 
     def log_prob(self, x: torch.Tensor, sigma=0.0) -> torch.Tensor:
         """``log p_sigma(x)``: ``(B,)``, the exact log-density of the noisy marginal."""
-        sigma = torch.as_tensor(sigma, dtype=torch.float64).expand(x.shape[0])
+        x = x.double()
+        sigma = as_sigma(sigma, x)
         var = (self.std**2 + sigma**2)[:, None]
         d = self.means[0].numel()
-        d2 = torch.cdist(x.double().flatten(1), self.means.flatten(1)) ** 2
+        d2 = torch.cdist(x.flatten(1), self.means.flatten(1)) ** 2
         return torch.logsumexp(self.weights.log()[None] - d2 / (2 * var) - d / 2 * torch.log(2 * math.pi * var), dim=1)
 
     def sample_exact(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:

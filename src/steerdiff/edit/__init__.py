@@ -4,7 +4,10 @@ Modules:
 
 - ``hspace``: was ``steerdiff.edit``
 - ``evaluate``: was ``steerdiff.edit_eval``
+- ``workflow``: train, calibrate and save an edit (``steerdiff train-edit``); edit images (``steerdiff edit``)
 """
+
+from .evaluate import evaluate_edit_file
 
 # steerdiff.edit was one module: every name it defined (private ones too) stays importable from here
 from .hspace import (  # noqa: F401
@@ -37,6 +40,7 @@ from .hspace import (  # noqa: F401
     to_green,
     train_edit,
 )
+from .workflow import TRAINABLE_ATTRIBUTES, edit_images, refuse_green, train_calibrated_edit
 
 __all__ = [
     "DELTA_KINDS",
@@ -65,4 +69,9 @@ __all__ = [
     "RECON_SPACE",
     "to_green",
     "attribute_data",
+    "TRAINABLE_ATTRIBUTES",
+    "refuse_green",
+    "train_calibrated_edit",
+    "edit_images",
+    "evaluate_edit_file",
 ]

@@ -26,10 +26,14 @@ Classifiers see the ink map (channel maximum), so ColorMNIST digits are judged l
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..core.errors import check
+from ..core.errors import SteerdiffError, check
 
 ATTRIBUTES = {"thick": 1, "thin": -1}  # the sign of the stroke-width change that counts as success
 JUDGES = ("mnist-evaluator", "mnist-evaluator2")
@@ -154,3 +158,45 @@ def evaluate_edit(
         dom = lambda t: ((t + 1) / 2).flatten(2).sum(-1).argmax(1)  # noqa: E731
         out["colour_kept"] = float((dom(source) == dom(edited)).float().mean())
     return out
+
+
+def evaluate_edit_file(samples: str | os.PathLike, *, classifiers=JUDGES, min_gain: float = 0.05) -> dict:
+    """:func:`evaluate_edit` of the ``source`` / ``edited`` arrays of an ``.npz`` written by ``steerdiff edit``
+    (or :func:`steerdiff.edit.workflow.edit_images` with ``out``), as ``steerdiff evaluate --task edit`` records it.
+
+    A negative recorded ``strength`` ran the edit backwards, so it is judged as the opposite attribute
+    (``thick`` at strength -1 should thin). Labels of your own images (``-1``) are ignored.
+
+    Args:
+        samples: the ``.npz`` file: ``source`` and ``edited`` ``(N, C, 28, 28)`` in ``[-1, 1]``; optional
+            ``labels`` ``(N,)``, ``attribute`` (default ``thick``) and ``strength`` (default 1).
+        classifiers: the judges' shipped names (see :func:`evaluate_edit`).
+        min_gain: the relative stroke-width change that counts as success.
+
+    Returns:
+        The record ``steerdiff evaluate --task edit`` writes: ``schema``, ``config`` (``samples``,
+        ``edit_attribute``, ``strength``) and the metrics of :func:`evaluate_edit`.
+    """
+    check(Path(samples).is_file(), f"--samples {samples} does not exist")
+    try:
+        with np.load(samples, allow_pickle=False) as z:
+            missing = [k for k in ("source", "edited") if k not in z.files]
+            check(
+                not missing,
+                f"--samples {samples} has no {' / '.join(missing)} array: write it with `steerdiff edit --out FILE.npz`",
+            )
+            src, edited = torch.from_numpy(z["source"]), torch.from_numpy(z["edited"])
+            labels = torch.from_numpy(z["labels"]) if "labels" in z.files and z["labels"].size == len(src) else None
+            attribute = str(z["attribute"]) if "attribute" in z.files else "thick"
+            strength = float(z["strength"]) if "strength" in z.files else 1.0
+    except (ValueError, OSError) as e:
+        raise SteerdiffError(f"cannot read {samples}: {e}") from None
+    if labels is not None and bool((labels < 0).any()):
+        labels = None  # --input images have no labels
+    # a negative strength runs the edit backwards: thick at strength -1 should thin
+    judged = {"thick": "thin", "thin": "thick"}.get(attribute, attribute) if strength < 0 else attribute
+    return {
+        "schema": "steerdiff-evaluate-edit/1",
+        "config": {"samples": str(samples), "edit_attribute": attribute, "strength": strength},
+        **evaluate_edit(src, edited, labels, attribute=judged, classifiers=classifiers, min_gain=min_gain),
+    }

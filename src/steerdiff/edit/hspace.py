@@ -38,8 +38,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .. import checkpoint as ckpt
+from ..core.denoisers import slice_cond
 from ..core.errors import SteerdiffError, check
-from ..core.sampling import get_sigmas_karras
+from ..core.sampling import get_ancestral_step, get_sigmas_karras
 from ..core.seeding import stream_seed
 from ..hub import EDITS as SHIPPED
 
@@ -87,12 +88,11 @@ class HSpace:
     def shape(self, x: torch.Tensor, sigma: float = 1.0, **cond) -> tuple[int, ...]:
         """The h-space shape ``(C, H, W)`` for inputs like ``x``."""
         with torch.no_grad(), self.capture():
-            self.denoiser(x[:1], sigma, **_cond_rows(cond, 0, 1))
+            self.denoiser(x[:1], sigma, **slice_cond(cond, 0, 1))
         return tuple(self.h.shape[1:])
 
 
-def _cond_rows(cond: dict, lo: int, hi: int) -> dict:
-    return {k: (v[lo:hi] if isinstance(v, torch.Tensor) and v.ndim > 0 else v) for k, v in cond.items()}
+_cond_rows = slice_cond  # its old name (steerdiff.edit re-exports it)
 
 
 # ---------------------------------------------------------------------------------- delta networks
@@ -156,9 +156,8 @@ class DeltaH(nn.Module):
 def edit_sigmas(denoiser, steps: int = 60, sigma_top: float | None = 10.0) -> torch.Tensor:
     """The editing schedule: Karras levels from ``sigma_top`` (default 10, capped by the model's
     range) down to the model's ``sigma_min``, then 0. Inverting only to ``sigma_top`` instead of the
-    model's ``sigma_max`` (80 for EDM) keeps first-order inversion accurate (measured on ColorMNIST:
-    reconstruction RMS 0.031 at 100 levels to 10 against 0.049 to 80), and the prediction at 10 is
-    still far from the image (normalised editing strength 1.0), so edits keep their room."""
+    model's ``sigma_max`` (80 for EDM) keeps first-order inversion more accurate, while the prediction
+    at ``sigma_top`` is still far from the image, so edits keep their room."""
     top = denoiser.sigma_max if sigma_top is None else min(float(sigma_top), denoiser.sigma_max)
     return get_sigmas_karras(steps, denoiser.sigma_min, top)
 
@@ -234,8 +233,7 @@ def asymmetric_sample(
                 d_edit = d
         eps = (x - d) / s
         if s_next > 0 and s <= sigma_boost:
-            up = min(s_next, (s_next**2 * (s**2 - s_next**2) / s**2) ** 0.5)
-            down = (s_next**2 - up**2) ** 0.5
+            down, up = get_ancestral_step(s, s_next)  # the sampler's step (euler_ancestral, eta 1)
             x = d_edit + down * eps + up * torch.randn(x.shape, generator=gen).to(x)
         else:
             x = d_edit + s_next * eps
@@ -340,21 +338,55 @@ def train_edit(
     target=None,
     sigma_top: float | None = 10.0,
 ) -> tuple[DeltaH, dict]:
-    """Learn a delta-h network for ``source`` images ``(N, ...)``, trained along the edit's own
-    trajectories (from the inverted top level down through the editing interval) with one of two losses:
+    """Learn a delta-h network for ``source`` images, trained along the edit's own trajectories
+    (from the inverted top level down through the editing interval, one optimizer step per level)
+    with one of two losses:
 
     * **direction** (``direction`` given, the Asyrp loss): the edited prediction's ``features`` must
       move along ``direction`` (:func:`directional_loss`) while staying close to the unedited one in
       ``recon_space(x)`` (default the pixels; L1, ``recon_weight``): for a colour edit the channel
       maximum, so the L1 term guards the shape without fighting the colour change it asks for.
-    * **paired** (``target`` given, ``(N, ...)``, target ``i`` is source ``i`` edited): L1 between the
-      edited prediction and the target, at every level. It distils a known image edit (dilation, a
-      colour swap, an editing tool's output) into h-space, where it then works on any image, per image
-      or as a global direction.
+    * **paired** (``target`` given, target ``i`` is source ``i`` edited): L1 between the edited
+      prediction and the target, at every level. It distils a known image edit (dilation, a colour
+      swap, an editing tool's output) into h-space, where it then works on any image, per image or as
+      a global direction.
 
-    ``curve_features`` is the distance space of the interval curves; ``sigma_top`` the level the
-    sources are inverted to (:func:`edit_sigmas`). Returns ``(delta, info)`` (losses, intervals,
-    curves, the schedule's ``edit_steps`` and ``sigma_top``)."""
+    The editing interval and the quality-boosting interval are chosen from the interval curves
+    (:func:`interval_curves`, :func:`choose_intervals`) of the first 16 sources.
+
+    Args:
+        denoiser: a steerdiff denoiser around a diffusers UNet with a mid block (:func:`find_unet`);
+            only the delta network is trained.
+        source: the training images ``(N, C, H, W)`` in ``[-1, 1]``, of the denoiser's sample shape.
+        direction: the target direction ``(m,)`` in ``features`` space (e.g.
+            :func:`prototype_direction`), or ``None`` with ``target``.
+        features: the direction space, ``(B, C, H, W) -> (B, m)``; default :func:`edit_features`.
+        kind: the delta network, one of :data:`DELTA_KINDS`.
+        steps: optimizer steps (one per noise level of a trajectory; a new trajectory starts at the
+            top level when the interval is used up).
+        batch_size: images per trajectory, drawn with replacement from ``source``.
+        lr: Adam learning rate.
+        recon_weight: weight of the L1 reconstruction term (direction loss only).
+        edit_steps: number of noise levels of the editing schedule (:func:`edit_sigmas`).
+        sigma_edit: lower end of the editing interval, in the denoiser's sigma units (default: from
+            the curves).
+        cond: conditioning keyword arguments of the denoiser; tensors with a batch dimension are cut
+            to ``batch_size`` rows.
+        seed: random seed of the network's initialisation and of the trajectory batches.
+        progress: show a progress bar.
+        curve_features: the distance space of the interval curves, ``(B, C, H, W) -> (B, k)``.
+        recon_space: the map ``(B, C, H, W) -> (B, ...)`` the reconstruction L1 is taken in (default
+            the identity: pixels).
+        target: the paired targets ``(N, C, H, W)`` in ``[-1, 1]``, like ``source``, or ``None``
+            with ``direction``.
+        sigma_top: the noise level (sigma units) the sources are inverted to (:func:`edit_sigmas`;
+            ``None``: the denoiser's ``sigma_max``).
+
+    Returns:
+        ``(delta, info)``: the trained :class:`DeltaH` (eval mode, frozen) and ``info`` with the
+        per-step ``losses``, the chosen ``intervals`` (``sigma_edit``, ``sigma_boost``), the
+        ``curves``, and the schedule's ``edit_steps`` and ``sigma_top``.
+    """
     check(
         (direction is None) != (target is None),
         "train_edit needs a direction (directional loss) or paired targets (paired loss), not both",
@@ -387,7 +419,7 @@ def train_edit(
         # (as Asyrp trains: the losses see the states the edit itself produces)
         idx = torch.randint(len(source), (batch_size,), generator=gen)
         x = path[train_idx[0]][idx]
-        c = _cond_rows(cond, 0, batch_size)
+        c = slice_cond(cond, 0, batch_size)
         for k in train_idx:
             if len(losses) >= steps:
                 break
@@ -436,8 +468,8 @@ def calibrate_strength(
     sigma_top: float | None = 10.0,
 ) -> dict:
     """The strength whose edits of ``source`` land closest (pixel L1) to the paired ``target``: the
-    per-level loss does not see how the edit accumulates over the interval (measured on thick digits:
-    strength 1 overshoots), so the default strength is chosen on training images. Returns
+    per-level loss does not see how the edit accumulates over the interval (strength 1 can
+    overshoot), so the default strength is chosen on training images. Returns
     ``{"strength": best, "l1": {strength: L1}}``."""
     sigmas = edit_sigmas(denoiser, edit_steps, sigma_top)
     x = invert(denoiser, source, sigmas)

@@ -7,4 +7,5 @@ Modules:
 - ``evaluate``: was ``steerdiff.evaluate``
 - ``report``: was ``steerdiff.report``
 - ``quality``: was ``steerdiff.quality``
+- ``reference``: the class-balanced reference set of ``steerdiff reference``
 """

@@ -1,4 +1,5 @@
-"""``steerdiff evaluate``: diversity and quality of samples, per batch and aggregated, as one JSON.
+"""``steerdiff evaluate``: diversity and quality of samples, per batch and aggregated, as one JSON
+(:func:`evaluate_samples`), and next-frame prediction of frame-conditional models (:func:`evaluate_next_frame`).
 
 Schema (``"schema": "steerdiff-evaluate/1"``)::
 
@@ -11,11 +12,20 @@ Schema (``"schema": "steerdiff-evaluate/1"``)::
 
 Class metrics (``distinct_classes``, ``mean_confidence``, ``class_fractions``) need a classifier (the
 shipped MNIST evaluator for 28x28 digits); the rest use the feature network.
+
+Next-frame schema (``"schema": "steerdiff-evaluate-conditional/1"``)::
+
+    {"schema": ..., "config": {...},
+     "batches": [{"index", "seed", "directions", "distinct", "accuracy", "l2", "iou"}, ...],
+     "aggregate": {METRIC: {"mean", "ci95", "n_batches"}},
+     "p_right": {"p_right", "n", "p_value", "ci95"}}                    # horizontal only
 """
 
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +34,10 @@ import torch
 from ..core.errors import check
 from .metrics import frechet_distance, in_batch_similarity, kid, near_copy_rate, prdc, vendi_score
 
+SCHEMA = "steerdiff-evaluate/1"
+CONDITIONAL_SCHEMA = "steerdiff-evaluate-conditional/1"
 PER_BATCH = ("distinct_classes", "mean_confidence", "vendi", "in_batch_similarity", "pairwise_mean")
+NEXT_FRAME_METRICS = ("distinct", "accuracy", "l2", "iou")
 
 
 def interval(values) -> dict:
@@ -119,3 +132,191 @@ def evaluate_batches(
     if train_images is not None and heldout_images is not None:
         overall.update(near_copy_rate(torch.cat(batches), train_images, heldout_images))
     return {"batches": rows, "aggregate": {m: interval(r.get(m) for r in rows) for m in PER_BATCH}, "overall": overall}
+
+
+def evaluate_samples(
+    samples: Sequence[torch.Tensor] | torch.Tensor | Callable[[int], torch.Tensor],
+    seeds: Sequence[int] | None = None,
+    *,
+    batch_size: int | None = None,
+    features=None,
+    feature_input: str = "-11",
+    classifier=None,
+    real: torch.Tensor | str | os.PathLike | None = None,
+    reference: torch.Tensor | str | os.PathLike | None = None,
+    k: int = 5,
+    config: dict | None = None,
+    progress: bool = False,
+) -> dict:
+    """Diversity and quality of batches of samples as ``steerdiff evaluate`` writes them (see the module docstring).
+
+    The defaults follow the samples' shape: 28x28 digits are judged with the shipped MNIST evaluator's
+    features and classes, against the held-out digits, with the near-copy rate against the training
+    digits; other images need ``features``.
+
+    Args:
+        samples: the batches, each ``(n_b, C, H, W)`` in ``[-1, 1]``; or one tensor ``(N, C, H, W)`` cut
+            into batches of ``batch_size``; or ``draw(seed) -> (n, C, H, W)``, called once per ``seeds``.
+        seeds: the random seed of each batch (recorded per batch; required with ``draw``).
+        batch_size: with one tensor: the batch size (default: one batch).
+        features: the feature network: a name, path or callable for
+            :func:`steerdiff.features.load_features` (default ``mnist-evaluator`` for 28x28 digits).
+        feature_input: the pixel range a feature file expects, ``"-11"`` or ``"01"``.
+        classifier: for the class metrics: a classifier, a name or directory for
+            :func:`steerdiff.classifier.load_classifier`, or ``"none"`` (default: the shipped MNIST
+            evaluator for 28x28 digits, none otherwise).
+        real: real images ``(M, C, H, W)`` (or their file) for the Fréchet distance, KID and PRDC
+            (default: the held-out MNIST digits for 28x28 digits; giving them drops the near-copy rate).
+        reference: a reference set ``(R, C, H, W)`` (or its file, see :func:`steerdiff.evaluation.reference.reference_set`)
+            for the reference distances.
+        k: the number of neighbours of PRDC (used when there are more than ``k`` samples and real images).
+        config: recorded as the result's ``"config"`` (the command line passes its options).
+        progress: show a progress bar while drawing.
+
+    Returns:
+        ``{"schema", "config", "batches", "aggregate", "overall"}``.
+    """
+    from tqdm.auto import tqdm
+
+    from ..data import load_mnist
+    from ..train.classifier import load_classifier
+    from .features import load_features
+
+    if callable(samples) and not isinstance(samples, torch.Tensor):
+        check(seeds is not None, "draw(seed) needs seeds: one per batch")
+        batches = [samples(s) for s in tqdm(seeds, desc="evaluate: sampling", disable=not progress, unit="batch")]
+    elif isinstance(samples, torch.Tensor):
+        size = batch_size or len(samples)
+        check(size >= 1, f"batch_size must be at least 1, got {batch_size}")
+        batches = [samples[i : i + size] for i in range(0, len(samples), size)]
+    else:
+        batches = list(samples)
+    check(len(batches) > 0 and all(len(x) > 0 for x in batches), "no samples to evaluate: give non-empty batches")
+    check(seeds is None or len(seeds) == len(batches), f"{len(seeds or [])} seeds for {len(batches)} batches")
+    # an empty name is no name (as an empty command-line flag)
+    features, classifier, real, reference = (
+        None if isinstance(v, str) and not v else v for v in (features, classifier, real, reference)
+    )
+    digits = tuple(batches[0].shape[1:]) == (1, 28, 28)
+    check(features is not None or digits, "these samples are not 28x28 digits: pass --features")
+    features = load_features("mnist-evaluator" if features is None else features, feature_input)
+    if classifier is None:
+        classifier = "mnist-evaluator" if digits else "none"
+    if isinstance(classifier, (str, os.PathLike)):
+        classifier = None if str(classifier) == "none" else load_classifier(classifier)
+    near_copy = real is None and digits  # against the training digits, with the held-out ones for scale
+    if real is not None:
+        real = real if isinstance(real, torch.Tensor) else read_images(real)
+    elif digits:
+        real = load_mnist("heldout").images
+    result = evaluate_batches(
+        batches,
+        features,
+        None if real is None else features(real),
+        classifier,
+        None if seeds is None else list(seeds),
+        train_images=load_mnist("train").images if near_copy else None,
+        heldout_images=real if near_copy else None,
+        k=k,
+        reference=None if reference is None or isinstance(reference, torch.Tensor) else read_images(reference),
+    )
+    return {"schema": SCHEMA, "config": config or {}, **result}
+
+
+def evaluate_next_frame(
+    model,
+    dataset: str,
+    *,
+    n: int = 8,
+    batches: int = 20,
+    seed: int = 0,
+    anywhere: bool = False,
+    draw: Callable | None = None,
+    sample_kwargs: dict | None = None,
+    device: str = "cpu",
+    config: dict | None = None,
+    progress: bool = False,
+) -> dict:
+    """Next-frame prediction of a frame-conditional model, judged by the dataset's rule (``steerdiff
+    evaluate --task conditional``; the schema is in the module docstring).
+
+    Batch ``b`` conditions every particle on one held-out digit ``(seed + b) mod 1000`` at the point
+    where the rule decides the next move (:func:`steerdiff.sequences.evaluate.next_frame_condition`)
+    and scores the predictions with :func:`steerdiff.sequences.evaluate.next_frame_metrics`: ``accuracy``
+    is the share moving as the rule allows (circle: one of the dataset's ``n_directions``; horizontal:
+    one step left or right). Horizontal adds ``p_right`` over all predictions, against the model's
+    training ``p_right``.
+
+    Args:
+        model: a frame-conditional denoiser, or a shipped name / checkpoint directory to load.
+        dataset: ``circle`` (alias ``circle_jumping``), ``horizontal`` or ``free``.
+        n: particles per batch (with the default ``draw``).
+        batches: the number of batches; batch ``b`` uses the random seed ``seed + b``.
+        seed: the first batch's random seed.
+        anywhere: horizontal: condition on random positions of a sequence instead of the arrival at the centre.
+        draw: ``draw(model, seed, frames) -> (n, 1, 32, 32)`` predictions for condition frames
+            ``(1, K, 32, 32)`` (default: :func:`steerdiff.sample` of ``n`` particles with ``sample_kwargs``).
+        sample_kwargs: keyword arguments of the default draw's :func:`steerdiff.sample` (``steps``, ``guidance``, ...).
+        device: where a model given by name is loaded.
+        config: recorded as the result's ``"config"`` (default: this call's settings).
+        progress: show a progress bar over batches.
+
+    Returns:
+        ``{"schema", "config", "batches", "aggregate"}`` plus ``"p_right"`` for horizontal.
+    """
+    from tqdm.auto import tqdm
+
+    from ..data import load_mnist
+    from ..sequences.evaluate import next_frame_condition, next_frame_dataset, next_frame_metrics
+    from ..sequences.moving import p_right
+
+    kind = next_frame_dataset(dataset)
+    name = model
+    if isinstance(model, (str, os.PathLike)):
+        from ..models import load
+
+        model = load(model, device=device)
+    else:
+        name = getattr(model, "name", type(model).__name__)
+    k = getattr(model, "cond_frames", 0)
+    check(
+        k > 0,
+        f"--model {name} is not frame-conditional: train one with steerdiff train --dataset {kind} --cond-frames K",
+    )
+    check(batches >= 1, f"batches must be at least 1, got {batches}")
+    if draw is None:
+        from ..core.api import sample
+
+        def draw(model, seed, frames):
+            return sample(model, n, seed=seed, cond={"frames": frames}, **(sample_kwargs or {}))
+
+    if config is None:
+        config = {
+            "model": str(name),
+            "dataset": dataset,
+            "n": n,
+            "batches": batches,
+            "seed": seed,
+            "anywhere": anywhere,
+        }
+    train = (getattr(model, "config", None) or {}).get("train", {})
+    held = load_mnist("heldout").images
+    rows, horizontal = [], []
+    for b in tqdm(range(batches), desc="evaluate: conditional", disable=not progress, unit="batch"):
+        s = seed + b
+        cond = next_frame_condition(
+            kind, held[s % len(held)][None], k, s, anywhere=anywhere, p_right=train.get("p_right", 0.7)
+        )
+        row = next_frame_metrics(draw(model, s, cond), cond[:, -1:], kind, train.get("n_directions", 8))
+        if kind != "circle":
+            horizontal.extend(row["directions"])
+        rows.append({"index": b, "seed": s, **row})
+    result = {
+        "schema": CONDITIONAL_SCHEMA,
+        "config": config,
+        "batches": rows,
+        "aggregate": {m: interval(r.get(m) for r in rows) for m in NEXT_FRAME_METRICS if m in rows[0]},
+    }
+    if kind == "horizontal":
+        result["p_right"] = p_right(horizontal, p0=train.get("p_right", 0.7))
+    return result

@@ -363,10 +363,10 @@ def circle_targets(n_directions: int, p_first: float | None = None) -> list[floa
 
 def horizontal_rows(x: torch.Tensor, last: torch.Tensor, left: torch.Tensor, p0: float) -> tuple[list[dict], dict]:
     """Rows and numbers of horizontal predictions ``x`` from their last condition frames ``last``."""
-    from ..sequences.moving import centroid, direction_metrics, p_right
+    from ..sequences.evaluate import horizontal_directions
+    from ..sequences.moving import direction_metrics, p_right
 
-    dcol = centroid(x)[:, 1] - centroid(last)[:, 1]
-    dirs = torch.where(dcol >= 0, 1, -1)
+    dirs = horizontal_directions(x, last)
     pr = p_right(dirs.tolist(), p0=p0)
     by_rule = direction_metrics(x, last, 2, step=2)["accuracy"]
     from_left = float((dirs[left] > 0).double().mean()) if bool(left.any()) else float("nan")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import json
 import math
+from os import PathLike
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +72,9 @@ def _term(method: str, strength: float, params: dict):
     return [(ParticleGuidance if method == "pg" else Repulsion)(strength=strength, **params)]
 
 
-def _plot_tradeoff(rows, path: Path, quality: str, diversity: str) -> None:
+def _plot_tradeoff(rows, path: Path, quality: str | None, diversity: str) -> None:
+    """Diversity against quality (``quality`` names the x axis), or against strength where the rows have no
+    quality value (``quality`` None: no classifier and no real data)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -82,7 +85,7 @@ def _plot_tradeoff(rows, path: Path, quality: str, diversity: str) -> None:
     for r in rows:
         groups.setdefault(r["vs"], []).append(r)
     for vs, rs in groups.items():
-        q = [r["quality"] for r in rs]
+        q = [r["quality"] if quality else r["strength"] for r in rs]
         d = [r["metrics"]["aggregate"][diversity] for r in rs]
         ax.errorbar(
             q,
@@ -94,9 +97,9 @@ def _plot_tradeoff(rows, path: Path, quality: str, diversity: str) -> None:
         )
         for r, qq, dd in zip(rs, q, d, strict=False):
             ax.annotate(f"{r['strength']:g}", (qq, dd["mean"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    ax.set_xlabel(quality)
+    ax.set_xlabel(quality or "strength")
     ax.set_ylabel(f"{diversity} per batch (mean, 95% CI)")
-    ax.set_title("diversity against quality (labels: strength)")
+    ax.set_title("diversity against quality (labels: strength)" if quality else "diversity against strength")
     if len(groups) > 1:
         ax.legend(fontsize=7)
     fig.tight_layout()
@@ -277,7 +280,8 @@ def run_report(
         has_classes = rows[0]["metrics"]["overall"].get("mean_confidence") is not None
         diversity = "distinct_classes" if has_classes else "vendi"
         plots = ["tradeoff.png", "features.png"]
-        _plot_tradeoff(rows, tmp / "tradeoff.png", "mean confidence" if has_classes else "Fréchet distance", diversity)
+        axis = "mean confidence" if has_classes else ("Fréchet distance" if rows[0]["quality"] is not None else None)
+        _plot_tradeoff(rows, tmp / "tradeoff.png", axis, diversity)
         _plot_features(rows, feats, real_feats, tmp / "features.png")
         if vs_name is not None:
             for metric in (diversity, "mean_confidence" if has_classes else "in_batch_similarity"):
@@ -432,3 +436,320 @@ def run_frontier(
             )
         )
     return result
+
+
+def _loaded(model, device: str):
+    """``(denoiser, name)`` of a denoiser, shipped model name or checkpoint directory."""
+    if isinstance(model, (str, PathLike)):
+        from ..models import load
+
+        return load(model, device=device), str(model)
+    return model, getattr(model, "name", None) or type(model).__name__
+
+
+def frontier_options(
+    method: str,
+    *,
+    model: str = "mnist",
+    n: int = 10,
+    device: str = "cpu",
+    embedding: str | None = None,
+    kernel: str | None = None,
+    on: str | None = None,
+    class_label: str | int | None = None,
+    cfg_scale: float | None = None,
+    cfg_interval: str | None = None,
+    sampler: str | None = None,
+    steps: int | None = None,
+):
+    """The sampling options of one method of the frontier (``report --vs method:...``): what
+    ``steerdiff sample --method METHOD`` would use with the same model, n, label, guidance, sampler and
+    steps; ``embedding`` / ``kernel`` / ``on`` go to pg and repulsive only.
+
+    Args:
+        method: a name of :data:`FRONTIER_METHODS`.
+        model: shipped model name or checkpoint directory (named in messages).
+        n: particles per batch.
+        device: torch device.
+        embedding: pg / repulsive: the particle embedding (None: the model's preset).
+        kernel: pg / repulsive: the kernel (None: the preset).
+        on: pg / repulsive: ``"x"`` or ``"x0"`` (None: the preset).
+        class_label: class-conditional models: the label every method draws, or ``"cycle"``.
+        cfg_scale: classifier-free guidance scale.
+        cfg_interval: ``"LO,HI"``: the guidance interval of ``interval``.
+        sampler: sampler name (None: the preset).
+        steps: noise levels (None: the preset).
+
+    Returns:
+        a :class:`~steerdiff.particles.draw.SamplingOptions` (quiet).
+    """
+    from ..particles.draw import SamplingOptions
+
+    check(method in FRONTIER_METHODS, f"method {method!r}: use one of {', '.join(FRONTIER_METHODS)}")
+    particle = {"embedding": embedding, "kernel": kernel, "on": on} if method in ("pg", "repulsive") else {}
+    return SamplingOptions(
+        model=model,
+        method=method,
+        n=n,
+        device=device,
+        quiet=True,
+        class_label=class_label,
+        cfg_scale=cfg_scale,
+        cfg_interval=cfg_interval,
+        sampler=sampler,
+        steps=steps,
+        **particle,
+    )
+
+
+def method_frontier(
+    out_dir,
+    methods,
+    *,
+    model="mnist",
+    n: int = 10,
+    batches: int = 8,
+    seed: int = 0,
+    embedding: str | None = None,
+    kernel: str | None = None,
+    on: str | None = None,
+    class_label: str | int | None = None,
+    cfg_scale: float | None = None,
+    cfg_interval: str | None = None,
+    sampler: str | None = None,
+    steps: int | None = None,
+    features: str | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+    force: bool = False,
+) -> dict:
+    """The diversity-against-Fréchet frontier of ``steerdiff report --vs method:M1,M2,...``: every method
+    drawn as ``steerdiff sample --method M`` would (:func:`frontier_options`, :func:`steerdiff.particles.draw.draw`),
+    each set up (and refusing what it cannot do) before any sampling, then measured by :func:`run_frontier`
+    against held-out real MNIST digits (of ``class_label``'s class when one is given).
+
+    Args:
+        out_dir: report directory to write (atomically; see :func:`run_frontier`).
+        methods: names of :data:`FRONTIER_METHODS`, each once.
+        model: a denoiser, shipped model name or checkpoint directory drawing ``(1, 28, 28)`` digits.
+        n: particles per batch.
+        batches: batches per method (seeds ``seed .. seed + batches - 1``).
+        seed: random seed of the first batch.
+        embedding: pg / repulsive: the particle embedding (None: the preset).
+        kernel: pg / repulsive: the kernel (None: the preset).
+        on: pg / repulsive: ``"x"`` or ``"x0"``.
+        class_label: the label every method draws (class-conditional models), or ``"cycle"``.
+        cfg_scale: classifier-free guidance scale.
+        cfg_interval: ``"LO,HI"``: the guidance interval of ``interval``.
+        sampler: sampler name (None: the preset).
+        steps: noise levels (None: the preset).
+        features: feature network (None: ``mnist-evaluator``).
+        device: torch device.
+        progress: show progress bars.
+        force: replace what ``out_dir`` holds even when it is not an earlier report.
+
+    Returns:
+        the report's JSON as a dict.
+    """
+    from ..core.errors import SteerdiffError
+    from ..data import load_mnist
+    from ..particles.draw import check_kept_memory, draw, option_flag, prepare
+    from .features import load_features
+
+    methods = list(methods)
+    bad = [m for m in methods if m not in FRONTIER_METHODS]
+    check(not bad, f"{', '.join(map(str, bad))}: not a method; use some of {', '.join(FRONTIER_METHODS)}")
+    check(len(set(methods)) == len(methods), f"methods {methods}: each method once")
+    particle = {"embedding": embedding, "kernel": kernel, "on": on}
+    given = [option_flag(k) for k, v in particle.items() if v is not None]
+    check(
+        not given or any(m in ("pg", "repulsive") for m in methods),
+        f"{', '.join(given)}: with --vs method:... only pg and repulsive take them; drop them",
+    )
+    den, name = _loaded(model, device)
+    digits = tuple(den.sample_shape) == (1, 28, 28)
+    check(digits, "--vs method:... measures Fréchet distance to real MNIST digits: use a 28x28 digit model")
+    check_kept_memory(den, n * batches * len(methods), "--n x --batches x methods")
+    setting = {
+        "class_label": class_label,
+        "cfg_scale": cfg_scale,
+        "cfg_interval": cfg_interval,
+        "sampler": sampler,
+        "steps": steps,
+    }
+    options = {}
+    for m in methods:  # every method sets up (and refuses what it cannot do) before any sampling
+        try:
+            options[m] = frontier_options(m, model=name, n=n, device=device, **particle, **setting)
+            wrapped, cond, _, _, guidance, _, _ = prepare(den, options[m], seed)
+            for term in guidance:  # bind now what sampling would bind, so a refusal comes before any work
+                bound = term.bind(wrapped) if hasattr(term, "bind") else term
+                check(
+                    getattr(bound, "kernel", None) != "label" or cond.get("class_labels") is None,
+                    "the label kernel (this model's pg preset) chooses each particle's class itself: drop "
+                    "--class-label, or give another --kernel (e.g. rbf)",
+                )
+        except SteerdiffError as e:
+            raise SteerdiffError(f"--vs method:{m}: {e}") from None
+    real = load_mnist("heldout")
+    images = real.images
+    if class_label is not None and str(class_label) != "cycle":
+        images = images[real.labels == int(class_label)]
+    return run_frontier(
+        den,
+        out_dir,
+        methods=methods,
+        draw=lambda m, s: draw(den, options[m], s).x,
+        n=n,
+        batches=batches,
+        seed=seed,
+        features=load_features(features or "mnist-evaluator"),
+        real=images,
+        config=setting,
+        progress=progress,
+        force=force,
+    )
+
+
+def write_report(
+    out_dir,
+    *,
+    model="mnist",
+    method: str = "pg",
+    strengths=None,
+    vs: str | None = None,
+    n: int = 10,
+    batches: int = 8,
+    seed: int = 0,
+    embedding: str | None = None,
+    kernel: str | None = None,
+    on: str | None = None,
+    sampler: str | None = None,
+    steps: int | None = None,
+    features=None,
+    real: torch.Tensor | None = None,
+    class_label: str | int | None = None,
+    cfg_scale: float | None = None,
+    cfg_interval: str | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+    force: bool = False,
+) -> dict:
+    """``steerdiff report``: a strength sweep of ``method`` (optionally against a second setting ``vs``)
+    written by :func:`run_report`, or with ``vs="method:M1,M2,..."`` the frontier of
+    :func:`method_frontier`. Every option is checked (and every setting's particle term bound) before any
+    sampling.
+
+    Args:
+        out_dir: report directory to write (missing, empty or an earlier report; anything else only with
+            ``force``).
+        model: a denoiser, shipped model name or checkpoint directory.
+        method: ``pg`` or ``repulsive``.
+        strengths: the strengths to sweep (dimensionless, >= 0; 0 is iid sampling): numbers, or a
+            comma-separated string; None: ``0,0.5,1,2`` for the label kernel, else ``0,10,30,100,300``.
+        vs: ``"PARAM:V1,V2,..."`` (see :func:`parse_vs`): a second sweep over a particle or sampler setting,
+            or ``"method:M1,M2,..."`` for the frontier.
+        n: particles per batch.
+        batches: batches per setting (seeds ``seed .. seed + batches - 1`` everywhere).
+        seed: random seed of the first batch.
+        embedding: particle embedding (None: the model's preset).
+        kernel: kernel (None: the preset).
+        on: ``"x"`` or ``"x0"`` (None: the preset).
+        sampler: sampler name (None: the preset).
+        steps: noise levels (None: the preset).
+        features: feature network: a name or path (:func:`~steerdiff.evaluation.features.load_features`) or a
+            callable ``(B, C, H, W) -> (B, F)``; None: ``mnist-evaluator`` (required for models that do not
+            draw ``(1, 28, 28)`` digits).
+        real: ``(N, C, H, W)`` real images in [-1, 1] for the Fréchet distance of the strength sweep (None:
+            held-out MNIST for digit models).
+        class_label: frontier only: the label every method draws.
+        cfg_scale: frontier only: classifier-free guidance scale.
+        cfg_interval: frontier only: ``"LO,HI"``, the guidance interval of ``interval``.
+        device: torch device.
+        progress: show progress bars.
+        force: replace what ``out_dir`` holds even when it is not an earlier report.
+
+    Returns:
+        the report's JSON as a dict (``report.json`` in ``out_dir``).
+    """
+    from ..checkpoint import check_output_dir
+    from ..core.errors import SteerdiffError
+    from ..data import load_mnist
+    from ..particles.draw import check_kept_memory, option_flag
+    from ..train.classifier import load_classifier
+    from .features import load_features
+
+    check_output_dir(out_dir, ("report",), force=force)  # before any work
+    common = {"n": n, "batches": batches, "seed": seed, "embedding": embedding, "kernel": kernel, "on": on}
+    common |= {"sampler": sampler, "steps": steps, "features": features, "device": device}
+    if vs is not None and vs.split(":", 1)[0] == "method":
+        parsed = parse_vs(vs)
+        assert parsed is not None
+        check(
+            strengths is None,
+            "--strengths: with --vs method:... every method runs at its recorded preset; drop it",
+        )
+        return method_frontier(
+            out_dir,
+            parsed[1],
+            model=model,
+            class_label=class_label,
+            cfg_scale=cfg_scale,
+            cfg_interval=cfg_interval,
+            progress=progress,
+            force=force,
+            **common,
+        )
+    setting = {"class_label": class_label, "cfg_scale": cfg_scale, "cfg_interval": cfg_interval}
+    given = [option_flag(k) for k, v in setting.items() if v is not None]
+    check(not given, f"{', '.join(given)}: only --vs method:M1,M2,... uses them; add it or drop them")
+    den, _ = _loaded(model, device)
+    if strengths is None:
+        from ..particles.pg import particle_preset
+
+        strengths = "0,0.5,1,2" if (kernel or particle_preset(den, method)["kernel"]) == "label" else "0,10,30,100,300"
+    try:
+        values = (
+            [float(v) for v in strengths.split(",") if v] if isinstance(strengths, str) else list(map(float, strengths))
+        )
+    except ValueError:
+        raise SteerdiffError(f"--strengths {strengths!r}: use comma-separated numbers, e.g. 0,10,100") from None
+    check(
+        values and all(math.isfinite(v) and v >= 0 for v in values),
+        f"--strengths {strengths!r}: give finite strengths >= 0 (0 is iid sampling)",
+    )
+    digits = tuple(den.sample_shape) == (1, 28, 28)
+    check(digits or features, "this model does not make 28x28 digits: pass --features")
+    check_kept_memory(den, n * batches * len(values), "--n x --batches x strengths")
+    params = {k: v for k, v in (("embedding", embedding), ("kernel", kernel), ("on", on)) if v is not None}
+    kw = {k: v for k, v in (("sampler", sampler), ("steps", steps)) if v is not None}
+    parsed = parse_vs(vs)
+    for v in parsed[1] if parsed else [None]:  # every setting's particle term binds, before any sampling
+        p = dict(params)
+        if parsed and parsed[0] not in SAMPLER_PARAMS:
+            p[parsed[0]] = v
+        try:
+            _term(method, 1.0, p)[0].bind(den)
+        except TypeError as e:
+            raise SteerdiffError(f"--vs {vs!r}: {e}") from None
+        if parsed and parsed[0] == "sampler":
+            from ..core.sampling import get_sampler
+
+            get_sampler(v)
+    return run_report(
+        den,
+        out_dir,
+        method=method,
+        strengths=values,
+        n=n,
+        batches=batches,
+        seed=seed,
+        vs=parsed,
+        params=params,
+        sample_kwargs=kw,
+        features=load_features(features or "mnist-evaluator"),
+        classifier=load_classifier("mnist-evaluator") if digits else None,
+        real=real if real is not None else (load_mnist("heldout").images if digits else None),
+        progress=progress,
+        force=force,
+    )

@@ -1,4 +1,4 @@
-"""Particle methods: Particle Guidance and repulsion, kernels, embeddings, stratified and
+"""Particle methods: Particle Guidance, repulsion and label guidance, kernels, embeddings, stratified and
 prior-keeping batches, and the fixed-prompt diversity methods.
 
 Modules:
@@ -14,10 +14,14 @@ Modules:
 # steerdiff.particles was one module: every name it defined (private ones too) stays importable from here
 from .pg import (  # noqa: F401
     DEFAULTS,
+    LABEL_DEFAULTS,
     Archive,
+    LabelGuidance,
     ParticleGuidance,
     Pilot,
     Repulsion,
+    _check_window,
+    _embedding_for,
     _kernel_matrix,
     _ParticleTerm,
     _Recording,
@@ -25,4 +29,4 @@ from .pg import (  # noqa: F401
     project_off_score,
 )
 
-__all__ = ["DEFAULTS", "particle_preset", "ParticleGuidance", "Repulsion", "Archive", "Pilot"]
+__all__ = ["DEFAULTS", "particle_preset", "ParticleGuidance", "Repulsion", "LabelGuidance", "Archive", "Pilot"]

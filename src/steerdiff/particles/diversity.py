@@ -65,7 +65,7 @@ import torch
 from ..core import distributed
 from ..core.denoisers import append_dims
 from ..core.errors import check
-from ..core.guidance import GuideContext, schedule_weight
+from ..core.guidance import GuidanceTerm, GuideContext, schedule_weight
 from .embeddings import get_embedding
 from .kernels import pairwise_sq_dists, rbf_bandwidth
 from .pg import project_off_score
@@ -73,8 +73,9 @@ from .pg import project_off_score
 _T = TypeVar("_T", bound="_DiversityTerm")
 
 
-class _DiversityTerm:
-    """Shared set-up: window, weight schedule, strength, embedding (see the module docstring)."""
+class _DiversityTerm(GuidanceTerm):
+    """Shared set-up: window, weight schedule, strength, embedding (see the module docstring). These
+    terms read no preset: :meth:`bind` only defaults the window to the model's sigma range and checks."""
 
     strength: float = 1.0
     embedding: object = "identity"

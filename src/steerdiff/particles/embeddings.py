@@ -1,6 +1,6 @@
 """Embeddings: maps ``phi(x, sigma) -> (n, m)`` features in which particles repel.
 
-Names follow the repulsion seed: ``identity``/``latent`` (the raw sample), ``averagedim`` (channel
+Names follow the repulsion project: ``identity``/``latent`` (the raw sample), ``averagedim`` (channel
 averages), ``cnn16``/``cnn64`` (a fixed random CNN; ``cnn16-redraw``/``cnn64-redraw`` draw new
 weights at every call, from a seeded stream), ``ro3`` (rule of
 thirds: mean of each channel over a 3x3 grid), ``centroid`` (ink centroid per channel), ``edges`` (Sobel edge energy on a 7x7 grid),
@@ -8,7 +8,7 @@ thirds: mean of each channel over a 3x3 grid), ``centroid`` (ink centroid per ch
 of the shipped noise-conditional MNIST classifier ``mnist-noisy``; ``classifier:PATH`` for another),
 ``noisy-digit-cnn`` (the same MNIST noise-conditional digit CNN by a name that says what it is) and
 ``noisy-digit-cnn-ro3`` (with rule-of-thirds features appended), ``classifier-probs`` (its class
-probabilities). The repulsion seed's names ``vgg_noise``/``vgg_noisero3`` are deprecated aliases of
+probabilities). The repulsion project's names ``vgg_noise``/``vgg_noisero3`` are deprecated aliases of
 the two: they were never a VGG network, only fit 1x28x28 digits, and warn (DeprecationWarning). Any callable ``f(x)`` or
 ``f(x, sigma)`` returning ``(n, m)`` works too.
 """
@@ -139,7 +139,7 @@ class ClassifierEmbedding(nn.Module):
     """Features of a noise-conditional classifier trained by steerdiff (``train-classifier --kind
     noisy-label``), fed the real noise level: ``output="features"`` (penultimate layer, default),
     ``"probs"`` (class probabilities) or ``"logits"``. ``with_ro3`` appends rule-of-thirds features
-    (the repulsion seed's ``vgg_noisero3``)."""
+    (the repulsion project's ``vgg_noisero3``)."""
 
     def __init__(self, classifier="mnist-noisy", output: str = "features", with_ro3: bool = False):
         super().__init__()
@@ -206,7 +206,7 @@ def _factories() -> dict[str, Callable[[], Callable]]:
     }
 
 
-# the repulsion seed's names, kept for its users: never a VGG network, but the MNIST noise-conditional digit CNN
+# the repulsion project's names, kept for its users: never a VGG network, but the MNIST noise-conditional digit CNN
 DEPRECATED = {"vgg_noise": "noisy-digit-cnn", "vgg_noisero3": "noisy-digit-cnn-ro3"}
 EMBEDDINGS = tuple(_factories())
 

@@ -33,7 +33,7 @@ import math
 
 import torch
 
-from ..core.denoisers import Denoiser, append_dims
+from ..core.denoisers import DenoiserWrapper, append_dims
 from ..core.errors import check
 from ..core.seeding import stream_seed
 
@@ -63,26 +63,17 @@ def check_interval(model, interval) -> tuple[float, float] | None:
     return lo, hi
 
 
-class CFG(Denoiser):
+class CFG(DenoiserWrapper):
     """Classifier-free guidance, optionally in a sigma interval, optionally with CADS (see module
     docstring). Call it like the model: ``D(x, sigma, class_labels=(B,) or int)``; without labels it is
     the model's unconditional denoiser (nothing to guide)."""
 
     def __init__(self, model, scale: float = 1.0, interval=None):
-        super().__init__(
-            sigma_min=model.sigma_min,
-            sigma_max=model.sigma_max,
-            sigma_data=model.sigma_data,
-            sample_shape=model.sample_shape,
-            preset=getattr(model, "preset", None),
-        )
+        super().__init__(model, also=("config", "name"))
         self.null_label = _null_label(model)
         check(math.isfinite(scale) and scale >= 0, f"cfg scale must be a number >= 0, got {scale}")
         self.model, self.scale, self.interval = model, float(scale), check_interval(model, interval)
         self.num_classes = model.num_classes
-        for k in ("config", "name"):
-            if hasattr(model, k):
-                setattr(self, k, getattr(model, k))
 
     def _guiding(self, sigma: torch.Tensor) -> torch.Tensor:
         """``(B,)`` bool: where guidance acts (every sample without an interval)."""
@@ -559,6 +550,11 @@ def from_args(a, model, cond: dict, seed: int, guidance: list):
             guidance = fixed_condition(model, method, options=_term_opts(a), labelled=False)[1]
         return model, guidance, None
     if method == "diverse":
+        check(
+            labelled or not getattr(model, "require_labels", False),
+            f"--method diverse: model {getattr(a, 'model', 'this model')} draws only with a class label: give "
+            f"--class-label (0..{getattr(model, 'num_classes', 1) - 1} or cycle)",
+        )
         check(
             labelled or (scale is None and interval is None),
             "--cfg-scale / --cfg-interval guide toward a class: give --class-label, or drop them",

@@ -87,11 +87,16 @@ def cosine(a: torch.Tensor, b: torch.Tensor | None = None, **_) -> torch.Tensor:
     return unit(a) @ unit(b).T
 
 
+def _ink(f: torch.Tensor) -> torch.Tensor:
+    """Features mapped to ``[0, 1]`` by ``(f + 1) / 2``: ``[-1, 1]`` images become ink masks."""
+    return ((f + 1) / 2).clamp(0, 1)
+
+
 def iou(a: torch.Tensor, b: torch.Tensor | None = None, **_) -> torch.Tensor:
     """Soft intersection-over-union (Jaccard) of features mapped to ``[0, 1]`` (``(f + 1) / 2``, so
     ``[-1, 1]`` images become ink masks): ``sum p q / (sum p + sum q - sum p q)``."""
     b = a if b is None else b
-    p, q = ((a + 1) / 2).clamp(0, 1), ((b + 1) / 2).clamp(0, 1)
+    p, q = _ink(a), _ink(b)
     inter = p @ q.T
     return inter / (p.sum(1)[:, None] + q.sum(1)[None, :] - inter).clamp(min=1e-12)
 
@@ -105,10 +110,11 @@ def dot(a: torch.Tensor, b: torch.Tensor | None = None, **_) -> torch.Tensor:
 
 
 def label(a: torch.Tensor, b: torch.Tensor | None = None, **_) -> torch.Tensor:
-    """Potts kernel on class labels: ``1`` where the most probable classes of ``a_i`` and ``b_j``
-    (class probabilities ``(n, K)``) agree, else ``0``; ``sum_{i<j}`` counts same-class pairs. It
-    has no gradient: :class:`~steerdiff.particles.ParticleGuidance` samples it in label space, through
-    the model's class conditionals (see ``ParticleGuidance``), instead of differentiating it."""
+    """The Potts similarity on class labels: ``1`` where the most probable classes of ``a_i`` and ``b_j``
+    (class probabilities ``(n, K)``) agree, else ``0``; ``sum_{i<j}`` counts same-class pairs. Not one of
+    :data:`KERNELS`: it has no gradient. :class:`~steerdiff.particles.LabelGuidance` (what
+    ``ParticleGuidance(kernel="label")`` binds to) samples its potential in label space, through the
+    model's class conditionals, instead of differentiating it."""
     b = a if b is None else b
     return (a.argmax(1)[:, None] == b.argmax(1)[None, :]).to(a.dtype)
 
@@ -130,7 +136,8 @@ def assign_labels(probs: torch.Tensor) -> torch.Tensor:
     return labels.to(probs.device)
 
 
-KERNELS: dict[str, Callable] = {"rbf": rbf, "cosine": cosine, "iou": iou, "dot": dot, "label": label}
+# the differentiable kernels by name (the label method is LabelGuidance, not a kernel)
+KERNELS: dict[str, Callable] = {"rbf": rbf, "cosine": cosine, "iou": iou, "dot": dot}
 
 
 def paired(
@@ -139,7 +146,11 @@ def paired(
     """``k(a_p, b_p)`` for pairs ``p`` (``a``, ``b``: ``(P, m)``) -> ``(P,)``: the kernels above row by
     row, in memory ``P m`` (the random-subset estimator for thousands of particles). The RBF
     bandwidth is the detached median heuristic over the sampled pairs (``"median"``; other
-    modes as in :func:`rbf_bandwidth` with a fixed number or ``"sigma"``)."""
+    modes as in :func:`rbf_bandwidth` with a fixed number or ``"sigma"``).
+
+    Each branch is the matrix kernel's formula written row by row, on purpose: the matrix forms use
+    matrix products (memory ``n_a n_b``), which a list of pairs cannot; tests/test_particles.py
+    (``test_paired_kernels_equal_the_matrix_diagonal``) checks each against the matrix diagonal."""
     if kernel is rbf:
         d2 = (a - b).pow(2).sum(1)
         if bandwidth == "median":
@@ -148,22 +159,28 @@ def paired(
             h = rbf_bandwidth(d2.new_zeros(2, 2), bandwidth, sigma)
         else:
             raise SteerdiffError(f"bandwidth {bandwidth!r} with a particle subset: use median, sigma or a number")
-        return torch.exp(-d2 / (scale * h).clamp(min=1e-12))
+        return torch.exp(-d2 / (scale * h).clamp(min=1e-12))  # Same as rbf, row by row
     if kernel is dot:
-        return (a * b).sum(1)
+        return (a * b).sum(1)  # Same as dot, row by row
     if kernel is cosine:
-        return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp(min=1e-12)
+        return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp(min=1e-12)  # Same as cosine, row by row
     if kernel is iou:
-        p, q = ((a + 1) / 2).clamp(0, 1), ((b + 1) / 2).clamp(0, 1)
+        # Same as iou, row by row
+        p, q = _ink(a), _ink(b)
         inter = (p * q).sum(1)
         return inter / (p.sum(1) + q.sum(1) - inter).clamp(min=1e-12)
     return torch.stack([kernel(a[i : i + 1], b[i : i + 1])[0, 0] for i in range(len(a))])
 
 
 def get_kernel(name_or_fn) -> Callable:
-    """A kernel by name (``rbf``, ``cosine``, ``iou``, ``dot``, ``label``) or a callable ``k(a, b, **kw) -> (n_a, n_b)``."""
+    """A kernel by name (``rbf``, ``cosine``, ``iou``, ``dot``) or a callable ``k(a, b, **kw) -> (n_a, n_b)``."""
     if callable(name_or_fn):
         return name_or_fn
+    check(
+        name_or_fn != "label",
+        "'label' is not a kernel (it has no gradient): the label method is ParticleGuidance(kernel='label') "
+        "or LabelGuidance; Repulsion and the kernel potentials need rbf, cosine, iou or dot",
+    )
     if name_or_fn not in KERNELS:
         raise SteerdiffError(f"unknown kernel {name_or_fn!r}: use one of {', '.join(KERNELS)} or a callable")
     return KERNELS[name_or_fn]

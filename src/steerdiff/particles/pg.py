@@ -1,8 +1,8 @@
-"""Particle terms: Particle Guidance and SVGD-style repulsion, as guidance terms for :func:`guided`.
+"""Particle terms: Particle Guidance, SVGD-style repulsion and label guidance, as guidance terms for :func:`guided`.
 
-Both couple the batch (the particle set ``x_1..x_n``) through a kernel ``k`` on features
-``f_i = phi(y_i, sigma)`` where ``y = x`` (``on="x"``, cheap) or ``y = D(x)`` (``on="x0"``, the
-denoised estimate; its gradient is pulled back to ``x`` through the denoiser by an input-only
+Particle Guidance and repulsion couple the batch (the particle set ``x_1..x_n``) through a kernel ``k``
+on features ``f_i = phi(y_i, sigma)`` where ``y = x`` (``on="x"``, cheap) or ``y = D(x)`` (``on="x0"``,
+the denoised estimate; its gradient is pulled back to ``x`` through the denoiser by an input-only
 vector-Jacobian product).
 
 **ParticleGuidance** (Corso et al. 2023) adds the gradient of the log-potential
@@ -10,24 +10,27 @@ vector-Jacobian product).
 ``g_i = -strength * grad_{x_i} sum_{j != i} k(f_i, f_j)``. ``strength`` is dimensionless (nats of
 log-potential per unit of kernel similarity); the sampler sees ``D' = D + sigma^2 w(sigma) g``.
 
-**Repulsion** (the repulsion seed's SVGD step, Liu & Wang 2016) adds
+**Repulsion** (the repulsion project's SVGD step, Liu & Wang 2016) adds
 ``g_i = strength / n * sum_j grad_{x_j} k(f_j, f_i)``, the kernel gradient taken at the *other*
 particle through the embedding's Jacobian there; with ``share_score=True`` it also replaces each
 particle's score by the kernel-weighted average ``1/n sum_j k_ji score_j`` (full SVGD).
 
+**LabelGuidance** is Particle Guidance's Potts potential on class labels (``ParticleGuidance(kernel=
+"label")`` builds it): it has no gradient, so it is sampled in label space through the model's own
+class conditionals instead of differentiated (see the class).
+
 ``project=True`` removes from each particle's force its component along the particle's score, so
 the force moves particles along the level sets of ``log p_sigma`` instead of off the data: this is
-what lets strong repulsion keep quality (ring: 9.95 modes of 10 with 99% of particles on a mode,
-against 35% without it; benchmarks/bench_ring.py). ``normalize=True`` makes ``strength`` relative:
-each particle's force is rescaled to ``strength`` times its score norm. ``clip`` caps each
-particle's force at ``clip`` times its score norm.
+what lets strong repulsion keep quality (measured in docs/benchmarks.md; benchmarks/bench_ring.py).
+``normalize=True`` makes ``strength`` relative: each particle's force is rescaled to ``strength``
+times its score norm. ``clip`` caps each particle's force at ``clip`` times its score norm.
 ``archive`` holds earlier samples (clean, ``(m, *sample_shape)``) to repel from as fixed particles.
 ``prior`` (a :class:`Pilot`: ``m`` iid trajectories of the model, or ``m`` clean iid samples) makes
 the potential ``sum_{i<j} k_ij - (n / m) sum_{i, r} k(f_i, g_r)``, i.e. ``n^2 / 2`` times the squared
 MMD between the particles and the pilot's features ``g_r`` at the same noise level (up to a constant):
 the repulsion plus an attraction to the model's own draws, whose minimiser holds a mode of mass ``pi``
-with about ``n pi`` particles instead of PG's equal split. (It keeps a 70/30 prior at strength 1;
-stronger, it drifts toward equal counts: for an exact prior use :mod:`steerdiff.stratified`.)
+with about ``n pi`` particles instead of PG's equal split. (Strong repulsion drifts toward equal
+counts again: for an exact prior use :mod:`steerdiff.stratified`.)
 ``subset=k`` (Particle Guidance) replaces the ``n^2`` pairs by ``k`` random partners per particle
 (an unbiased estimate of the potential), for particle sets in the thousands.
 """
@@ -42,11 +45,12 @@ from pathlib import Path
 import torch
 
 from ..core import distributed
-from ..core.denoisers import Denoiser
+from ..core.denoisers import DenoiserWrapper, append_dims
 from ..core.errors import check
-from ..core.guidance import GuideContext, schedule_weight
+from ..core.guidance import GuidanceTerm, GuideContext, schedule_weight
+from ..core.seeding import stream_seed
 from .embeddings import get_embedding
-from .kernels import assign_labels, get_kernel, label, rbf
+from .kernels import assign_labels, get_kernel, label, paired, pairwise_sq_dists, rbf, rbf_bandwidth
 
 DEFAULTS = {
     "pg": dict(
@@ -76,12 +80,14 @@ DEFAULTS = {
         project=False,
     ),
 }
+# LabelGuidance's settings when left unset and the model's pg preset is not the label method
+LABEL_DEFAULTS = dict(embedding="classifier-probs", strength=1.0, window=None, weight="constant")
 
 
 def particle_preset(denoiser, method: str = "pg") -> dict:
     """The settings a particle term of ``method`` (``"pg"`` or ``"repulsive"``) takes on ``denoiser``
     when left unset: the model's recorded preset (``config.json`` -> ``preset.particles``) over
-    :data:`DEFAULTS`."""
+    :data:`DEFAULTS`. The one place where particle terms read a model's preset."""
     preset = dict(DEFAULTS[method])
     preset.update((getattr(denoiser, "preset", {}) or {}).get("particles", {}).get(method, {}))
     return preset
@@ -94,8 +100,26 @@ def _kernel_matrix(kernel, a: torch.Tensor, b: torch.Tensor, term, sigma: torch.
     return kernel(a, b)
 
 
+def _check_window(window, denoiser) -> tuple:
+    """``window`` as a ``(lo, hi)`` tuple of sigmas, the model's whole range when unset."""
+    window = tuple(window) if window is not None else (denoiser.sigma_min, denoiser.sigma_max)
+    check(len(window) == 2 and 0 <= window[0] <= window[1], f"window must be (lo, hi) sigmas, got {window}")
+    return window
+
+
+def _embedding_for(embedding, denoiser):
+    """The embedding ``phi(y, sigma) -> (n, ...)`` named by ``embedding``, checked against the model."""
+    phi = get_embedding(embedding)
+    if hasattr(phi, "check_fits"):  # a classifier embedding: only the images it was trained on
+        phi.check_fits(getattr(denoiser, "sample_shape", None), str(embedding))
+    return phi
+
+
 @dataclass
-class _ParticleTerm:
+class _ParticleTerm(GuidanceTerm):
+    """Shared fields and set-up of :class:`ParticleGuidance` and :class:`Repulsion` (``None``: unset,
+    resolved by :meth:`resolve`)."""
+
     embedding: object = None
     kernel: object = None
     strength: float | None = None
@@ -111,60 +135,53 @@ class _ParticleTerm:
     subset: int | None = None
     prior: object = None
     preset_key = "pg"
+    share_score = False
 
-    def bind(self, denoiser) -> _ParticleTerm:
-        """A copy with every unset argument taken from the model's preset, then the library default."""
+    def resolve(self, denoiser) -> _ParticleTerm:
+        """A copy with every unset argument taken from the model's preset, then the library default
+        (:func:`particle_preset`): the term's one preset step; nothing else reads the preset."""
         preset = particle_preset(denoiser, self.preset_key)
         t = copy.copy(self)
         for f in fields(_ParticleTerm):
             if getattr(t, f.name) is None and f.name in preset:
                 setattr(t, f.name, preset[f.name])
-        t.window = tuple(t.window) if t.window is not None else (denoiser.sigma_min, denoiser.sigma_max)
-        check(len(t.window) == 2 and 0 <= t.window[0] <= t.window[1], f"window must be (lo, hi) sigmas, got {t.window}")
+        return t
+
+    def bind(self, denoiser) -> GuidanceTerm:
+        """The resolved copy (:meth:`resolve`), checked, with its embedding and kernel built; with
+        ``kernel="label"`` (Particle Guidance only) a bound :class:`LabelGuidance` instead."""
+        t = self.resolve(denoiser)
+        if t.kernel in ("label", label):  # the name, or the Potts similarity itself
+            return self._label_term(t, denoiser)
+        t.window = _check_window(t.window, denoiser)
         check(
             t.on in ("x", "x0"),
             f"on={t.on!r}: use 'x' (features of the noisy sample) or 'x0' (of the denoised estimate)",
         )
-        t._phi = get_embedding(t.embedding)
-        if hasattr(t._phi, "check_fits"):  # a classifier embedding: only the images it was trained on
-            t._phi.check_fits(getattr(denoiser, "sample_shape", None), str(t.embedding))
+        t._phi = _embedding_for(t.embedding, denoiser)
         t._k = get_kernel(t.kernel)
-        if t._k is label:
-            if self.on is None:
-                t.on = "x"  # the label kernel reads the noisy sample; no x0 default applies to it
-            t._check_label_kernel(denoiser)
         t.needs_x0 = t.on == "x0"
-        t.swaps_base = t._k is label
         # whether guide() reads the base denoiser's output (the estimate, or the score through it)
-        t.needs_base = (
-            t.needs_x0 or t._k is label or bool(t.project or t.normalize or t.clip or getattr(t, "share_score", False))
-        )
+        t.needs_base = t.needs_x0 or bool(t.project or t.normalize or t.clip or t.share_score)
         schedule_weight(t.weight, t.window[1], t.window)  # validates the schedule name now, not mid-sampling
         return t
 
-    def _check_label_kernel(self, denoiser) -> None:
-        check(
-            getattr(denoiser, "num_classes", None) is not None,
-            "kernel='label' samples each particle from the model's class conditional: it needs a class-conditional "
-            "model (one trained with label dropout, such as 'mnist'); use kernel='dot' on this one",
-        )
+    def _label_term(self, t: _ParticleTerm, denoiser) -> GuidanceTerm:
+        """``kernel="label"``: the Potts potential on labels is not a kernel but :class:`LabelGuidance`,
+        bound with the resolved settings ``t`` (the arguments it has no use for must be unset)."""
         check(
             self.preset_key == "pg", "kernel='label' is for ParticleGuidance: Repulsion needs a differentiable kernel"
         )
-        check(self.on == "x", "kernel='label' reads the class probabilities of the noisy sample: use on='x'")
+        on = "x" if self.on is None else t.on  # the label method reads the noisy sample; no x0 default applies
+        check(on == "x", "kernel='label' reads the class probabilities of the noisy sample: use on='x'")
         check(
-            not (
-                self.project
-                or self.normalize
-                or self.clip
-                or self.archive is not None
-                or self.subset
-                or self.prior is not None
-            ),
+            not (t.project or t.normalize or t.clip or t.archive is not None or t.subset or t.prior is not None),
             "kernel='label' moves particles through the model's own conditionals, not by a force: drop "
             "project / normalize / clip / archive / subset / prior",
         )
-        self._num_classes = denoiser.num_classes
+        return LabelGuidance(embedding=t.embedding, strength=t.strength, window=t.window, weight=t.weight).bind(
+            denoiser
+        )
 
     def weight_at(self, sigma: float) -> float:
         return float(self.strength) * schedule_weight(self.weight, sigma, self.window)
@@ -190,8 +207,6 @@ class _ParticleTerm:
         """``(k(f, others), k(f, pilot))`` for prior-preserving PG, with one RBF bandwidth for both: the
         median heuristic over the pilot's features at this noise level (the particles' own spread can
         collapse early, the pilot's is the model's)."""
-        from .kernels import pairwise_sq_dists, rbf_bandwidth
-
         ref = self._prior_feats(sigma)
         if self._k is not rbf:
             return self._k(feats, others), self._k(feats, ref)
@@ -219,12 +234,11 @@ class _ParticleTerm:
         """Apply normalisation / clipping relative to the score norm (per particle)."""
         if not (self.normalize or self.clip or self.project):
             return force
-        dims = (-1,) + (1,) * (force.ndim - 1)
         score = ctx.score
-        s_norm = score.flatten(1).norm(dim=1).reshape(dims)
+        s_norm = append_dims(score.flatten(1).norm(dim=1), force.ndim)
         if self.project:
             force = project_off_score(force, score)
-        f_norm = force.flatten(1).norm(dim=1).reshape(dims).clamp(min=1e-12)
+        f_norm = append_dims(force.flatten(1).norm(dim=1), force.ndim).clamp(min=1e-12)
         if self.normalize:
             force = force / f_norm * s_norm
             f_norm = s_norm.clamp(min=1e-12)
@@ -236,100 +250,93 @@ class _ParticleTerm:
 def project_off_score(force: torch.Tensor, score: torch.Tensor) -> torch.Tensor:
     """Drop from each particle's ``force`` its component along its ``score`` (both ``(n, *shape)``), so
     particles move along (not across) the level sets of ``log p_sigma`` and keep the density."""
-    dims = (-1,) + (1,) * (force.ndim - 1)
-    s_norm = score.flatten(1).norm(dim=1).reshape(dims)
-    along = (force * score).flatten(1).sum(1).reshape(dims) / s_norm.clamp(min=1e-12) ** 2
+    s_norm = append_dims(score.flatten(1).norm(dim=1), force.ndim)
+    along = append_dims((force * score).flatten(1).sum(1), force.ndim) / s_norm.clamp(min=1e-12) ** 2
     return force - along * score
 
 
 class ParticleGuidance(_ParticleTerm):
-    """Particle Guidance (see module docstring). Unset arguments come from the model's preset
-    (``config.json`` -> ``preset.particles.pg``), then from :data:`DEFAULTS`. With ``kernel="label"``
-    (class-conditional models) the potential is the Potts kernel on class labels, sampled through
-    the model's own conditionals (:meth:`_label_guide`) instead of differentiated."""
+    """Particle Guidance (see the module docstring): the gradient of ``-strength * sum_{i<j} k(f_i, f_j)``
+    for each particle.
+
+    Shapes: the batch ``x`` ``(n, *sample_shape)`` (images: ``(n, C, H, W)``, in data units); features
+    ``f`` ``(n, m)``; the term returns a score (units 1 / x) shaped like ``x``. Every argument left
+    ``None`` comes from the model's preset (``config.json`` -> ``preset.particles.pg``), then from
+    :data:`DEFAULTS`, when the term is bound (:meth:`~_ParticleTerm.resolve`).
+
+    Args:
+        embedding: the features ``phi(y, sigma) -> (n, ...)`` the kernel compares: a name of
+            :mod:`steerdiff.embeddings` (``"identity"``, ``"cnn16"``, ``"classifier-probs"``, ...) or a callable.
+        kernel: ``"rbf"``, ``"cosine"``, ``"iou"``, ``"dot"`` or a callable ``k(a, b) -> (n_a, n_b)``
+            (:mod:`steerdiff.kernels`); ``"label"`` (class-conditional models): the Potts potential on
+            class labels, which binds to a :class:`LabelGuidance` (only ``embedding``, ``strength``,
+            ``window`` and ``weight`` apply; ``on`` must be ``"x"``).
+        strength: the log-potential's multiplier (dimensionless; relative to the score norm with
+            ``normalize``).
+        on: ``"x"`` (features of the noisy sample) or ``"x0"`` (of the denoised estimate, the gradient
+            pulled back through the denoiser).
+        window: ``(lo, hi)``, the EDM noise levels sigma (data units) where the term acts; default: the
+            model's whole range.
+        weight: the weight schedule inside the window: ``"constant"``, ``"sigma"``, ``"cosine"`` or a
+            callable ``w(sigma) -> float`` (:func:`steerdiff.guidance.schedule_weight`).
+        bandwidth: the RBF bandwidth ``h`` (squared feature units): ``"median"``, ``"per-particle"``,
+            ``"sigma"`` or a positive number (:func:`steerdiff.kernels.rbf_bandwidth`).
+        bandwidth_scale: multiplies the bandwidth.
+        normalize: rescale each particle's force to ``strength`` times its score norm.
+        clip: cap each particle's force at ``clip`` times its score norm (``None``: no cap).
+        project: remove from each particle's force its component along its score (:func:`project_off_score`).
+        archive: earlier clean samples ``(m, *sample_shape)`` (a tensor or an :class:`Archive`), repelled
+            from as fixed particles.
+        subset: ``k`` random partners per particle instead of all pairs (an unbiased estimate of the
+            potential, for thousands of particles).
+        prior: a :class:`Pilot` (the model's own iid trajectories) or clean iid samples
+            ``(m, *sample_shape)``: adds an attraction to them that keeps the model's mode weights.
+    """
 
     preset_key = "pg"
 
     def guide(self, ctx: GuideContext) -> torch.Tensor:
-        if self._k is label:
-            return self._label_guide(ctx)
         leaf, y, sigma_y = self._inputs(ctx)
         feats = self._phi(y, sigma_y).flatten(1)
         n = feats.shape[0]
         if distributed.active():
-            return self._finish(ctx, -self._distributed_grad(feats, leaf, ctx))
-        if self.subset and n > self.subset:
+            check(not self.subset, "subset= cannot be combined with a distributed particle set (yet): drop subset=")
+        elif self.subset and n > self.subset:
             return self._finish(ctx, -self._subset_grad(feats, leaf, ctx))
-        arch = self._archive_feats(ctx.sigma)
-        allf = feats if arch is None else torch.cat([feats, arch])
-        if self.prior is not None:
-            k, kp = self._prior_kernels(feats, allf, ctx.sigma)
-        else:
-            k = _kernel_matrix(self._k, feats, allf, self, ctx.sigma)  # (n, n + archive)
-        # sum_{i<j} over the particles, plus every particle-archive pair (the archive does not move)
-        potential = (k[:, :n].sum() - k[:, :n].diagonal().sum()) / 2 + k[:, n:].sum()
-        if self.prior is not None:
-            # MMD^2(particles, pilot) * n^2 / 2, up to constants: the pilot attracts
-            potential = potential - n / kp.shape[1] * kp.sum()
-        (grad,) = torch.autograd.grad(potential, leaf, retain_graph=self.on == "x0")
+        (grad,) = torch.autograd.grad(self._potential(feats, ctx.sigma), leaf, retain_graph=self.on == "x0")
         return self._finish(ctx, -grad)
 
-    def base_cond(self, x: torch.Tensor, sigma: torch.Tensor, cond: dict) -> dict:
-        """``cond`` with each particle's assigned class: at strength 1 the guided estimate is the base
-        denoiser under it (:class:`~steerdiff.guidance.Guided` then makes one network call)."""
-        return {**cond, "class_labels": self._labels(x, sigma, cond)}
+    def _potential(self, feats: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """``sum_{i<j} k(f_i, f_j)`` plus every particle-archive pair (minus the pilot's attraction with
+        ``prior``), a scalar whose gradient with respect to this process's particles ``feats`` ``(n, m)``
+        is the potential's.
 
-    def _labels(self, x: torch.Tensor, sigma: torch.Tensor, cond: dict) -> torch.Tensor:
-        check(
-            cond.get("class_labels") is None, "kernel='label' chooses each particle's class itself: drop class_labels"
-        )
-        with torch.no_grad():
-            probs = self._phi(x, sigma).flatten(1)
-        check(
-            probs.shape[1] == self._num_classes,
-            f"kernel='label': the embedding gives {probs.shape[1]} values per particle but the model has "
-            f"{self._num_classes} classes: use a classifier of the model's classes (embedding='classifier-probs')",
-        )
-        if distributed.active():
-            n, off = len(x), distributed.offset(len(x))
-            return assign_labels(distributed.all_gather(probs))[off : off + n]
-        return assign_labels(probs)
-
-    def _label_guide(self, ctx: GuideContext) -> torch.Tensor:
-        """The Potts kernel on class labels, sampled in label space: PG's joint over particles and
-        their labels ``prod_i p(x_i, c_i) exp(-strength' sum_{i<j} [c_i = c_j])`` at infinite
-        Potts strength gives each particle its own label (:func:`~steerdiff.kernels.assign_labels`
-        on the embedding's class probabilities at this noise level), and given its label a particle
-        follows ``p(x | c)``: the model's own class-conditional denoiser, which stays on the data
-        where a classifier's gradient does not. Returns ``(D(x | c) - D(x)) / sigma^2``, so
-        ``strength`` 1 makes the sampler see exactly ``D(x | c)`` (above 1: classifier-free guidance
-        toward ``c``)."""
-        x = ctx.x.detach()
-        with torch.no_grad():
-            d_c = ctx.base(x, ctx.sigma, **self.base_cond(x, ctx.sigma, ctx.cond))
-        return (d_c - ctx.denoised.detach()) / ctx.sigma.reshape(-1, *([1] * (x.ndim - 1))) ** 2
-
-    def _distributed_grad(self, feats: torch.Tensor, leaf: torch.Tensor, ctx: GuideContext) -> torch.Tensor:
-        """The potential's gradient for this rank's particles when the set spans processes: the
-        kernel against the gathered (detached) global features, self-pairs masked. For a symmetric
-        kernel ``d/df_i sum_{a<b} k_ab = sum_{j != i} d_1 k(f_i, f_j)``, which is what the local sum
+        In one process both ends of each pair are differentiated, each pair counted once. When the set
+        spans processes (``torch.distributed``) the kernel is taken against the gathered, detached
+        global features, each pair counted from both ends, self-pairs masked: for a symmetric kernel
+        ``d/df_i sum_{a<b} k_ab = sum_{j != i} d_1 k(f_i, f_j)``, which is what the local sum
         ``sum_{i local} sum_{j != i} k(f_i, f_j.detach())`` differentiates to: the one-process gradient."""
-        check(not self.subset, "subset= cannot be combined with a distributed particle set (yet): drop subset=")
-        n = feats.shape[0]
-        glob, off = distributed.all_gather(feats.detach()), distributed.offset(n)
-        arch = self._archive_feats(ctx.sigma)
-        allf = glob if arch is None else torch.cat([glob, arch])
-        big_n = len(glob)
+        n, spread = feats.shape[0], distributed.active()
+        particles = distributed.all_gather(feats.detach()) if spread else feats
+        big_n = len(particles)
+        arch = self._archive_feats(sigma)
+        allf = particles if arch is None else torch.cat([particles, arch])
         if self.prior is not None:
-            k, kp = self._prior_kernels(feats, allf, ctx.sigma)
+            k, kp = self._prior_kernels(feats, allf, sigma)
         else:
-            k = _kernel_matrix(self._k, feats, allf, self, ctx.sigma)  # (n, N + archive)
-        own = torch.zeros_like(k, dtype=torch.bool)
-        own[torch.arange(n), off + torch.arange(n)] = True
-        potential = k[:, :big_n].masked_fill(own[:, :big_n], 0).sum() + k[:, big_n:].sum()
+            k = _kernel_matrix(self._k, feats, allf, self, sigma)  # (n, N + archive)
+        if spread:
+            own = torch.zeros_like(k, dtype=torch.bool)
+            own[torch.arange(n), distributed.offset(n) + torch.arange(n)] = True
+            pairs = k[:, :big_n].masked_fill(own[:, :big_n], 0).sum()
+        else:
+            pairs = (k[:, :n].sum() - k[:, :n].diagonal().sum()) / 2
+        # the archive does not move: each particle-archive pair counts once
+        potential = pairs + k[:, big_n:].sum()
         if self.prior is not None:
+            # MMD^2(particles, pilot) * n^2 / 2, up to constants: the pilot attracts
             potential = potential - big_n / kp.shape[1] * kp.sum()
-        return torch.autograd.grad(potential, leaf, retain_graph=self.on == "x0")[0]
+        return potential
 
     def _subset_grad(self, feats: torch.Tensor, leaf: torch.Tensor, ctx: GuideContext) -> torch.Tensor:
         """Gradient of the unbiased random-subset estimate of ``sum_{i<j} k_ij``: each particle meets
@@ -337,9 +344,6 @@ class ParticleGuidance(_ParticleTerm):
         seeded by sigma and n, weighted by ``(n - 1) / subset``. Kernel cost ``O(n * subset * m)``
         instead of ``O(n^2 m)`` time; the pairs are processed in chunks (gradients accumulated on the
         features, then one VJP to ``x``), so memory stays ``O(n m)`` plus one chunk."""
-        from ..core.seeding import stream_seed
-        from .kernels import paired
-
         check(self.archive is None, "an archive cannot be combined with subset= (yet): drop one of them")
         n, k = feats.shape[0], int(self.subset)
         g = torch.Generator().manual_seed(stream_seed("subset", round(float(ctx.sigma[0]), 9), n))
@@ -368,7 +372,37 @@ class ParticleGuidance(_ParticleTerm):
 
 
 class Repulsion(_ParticleTerm):
-    """SVGD-style repulsion (see module docstring); ``share_score`` adds SVGD's kernel-averaged score."""
+    """SVGD-style repulsion (see the module docstring): particle ``i`` is pushed by
+    ``strength / n * sum_j grad_{x_j} k(f_j, f_i)``.
+
+    Shapes: the batch ``x`` ``(n, *sample_shape)`` (images: ``(n, C, H, W)``, in data units); features
+    ``f`` ``(n, m)``; the term returns a score (units 1 / x) shaped like ``x``. Every argument left
+    ``None`` comes from the model's preset (``config.json`` -> ``preset.particles.repulsive``), then from
+    :data:`DEFAULTS`, when the term is bound (:meth:`~_ParticleTerm.resolve`).
+
+    Args:
+        embedding: the features ``phi(y, sigma) -> (n, ...)`` the kernel compares: a name of
+            :mod:`steerdiff.embeddings` or a callable.
+        kernel: ``"rbf"``, ``"cosine"``, ``"iou"``, ``"dot"`` or a callable ``k(a, b) -> (n_a, n_b)``
+            (:mod:`steerdiff.kernels`); it must be differentiable.
+        strength: the force's multiplier (dimensionless; relative to the score norm with ``normalize``).
+        on: ``"x"`` (features of the noisy sample) or ``"x0"`` (of the denoised estimate).
+        window: ``(lo, hi)``, the EDM noise levels sigma (data units) where the term acts; default: the
+            model's whole range.
+        weight: the weight schedule inside the window (:func:`steerdiff.guidance.schedule_weight`).
+        bandwidth: the RBF bandwidth ``h`` (squared feature units): ``"median"``, ``"per-particle"``,
+            ``"sigma"`` or a positive number (:func:`steerdiff.kernels.rbf_bandwidth`).
+        bandwidth_scale: multiplies the bandwidth.
+        normalize: rescale each particle's force to ``strength`` times its score norm.
+        clip: cap each particle's force at ``clip`` times its score norm (``None``: no cap).
+        project: remove from each particle's force its component along its score (:func:`project_off_score`).
+        archive: earlier clean samples ``(m, *sample_shape)`` (a tensor or an :class:`Archive`), repelled
+            from as fixed particles.
+        subset: not supported (Repulsion uses every pair): leave it ``None``.
+        prior: not used by Repulsion: leave it ``None``.
+        share_score: also replace each particle's score by the kernel-weighted average
+            ``1/n sum_j k_ji score_j`` (full SVGD).
+    """
 
     preset_key = "repulsive"
     share_score: bool = False
@@ -379,25 +413,30 @@ class Repulsion(_ParticleTerm):
 
     def guide(self, ctx: GuideContext) -> torch.Tensor:
         check(not self.subset, "subset= is for ParticleGuidance; Repulsion uses every pair")
+        check(
+            not distributed.active() or (self.archive is None and not self.share_score),
+            "a distributed Repulsion supports neither archive= nor share_score= (yet): drop them, or use ParticleGuidance",
+        )
         leaf, y, sigma_y = self._inputs(ctx)
         feats = self._phi(y, sigma_y).flatten(1)
         n = feats.shape[0]
-        if distributed.active():
-            return self._finish(ctx, self._distributed_force(feats, leaf, ctx))
+        # the particle set: this process's own in one process, every process's under torchrun
+        particles, off = distributed.all_gather(feats.detach()), distributed.offset(n)
         arch = self._archive_feats(ctx.sigma)
-        ref = feats.detach() if arch is None else torch.cat([feats.detach(), arch])
+        ref = particles if arch is None else torch.cat([particles, arch])
         # a_ji = grad_{f_j} k(f_j, f_i): differentiate k(rows, columns) with the columns held fixed
         fj = feats.detach().requires_grad_(True)
         with torch.enable_grad():
-            kmat = _kernel_matrix(self._k, fj, ref, self, ctx.sigma)  # (n_j, n + archive)
+            kmat = _kernel_matrix(self._k, fj, ref, self, ctx.sigma)  # (n_j, N + archive)
             cot = torch.stack(
-                [torch.autograd.grad(kmat[:, i].sum(), fj, retain_graph=True)[0] for i in range(n)]
-            )  # (n_i, n_j, m)
-        # force_i = sum_j J_phi(x_j)^T a_ji: one batched VJP through the embedding, a cotangent per i
+                [torch.autograd.grad(kmat[:, i].sum(), fj, retain_graph=True)[0] for i in range(len(particles))]
+            )  # (N_i, n_j, m)
+        # force_i = sum_j J_phi(x_j)^T a_ji: one batched VJP through the embedding, a cotangent per i;
+        # each process pushes its own particles' Jacobians and a sum over processes delivers each force
         (grads,) = torch.autograd.grad(
             feats, leaf, grad_outputs=cot, is_grads_batched=True, retain_graph=self.on == "x0" or arch is not None
-        )  # (n_i, n_j, ...)
-        force = grads.sum(1) / n
+        )  # (N_i, n_j, ...)
+        force = distributed.all_reduce_sum(grads.sum(1))[off : off + n] / len(particles)
         if arch is not None:
             # archive points are fixed: their push on particle i is -grad_{x_i} k(f_i, a)
             ka = _kernel_matrix(self._k, feats, ref, self, ctx.sigma)[:, n:].sum()
@@ -409,27 +448,98 @@ class Repulsion(_ParticleTerm):
             force = force + (kw.T @ score.flatten(1) / n).reshape(score.shape) - score
         return force
 
-    def _distributed_force(self, feats: torch.Tensor, leaf: torch.Tensor, ctx: GuideContext) -> torch.Tensor:
-        """The SVGD force when the set spans processes: each rank pushes its own particles' Jacobians
-        (``J_phi(x_j)^T a_ji`` for local ``j``, every global ``i``); a sum over ranks delivers each
-        particle its force."""
+
+@dataclass
+class LabelGuidance(GuidanceTerm):
+    """Particle Guidance's Potts potential on class labels, sampled in label space (for
+    class-conditional models trained with label dropout, such as ``mnist``).
+
+    PG's joint over particles and their labels ``prod_i p(x_i, c_i) exp(-s' sum_{i<j} [c_i = c_j])`` at
+    infinite Potts strength ``s'`` gives each particle its own label: :func:`~steerdiff.kernels.assign_labels`
+    on the embedding's class probabilities at this noise level. Given its label a particle follows
+    ``p(x | c)``: the model's own class-conditional denoiser, which stays on the data where a
+    classifier's gradient does not. The term is ``(D(x | c) - D(x)) / sigma^2``, so ``strength`` 1 makes
+    the sampler see exactly ``D(x | c)`` (one network call: ``swaps_base``); above 1 it is
+    classifier-free guidance toward ``c``. ``ParticleGuidance(kernel="label")`` binds to this term.
+
+    Shapes: the batch ``x`` ``(n, *sample_shape)`` in data units; the embedding gives class
+    probabilities ``(n, K)`` with ``K`` the model's ``num_classes``; the term returns a score shaped like ``x``.
+
+    Args:
+        embedding: class probabilities ``phi(x, sigma) -> (n, K)`` of the noisy sample: a name of
+            :mod:`steerdiff.embeddings` (``"classifier-probs"``) or a callable.
+        strength: the weight of ``D(x | c) - D(x)`` (1: the class conditional itself).
+        window: ``(lo, hi)``, the EDM noise levels (sigma) where the term acts; default: the model's range.
+        weight: the weight schedule inside the window (:func:`steerdiff.guidance.schedule_weight`).
+
+    Arguments left ``None`` come from the model's pg preset when that preset is the label method
+    (``config.json`` -> ``preset.particles.pg`` with ``kernel: "label"``), else from :data:`LABEL_DEFAULTS`.
+    """
+
+    embedding: object = None
+    strength: float | None = None
+    window: tuple | None = None
+    weight: object = None
+    needs_base = True
+    swaps_base = True
+    # the attributes ParticleGuidance(kernel="label") had, for code that reads them off a bound term
+    kernel = "label"
+    on = "x"
+
+    def resolve(self, denoiser) -> LabelGuidance:
+        """A copy with every unset argument taken from the preset (see the class): its one preset step."""
+        pg = particle_preset(denoiser, "pg")
+        preset = {k: pg.get(k, v) for k, v in LABEL_DEFAULTS.items()} if pg["kernel"] == "label" else LABEL_DEFAULTS
+        t = copy.copy(self)
+        for f in fields(LabelGuidance):
+            if getattr(t, f.name) is None:
+                setattr(t, f.name, preset[f.name])
+        return t
+
+    def bind(self, denoiser) -> LabelGuidance:
+        t = self.resolve(denoiser)
+        t.window = _check_window(t.window, denoiser)
+        t._phi = _embedding_for(t.embedding, denoiser)
         check(
-            self.archive is None and not self.share_score,
-            "a distributed Repulsion supports neither archive= nor share_score= (yet): drop them, or use ParticleGuidance",
+            getattr(denoiser, "num_classes", None) is not None,
+            "kernel='label' samples each particle from the model's class conditional: it needs a class-conditional "
+            "model (one trained with label dropout, such as 'mnist'); use kernel='dot' on this one",
         )
-        n = feats.shape[0]
-        glob, off = distributed.all_gather(feats.detach()), distributed.offset(n)
-        fj = feats.detach().requires_grad_(True)
-        with torch.enable_grad():
-            kmat = _kernel_matrix(self._k, fj, glob, self, ctx.sigma)  # (n_j, N)
-            cot = torch.stack(
-                [torch.autograd.grad(kmat[:, i].sum(), fj, retain_graph=True)[0] for i in range(len(glob))]
-            )  # (N, n_j, m)
-        (grads,) = torch.autograd.grad(
-            feats, leaf, grad_outputs=cot, is_grads_batched=True, retain_graph=self.on == "x0"
-        )  # (N, n_j, ...)
-        total = distributed.all_reduce_sum(grads.sum(1))  # (N, ...)
-        return total[off : off + n] / len(glob)
+        t._num_classes = denoiser.num_classes
+        schedule_weight(t.weight, t.window[1], t.window)  # validates the schedule name now, not mid-sampling
+        return t
+
+    def weight_at(self, sigma: float) -> float:
+        return float(self.strength) * schedule_weight(self.weight, sigma, self.window)
+
+    def base_cond(self, x: torch.Tensor, sigma: torch.Tensor, cond: dict) -> dict:
+        """``cond`` with each particle's assigned class: at strength 1 the guided estimate is the base
+        denoiser under it (:class:`~steerdiff.guidance.Guided` then makes one network call)."""
+        return {**cond, "class_labels": self._labels(x, sigma, cond)}
+
+    def _labels(self, x: torch.Tensor, sigma: torch.Tensor, cond: dict) -> torch.Tensor:
+        check(
+            cond.get("class_labels") is None, "kernel='label' chooses each particle's class itself: drop class_labels"
+        )
+        with torch.no_grad():
+            probs = self._phi(x, sigma).flatten(1)
+        check(
+            probs.shape[1] == self._num_classes,
+            f"kernel='label': the embedding gives {probs.shape[1]} values per particle but the model has "
+            f"{self._num_classes} classes: use a classifier of the model's classes (embedding='classifier-probs')",
+        )
+        if distributed.active():
+            n, off = len(x), distributed.offset(len(x))
+            return assign_labels(distributed.all_gather(probs))[off : off + n]
+        return assign_labels(probs)
+
+    def guide(self, ctx: GuideContext) -> torch.Tensor:
+        """``(D(x | c) - D(x)) / sigma^2`` with the assigned labels ``c`` (see the class)."""
+        x = ctx.x.detach()
+        assert ctx.denoised is not None  # needs_base
+        with torch.no_grad():
+            d_c = ctx.base(x, ctx.sigma, **self.base_cond(x, ctx.sigma, ctx.cond))
+        return (d_c - ctx.denoised.detach()) / append_dims(ctx.sigma, x.ndim) ** 2
 
 
 class Archive:
@@ -463,17 +573,11 @@ class Archive:
         return cls(load_array(path).float(), max_size)
 
 
-class _Recording(Denoiser):
+class _Recording(DenoiserWrapper):
     """``denoiser`` unchanged, writing ``(x, D(x))`` of every call into ``records`` by noise level."""
 
     def __init__(self, denoiser, records: dict):
-        super().__init__(
-            sigma_min=denoiser.sigma_min,
-            sigma_max=denoiser.sigma_max,
-            sigma_data=denoiser.sigma_data,
-            sample_shape=denoiser.sample_shape,
-            preset=getattr(denoiser, "preset", None),
-        )
+        super().__init__(denoiser)
         self.inner, self.records = denoiser, records
 
     def denoise(self, x, sigma, **cond):

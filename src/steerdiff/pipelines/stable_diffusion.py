@@ -8,7 +8,7 @@ checker exactly as the pipeline would. ``particle_callback`` is the same guidanc
 ``callback_on_step_end`` for an unchanged ``pipe(...)`` call. ``decoded`` makes any image embedding
 an embedding of latents (decoded by the VAE, one chunk of particles at a time under activation
 checkpointing, so the vector-Jacobian product does not hold every particle's decoder activations).
-``style_latents`` / ``train_latent_classifier`` are the repulsion seed's style generator: clean
+``style_latents`` / ``train_latent_classifier`` are the repulsion project's style generator: clean
 latents for prompts of several styles, and a noise-conditional style classifier on them (its
 features are the ``classifier:DIR`` embedding).
 
@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ..core.denoisers import DiscreteDenoiser
+from ..core.denoisers import DiscreteDenoiser, as_sigma
 from ..core.errors import SteerdiffError, check
 
 
@@ -197,7 +197,7 @@ def particle_callback(denoiser: PipelineDenoiser, *terms):
         s_cur, s_next = sigma_at(t), sigma_at(t_next)
         scale = float(ac[t_next]) ** 0.5
         x = lat.float() / scale
-        _, delta = g.split(x, torch.full((x.shape[0],), s_next, device=x.device), need_base=False)
+        _, delta = g.split(x, as_sigma(s_next, x), need_base=False)
         if delta is not None:
             x = x + (s_cur - s_next) / s_next * delta  # delta = sigma^2 w g
         kwargs["latents"] = (x * scale).to(lat.dtype)
@@ -245,7 +245,7 @@ def style_latents(
     seed: int = 0,
     progress: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """The repulsion seed's style generator: clean latents ``(N, C, h, w)`` sampled for every prompt of
+    """The repulsion project's style generator: clean latents ``(N, C, h, w)`` sampled for every prompt of
     every style, labels ``(N,)`` (the style's index) and the style names."""
     from ..core.api import sample
 
@@ -288,12 +288,9 @@ def train_latent_classifier(
     output, so ``classifier:DIR`` is its embedding (features at the real noise level)."""
     import math
 
-    import torch.nn.functional as F
-    from tqdm.auto import tqdm
-
     from .. import checkpoint as ckpt
     from ..core.seeding import stream_seed
-    from ..train.classifier import NoisyDigitCNN, load_classifier
+    from ..train.classifier import NoisyDigitCNN, add_noise, fit_classifier, load_classifier
 
     check(
         latents.ndim == 4 and latents.shape[-1] % 4 == 0,
@@ -301,19 +298,17 @@ def train_latent_classifier(
     )
     torch.manual_seed(stream_seed("style-init", seed))
     model = NoisyDigitCNN(latents.shape[1], len(names), 24, image_size=latents.shape[-1], sigma_data=1.0)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    gen = torch.Generator().manual_seed(stream_seed("style-train", seed))
     lo, hi = math.log(0.02), math.log(sigma_max)
-    for _ in tqdm(range(epochs), disable=not progress, desc="train style classifier", unit="epoch"):
+
+    def batches(epoch: int, gen: torch.Generator):
         perm = torch.randperm(len(latents), generator=gen)
         for k in range(0, len(latents), batch_size):
             idx = perm[k : k + batch_size]
             sigma = (lo + (hi - lo) * torch.rand(len(idx), generator=gen)).exp()
-            x = latents[idx] + sigma.view(-1, 1, 1, 1) * torch.randn(latents[idx].shape, generator=gen)
-            loss = F.cross_entropy(model(x, sigma), labels[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            yield add_noise(latents[idx], sigma, gen), sigma, labels[idx]
+
+    gen = torch.Generator().manual_seed(stream_seed("style-train", seed))  # one stream for every epoch
+    fit_classifier(model, batches, epochs=epochs, lr=lr, seed=gen, progress=progress, desc="train style classifier")
     model.eval()
     with torch.no_grad():
         acc = float((model(latents, 0.02).argmax(1) == labels).float().mean())
@@ -410,3 +405,33 @@ def tiny_pipeline(workdir, prediction_type: str = "epsilon"):
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def pipeline_from_options(options) -> PipelineDenoiser | None:
+    """The latent denoiser of ``options.pipeline`` with its prompts, or None without a pipeline: what
+    ``steerdiff sample --pipeline DIR --prompt TEXT`` samples (draw it with
+    :func:`steerdiff.particles.draw.draw`, decode with :meth:`PipelineDenoiser.to_images`).
+
+    Args:
+        options: a :class:`~steerdiff.particles.draw.SamplingOptions` (or an argparse namespace) with
+            ``pipeline`` (a local pipeline directory, or None), ``prompt`` (a list: one prompt, or one per
+            particle), ``n`` (particles), ``cfg_scale`` (None: 7.5), ``negative_prompt``, ``size`` (image
+            height and width in pixels; None: the pipeline's) and ``device``.
+    """
+    o = options
+    if not getattr(o, "pipeline", None):
+        check(getattr(o, "prompt", None) is None, "--prompt needs --pipeline DIR (a local Stable Diffusion pipeline)")
+        return None
+    check(o.prompt is not None, "--pipeline needs --prompt TEXT")
+    check(
+        len(o.prompt) in (1, o.n),
+        f"{len(o.prompt)} --prompt values for --n {o.n}: give one prompt, or one per particle",
+    )
+    return from_pipeline(
+        load_pipeline(o.pipeline, o.device),
+        o.prompt[0] if len(o.prompt) == 1 else o.prompt,
+        7.5 if o.cfg_scale is None else o.cfg_scale,
+        o.negative_prompt,
+        o.size,
+        o.size,
+    )

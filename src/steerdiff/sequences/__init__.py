@@ -3,7 +3,10 @@
 Modules:
 
 - ``moving``: was ``steerdiff.sequences``
+- ``evaluate``: next-frame prediction judged by the dataset's rule (condition frames and metrics per batch)
 """
+
+from .evaluate import horizontal_directions, next_frame_condition, next_frame_dataset, next_frame_metrics
 
 # steerdiff.sequences was one module: every name it defined (private ones too) stays importable from here
 from .moving import (
@@ -48,4 +51,8 @@ __all__ = [
     "allowed_directions",
     "direction_metrics",
     "p_right",
+    "next_frame_dataset",
+    "next_frame_condition",
+    "horizontal_directions",
+    "next_frame_metrics",
 ]

@@ -1,14 +1,20 @@
-"""Image classifiers: the MNIST evaluator (quality / diversity judge) and, later, noise-conditional ones.
+"""Image classifiers: the MNIST evaluator (quality / diversity judge), a second judge of another
+architecture, noise-conditional ones, and the one training loop every steerdiff classifier uses.
 
-The evaluator is a small CNN trained on the 4,000 training digits with random shifts; its 128-d
+The evaluator is a small CNN trained on the MNIST training digits with random shifts; its 128-d
 penultimate activations are the feature space of steerdiff's MNIST metrics (Fréchet distance,
 near-copy rate). A classifier checkpoint is a directory: ``config.json`` + ``model.safetensors``.
+:func:`fit_classifier` is the loop of :func:`train_classifier`, of the joint classifiers of
+compositions (:func:`steerdiff.compose.joint.train_joint_classifier`) and of the latent style
+classifier (:func:`steerdiff.pipelines.stable_diffusion.train_latent_classifier`).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .. import checkpoint as ckpt
+from ..core.denoisers import append_dims, as_sigma
 from ..core.errors import SteerdiffError, check
 from ..core.seeding import stream_seed
 from ..data import load_dataset
@@ -134,9 +141,7 @@ class NoisyDigitCNN(DigitCNN):
         )
 
     def _input(self, x: torch.Tensor, sigma) -> torch.Tensor:
-        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1)
-        sigma = sigma.expand(x.shape[0]) if sigma.numel() == 1 else sigma
-        s = sigma.view(-1, 1, 1, 1)
+        s = append_dims(as_sigma(sigma, x), x.ndim)
         c_noise = (s.clamp(min=1e-8).log() / 4).expand(x.shape[0], 1, *x.shape[2:])
         return torch.cat([x / (s**2 + self.sigma_data**2).sqrt(), c_noise], 1)
 
@@ -172,6 +177,107 @@ class _AtSigma(nn.Module):
         return self.model(x, self.sigma)
 
 
+def training_sigmas(n: int, gen: torch.Generator, *, clean: float = 0.0, p_clean: float = 0.1) -> torch.Tensor:
+    """Noise levels ``(n,)`` for training a noise-conditional classifier: EDM's training distribution
+    ``ln sigma ~ N(-1.2, 1.2^2)``, with a share ``p_clean`` of them set to ``clean`` (clean images).
+
+    Args:
+        n: number of noise levels.
+        gen: the generator every draw comes from.
+        clean: the noise level of the clean share (VE scale, data in ``[-1, 1]``).
+        p_clean: the probability of a clean level, in ``[0, 1]``.
+    """
+    sigma = (-1.2 + 1.2 * torch.randn(n, generator=gen)).exp()
+    return torch.where(torch.rand(n, generator=gen) < p_clean, torch.full_like(sigma, clean), sigma)
+
+
+def add_noise(x0: torch.Tensor, sigma: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Forward-noised samples ``x0 + sigma * n``, ``n ~ N(0, I)`` drawn from ``gen``.
+
+    Args:
+        x0: clean samples ``(B, ...)``.
+        sigma: noise levels ``(B,)`` (VE scale).
+        gen: the generator the noise comes from.
+    """
+    return x0 + append_dims(sigma, x0.ndim) * torch.randn(x0.shape, generator=gen)
+
+
+def _cross_entropy(model: nn.Module) -> Callable[[tuple, int], torch.Tensor]:
+    def loss(batch: tuple, epoch: int) -> torch.Tensor:
+        x, sigma, labels = batch
+        return F.cross_entropy(model(x) if sigma is None else model(x, sigma), labels)
+
+    return loss
+
+
+def fit_classifier(
+    model: nn.Module,
+    batches: Callable[[int, torch.Generator], Iterable],
+    *,
+    epochs: int,
+    lr: float,
+    seed: int | torch.Generator,
+    stream: str = "classifier",
+    loss: Callable[[Any, int], torch.Tensor] | None = None,
+    steps_per_epoch: int | None = None,
+    progress: bool = True,
+    desc: str = "train-classifier",
+    postfix: Callable[[torch.Tensor], dict] | None = None,
+) -> float:
+    """The training loop of every classifier steerdiff trains (label, noise-conditional, joint, latent
+    style): Adam on ``loss`` over the batches of each epoch, with a one-cycle learning-rate schedule
+    when ``steps_per_epoch`` is given. ``model`` is trained in place; returns the last batch's loss.
+
+    Args:
+        model: the classifier; put in train mode at the start of each epoch.
+        batches: ``batches(epoch, gen)`` yields the batches of one epoch, drawing every random choice
+            (order, augmentation, noise levels, noise) from the generator ``gen``.
+        epochs: number of passes, at least 1.
+        lr: Adam's learning rate; the peak of the one-cycle schedule when ``steps_per_epoch`` is set.
+        seed: an ``int``: epoch ``e`` draws from a generator seeded with
+            ``stream_seed(f"{stream}-epoch", seed, e)`` and reseeds torch's global generator (dropout)
+            with ``stream_seed(f"{stream}-dropout", seed, e)``, so no epoch's randomness depends on the
+            epochs before it. A ``torch.Generator``: every epoch draws from it in turn, dropout from
+            torch's global generator as it stands.
+        stream: the name of the random streams of an ``int`` seed.
+        loss: ``loss(batch, epoch) -> scalar tensor``. By default a batch is ``(x, sigma, labels)``:
+            inputs ``(B, C, H, W)``, noise levels ``(B,)`` (``None`` for a classifier of clean inputs)
+            and class indices ``(B,)``, and the loss the cross-entropy of ``model(x, sigma)`` (or
+            ``model(x)``) against ``labels``.
+        steps_per_epoch: how many batches ``batches`` yields per epoch; the schedule then spans
+            ``epochs * steps_per_epoch`` steps. ``None``: a constant learning rate.
+        progress: show a progress bar, one tick per epoch.
+        desc: the progress bar's label.
+        postfix: ``postfix(loss) -> dict`` shown on the progress bar after each epoch, from the
+            epoch's last loss (default: the loss).
+    """
+    check(epochs >= 1, f"epochs must be at least 1, got {epochs}")
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = None
+    if steps_per_epoch is not None:
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch)
+    loss = loss or _cross_entropy(model)
+    value = torch.tensor(float("nan"))
+    bar = tqdm(range(epochs), disable=not progress, desc=desc, unit="epoch")
+    for epoch in bar:
+        model.train()
+        if isinstance(seed, torch.Generator):
+            gen = seed
+        else:
+            gen = torch.Generator().manual_seed(stream_seed(f"{stream}-epoch", seed, epoch))
+            torch.manual_seed(stream_seed(f"{stream}-dropout", seed, epoch))
+        for batch in batches(epoch, gen):
+            value = loss(batch, epoch)
+            opt.zero_grad(set_to_none=True)
+            value.backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+        if progress:
+            bar.set_postfix(postfix(value) if postfix else {"loss": f"{value.item():.3f}"})
+    return value.item()
+
+
 def train_classifier(
     out: str | os.PathLike,
     *,
@@ -185,12 +291,38 @@ def train_classifier(
     progress: bool = True,
     command: str | None = None,
     arch: str = "cnn",
+    force: bool = False,
 ) -> dict:
-    """Train a classifier and write it to directory ``out``; returns its config (with held-out accuracy).
-    ``arch`` (kind ``label``): ``cnn`` (:class:`DigitCNN`, the evaluator's) or ``lenet`` (:class:`DigitLeNet`)."""
+    """Train a digit classifier on ``dataset`` and write it to directory ``out`` (``config.json`` and
+    ``model.safetensors``, what :func:`load_classifier` reads); returns its config, with the held-out
+    accuracy (and, for ``noisy-label``, the held-out accuracy at a few noise levels).
+
+    Training images are shifted at random by up to 2 pixels; a ``noisy-label`` classifier sees them
+    forward-noised at EDM's training noise levels (:func:`training_sigmas`). The same arguments give
+    the same bytes.
+
+    Args:
+        out: the classifier directory to write; it must be missing, empty or a classifier (anything
+            else only with ``force``).
+        kind: ``label`` (clean images ``(B, C, H, W)`` in ``[-1, 1]`` -> logits) or ``noisy-label``
+            (``(x, sigma)`` -> logits, :class:`NoisyDigitCNN`).
+        dataset: a labelled dataset name (see :func:`steerdiff.data.load_dataset`).
+        epochs: passes over the training split.
+        batch_size: images per step.
+        lr: the peak learning rate of the one-cycle schedule.
+        seed: random seed of initialisation, batches, augmentation and dropout.
+        width: channels of the first convolution (default 32 for ``cnn``, 20 for ``lenet``, 24 for
+            ``noisy-label``).
+        progress: show a progress bar.
+        command: the command line to record in ``config.json``.
+        arch: kind ``label``: ``cnn`` (:class:`DigitCNN`, the evaluator's) or ``lenet``
+            (:class:`DigitLeNet`).
+        force: replace whatever ``out`` holds.
+    """
     check(kind in KINDS, f"classifier kind {kind!r}: use one of {', '.join(KINDS)}")
     check(arch in NETS, f"classifier arch {arch!r}: use one of {', '.join(NETS)}")
     check(arch == "cnn" or kind == "label", f"arch {arch!r} is for kind label; noisy-label uses the cnn")
+    ckpt.check_output_dir(out, ("classifier",), force=force)
     width = width or (
         24 if kind == "noisy-label" else 20 if arch == "lenet" else 32
     )  # a different architecture from the evaluator
@@ -200,30 +332,34 @@ def train_classifier(
     torch.manual_seed(stream_seed("classifier-init", seed))
     cls = NoisyDigitCNN if kind == "noisy-label" else NETS[arch]
     model = cls(train.images.shape[1], num_classes, width, image_size=train.images.shape[-1])
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * (len(train) // batch_size))
-    bar = tqdm(range(epochs), disable=not progress, desc=f"train-classifier {kind}/{dataset}", unit="epoch")
-    for epoch in bar:
-        model.train()
-        gen = torch.Generator().manual_seed(stream_seed("classifier-epoch", seed, epoch))
-        torch.manual_seed(stream_seed("classifier-dropout", seed, epoch))
+    steps = len(train) // batch_size
+
+    def batches(epoch: int, gen: torch.Generator):
         perm = torch.randperm(len(train), generator=gen)
-        for k in range(len(train) // batch_size):
+        for k in range(steps):
             idx = perm[k * batch_size : (k + 1) * batch_size]
             x = random_shift(train.images[idx], 2, gen)
-            if kind == "noisy-label":
-                # EDM's training noise distribution, plus 10% clean images
-                sigma = (-1.2 + 1.2 * torch.randn(len(idx), generator=gen)).exp()
-                sigma = torch.where(torch.rand(len(idx), generator=gen) < 0.1, torch.zeros_like(sigma), sigma)
-                logits = model(x + sigma.view(-1, 1, 1, 1) * torch.randn(x.shape, generator=gen), sigma)
+            if kind == "noisy-label":  # EDM's training noise distribution, plus 10% clean images
+                sigma = training_sigmas(len(idx), gen)
+                yield add_noise(x, sigma, gen), sigma, train.labels[idx]
             else:
-                logits = model(x)
-            loss = F.cross_entropy(logits, train.labels[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-        bar.set_postfix(loss=f"{loss.item():.3f}", heldout_acc=f"{accuracy(model, held.images, held.labels):.4f}")
+                yield x, None, train.labels[idx]
+
+    def postfix(loss: torch.Tensor) -> dict:
+        return {"loss": f"{loss.item():.3f}", "heldout_acc": f"{accuracy(model, held.images, held.labels):.4f}"}
+
+    fit_classifier(
+        model,
+        batches,
+        epochs=epochs,
+        lr=lr,
+        seed=seed,
+        stream="classifier",
+        steps_per_epoch=steps,
+        progress=progress,
+        desc=f"train-classifier {kind}/{dataset}",
+        postfix=postfix,
+    )
     acc = accuracy(model, held.images, held.labels)
     extra = {}
     if kind == "noisy-label":

@@ -1,8 +1,8 @@
 """Network builders: diffusers ``UNet2DModel`` configurations sized for CPU training.
 
 The ``lean`` preset (channels 16/32/64, one ResNet per block, attention only at the coarsest level
-and in the mid block) trains at about 0.26 s per batch-64 step on 2 CPU cores at 28x28; the
-(32, 64, 64) variant takes 0.52 s for little gain on 4,000 digits (measured, see README).
+and in the mid block) is the shipped models'; ``small`` (32/64/64) is slower per step
+for little gain on MNIST (measured in docs/benchmarks.md); ``tiny`` is for tests.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from .. import checkpoint as ckpt
 from ..core import distributed
-from ..core.denoisers import EDMDenoiser
+from ..core.denoisers import EDMDenoiser, append_dims
 from ..core.errors import SteerdiffError, check
 from ..core.schedules_ddpm import ddpm_alphas_cumprod
 from ..core.seeding import stream_seed
@@ -31,6 +31,7 @@ from .nets import PRESETS, build_unet, unet_config
 
 OBJECTIVES = ("edm", "eps", "v")
 MOVING = ("circle", "horizontal", "free")
+DATASET_ALIASES = {"circle_jumping": "circle"}  # the particle-guidance project's name of the circle dataset
 
 
 def frame_pairs(cfg, digits: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,7 +55,8 @@ def frame_pairs(cfg, digits: torch.Tensor, gen: torch.Generator) -> tuple[torch.
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run (recorded in the checkpoint's ``config.json``)."""
+    """Everything that defines a training run (recorded in the checkpoint's ``config.json``); the
+    dataset name ``circle_jumping`` is read as ``circle`` (:data:`DATASET_ALIASES`)."""
 
     dataset: str = "mnist"
     objective: str = "edm"
@@ -88,6 +90,9 @@ class TrainConfig:
     p_right: float = 0.7
     extra: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.dataset = DATASET_ALIASES.get(self.dataset, self.dataset)
+
 
 def ema_decay_at(step: int, max_decay: float) -> float:
     """EMA decay with warm-up, ``min(max_decay, (1 + step) / (10 + step))``: early weights are not frozen in."""
@@ -115,8 +120,8 @@ def edm_loss(
     x0, sigma, noise = _part(part, x0, sigma, noise)
     cond = {k: v[part] for k, v in cond.items()}
     weight = (sigma**2 + cfg.sigma_data**2) / (sigma * cfg.sigma_data) ** 2
-    d = denoiser(x0 + sigma.view(-1, 1, 1, 1) * noise, sigma, **cond)
-    return (weight.view(-1, 1, 1, 1) * (d - x0) ** 2).mean()
+    d = denoiser(x0 + append_dims(sigma, x0.ndim) * noise, sigma, **cond)
+    return (append_dims(weight, x0.ndim) * (d - x0) ** 2).mean()
 
 
 def ddpm_loss(
@@ -134,8 +139,8 @@ def ddpm_loss(
     noise = torch.randn(x0.shape, generator=gen)
     x0, t, noise = _part(part, x0, t, noise)
     cond = {k: v[part] for k, v in cond.items()}
-    a = alphas_cumprod[t].float().sqrt().view(-1, 1, 1, 1)
-    s = (1 - alphas_cumprod[t]).float().sqrt().view(-1, 1, 1, 1)
+    a = append_dims(alphas_cumprod[t].float().sqrt(), x0.ndim)
+    s = append_dims((1 - alphas_cumprod[t]).float().sqrt(), x0.ndim)
     target = noise if objective == "eps" else a * noise - s * x0
     out = net(a * x0 + s * noise, t, **cond).sample
     return ((out - target) ** 2).mean()
@@ -161,25 +166,12 @@ def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]
 
 def model_config(cfg: TrainConfig, sample_shape, num_classes: int | None, step: int) -> dict:
     """The steerdiff ``config.json`` of a checkpoint trained with ``cfg``."""
-    conf = {
-        "format": "steerdiff-checkpoint",
-        "version": 1,
-        "dataset": cfg.dataset,
-        "objective": cfg.objective,
-        "sample_shape": list(sample_shape),
-        "sigma_data": cfg.sigma_data,
-        "step": step,
-        "num_classes": num_classes,
-        "null_label": num_classes if (num_classes and cfg.p_uncond > 0) else None,
-        "preset": {"sampler": "heun", "steps": 18},
-        "cond_frames": cfg.cond_frames,
-        "train": {k: v for k, v in asdict(cfg).items() if k != "extra"},
-    }
     if cfg.objective == "edm":
-        conf.update(kind="edm", sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max, time_scale=cfg.time_scale)
+        kind, preset = "edm", {"sampler": "heun", "steps": 18}
+        own = dict(sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max, time_scale=cfg.time_scale)
     else:
-        conf.update(
-            kind="discrete",
+        kind, preset = "discrete", {"sampler": "ddim", "steps": 50}
+        own = dict(
             prediction_type="epsilon" if cfg.objective == "eps" else "v_prediction",
             schedule={
                 "num_train_timesteps": cfg.num_train_timesteps,
@@ -188,8 +180,20 @@ def model_config(cfg: TrainConfig, sample_shape, num_classes: int | None, step: 
                 "beta_schedule": "linear",
             },
         )
-        conf["preset"] = {"sampler": "ddim", "steps": 50}
-    return conf
+    return ckpt.model_config(
+        kind,
+        sample_shape=sample_shape,
+        sigma_data=cfg.sigma_data,
+        preset=preset,
+        num_classes=num_classes,
+        null_label=num_classes if (num_classes and cfg.p_uncond > 0) else None,
+        cond_frames=cfg.cond_frames,
+        dataset=cfg.dataset,
+        objective=cfg.objective,
+        step=step,
+        train={k: v for k, v in asdict(cfg).items() if k != "extra"},
+        **own,
+    )
 
 
 def train(

@@ -1,0 +1,286 @@
+"""The two edit workflows of the command line, as functions.
+
+- :func:`train_calibrated_edit` (``steerdiff train-edit``): pick training pairs of a built-in
+  attribute, learn a delta-h network (:func:`~steerdiff.edit.hspace.train_edit`), calibrate its
+  default strength on the training images (:func:`~steerdiff.edit.hspace.calibrate_strength`) and
+  save it (optionally with its averaged, global direction).
+- :func:`edit_images` (``steerdiff edit``): invert images (yours, or held-out digits drawn by seed),
+  regenerate them with an edit at its calibrated (or a given) strength, and optionally write them.
+
+Error messages name the command-line flags (``--images``, ``--input``, ...): these functions are what
+the commands run.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from .. import checkpoint as ckpt
+from ..core.errors import check
+from ..hub import EDIT_MODEL
+from .hspace import (
+    RECON_SPACE,
+    DeltaH,
+    apply_edit,
+    attribute_data,
+    calibrate_strength,
+    conf_sigmas,
+    edit_features,
+    global_direction,
+    invert,
+    load_edit,
+    prototype_direction,
+    save_edit,
+    train_edit,
+)
+
+__all__ = ["EDIT_MODEL", "TRAINABLE_ATTRIBUTES", "edit_images", "refuse_green", "train_calibrated_edit"]
+
+# what an h-space edit of EDIT_MODEL can learn (green cannot: see refuse_green)
+TRAINABLE_ATTRIBUTES = ("thick",)
+LOSSES = ("paired", "direction")
+
+
+def refuse_green(attribute: str | None) -> None:
+    """``green`` was advertised once; it is accepted only to say why it cannot work."""
+    check(
+        attribute != "green",
+        "--attribute green: a colour swap cannot be learned in this UNet's h-space: colour travels through the skip "
+        "connections, not the bottleneck an h-space edit shifts (measured in benchmarks/bench_hspace_reach.py); "
+        "use --attribute thick",
+    )
+
+
+def _load_model(model):
+    """``(denoiser, name)`` of a shipped model name / checkpoint directory, or of a denoiser."""
+    if isinstance(model, (str, os.PathLike)):
+        from ..models import load
+
+        return load(model), str(model)
+    return model, getattr(model, "name", type(model).__name__)
+
+
+def train_calibrated_edit(
+    model=EDIT_MODEL,
+    attribute: str = "thick",
+    *,
+    images: int = 256,
+    steps: int = 300,
+    loss: str = "paired",
+    kind: str = "conv",
+    lr: float = 2e-3,
+    recon_weight: float = 1.0,
+    sigma_edit: float | None = None,
+    sigma_top: float = 10.0,
+    edit_steps: int = 60,
+    seed: int = 0,
+    progress: bool = True,
+    out: str | os.PathLike | None = None,
+    force: bool = False,
+    save_global: bool = False,
+    command: str | None = None,
+) -> tuple[DeltaH, dict]:
+    """Train, calibrate and (optionally) save an h-space edit of a built-in attribute.
+
+    ``images`` training pairs (source digit, the same digit edited: :func:`attribute_data`) are drawn
+    by ``seed`` from the attribute's training split; the delta network learns them with the ``paired``
+    loss (L1 to the edited digit) or the ``direction`` loss (along the class-prototype direction of
+    :func:`edit_features` over the first 1,000 drawn pairs, plus L1 reconstruction). The default
+    strength is then calibrated on the first 32 pairs.
+
+    Args:
+        model: the denoiser to edit, or a shipped model name / checkpoint directory
+            (default ``colormnist``); it must contain a diffusers UNet with a mid block and produce
+            images of the attribute's shape ``(3, 28, 28)``.
+        attribute: a trainable attribute (``thick``: strokes thickened by one pixel).
+        images: number of training pairs, at least 1.
+        steps: optimizer steps, at least 1.
+        loss: ``paired`` or ``direction``.
+        kind: the delta network (one of :data:`~steerdiff.edit.hspace.DELTA_KINDS`).
+        lr: Adam learning rate.
+        recon_weight: weight of the L1 reconstruction term (``direction`` loss).
+        sigma_edit: lower end of the editing interval, in the model's sigma units (default: chosen
+            from the measured interval curves); must lie below ``sigma_top``.
+        sigma_top: the noise level (sigma units, > 0) the training digits are inverted to.
+        edit_steps: number of noise levels of the editing schedule (:func:`~steerdiff.edit.hspace.edit_sigmas`), recorded in
+            the config so that the edit is applied on the same schedule.
+        seed: random seed of the pair draw, the network's initialisation, the training batches and the
+            calibration's boosting noise.
+        progress: show a progress bar.
+        out: the edit directory to write (``delta.safetensors`` + ``config.json``), checked before
+            any work (missing, empty or an earlier edit, unless ``force``); ``None`` writes nothing.
+        force: replace whatever ``out`` holds.
+        save_global: also write the direction averaged over the training images
+            (:func:`global_direction`) to ``out/global``.
+        command: the command line to record in the config (``None`` when called from Python).
+
+    Returns:
+        ``(delta, config)``: the trained network and the config written beside it (attribute, model
+        name, loss, intervals, calibrated ``strength`` and the L1 of each tried strength, curves,
+        schedule, losses, command).
+    """
+    refuse_green(attribute)
+    check(
+        attribute in TRAINABLE_ATTRIBUTES,
+        f"--attribute {attribute!r}: use {', '.join(TRAINABLE_ATTRIBUTES)}",
+    )
+    check(loss in LOSSES, f"edit loss {loss!r}: use one of {', '.join(LOSSES)}")
+    check(out is not None or not save_global, "save_global writes out/global: give out")
+    if out is not None:
+        ckpt.check_output_dir(out, ("edit",), force=force)
+    check(images >= 1 and steps >= 1, f"--images and --steps must be at least 1, got {images} and {steps}")
+    check(
+        sigma_edit is None or sigma_edit < sigma_top,
+        f"--sigma-edit {sigma_edit} must lie below --sigma-top {sigma_top} (the editing interval is sigma_edit..sigma_top)",
+    )
+    check(sigma_top > 0, f"--sigma-top must be a positive noise level, got {sigma_top}")
+    denoiser, name = _load_model(model)
+    sources, targets, _ = attribute_data(attribute, "train")  # target i is source i edited
+    check(
+        images <= len(sources),
+        f"--images {images}: there are {len(sources)} training images for {attribute}; use that many or fewer",
+    )
+    pick = torch.randperm(len(sources), generator=torch.Generator().manual_seed(seed))
+    src, tgt = sources[pick[:images]], targets[pick[:images]]
+    if loss == "paired":
+        direction, paired = None, tgt
+    else:
+        direction, paired = prototype_direction(edit_features, sources[pick[:1000]], targets[pick[:1000]]), None
+    delta, info = train_edit(
+        denoiser,
+        src,
+        direction,
+        target=paired,
+        kind=kind,
+        steps=steps,
+        lr=lr,
+        recon_weight=recon_weight,
+        sigma_edit=sigma_edit,
+        edit_steps=edit_steps,
+        seed=seed,
+        progress=progress,
+        recon_space=RECON_SPACE[attribute],
+        sigma_top=sigma_top,
+    )
+    cal = calibrate_strength(
+        denoiser, delta, src[:32], tgt[:32], info["intervals"], info["edit_steps"], seed=seed, sigma_top=sigma_top
+    )
+    conf = {
+        "attribute": attribute,
+        "model": name,
+        "loss": loss,
+        "intervals": info["intervals"],
+        "strength": cal["strength"],
+        "strength_l1": cal["l1"],
+        "curves": info["curves"],
+        "edit_steps": info["edit_steps"],
+        "sigma_top": info["sigma_top"],
+        "losses": info["losses"],
+        "command": command,
+    }
+    if out is not None:
+        save_edit(out, delta, conf)
+        if save_global:
+            save_edit(
+                Path(out) / "global",
+                global_direction(denoiser, delta, src, conf_sigmas(denoiser, conf)),
+                {**conf, "global_of": str(out)},
+            )
+    return delta, conf
+
+
+def edit_images(
+    edit: str | os.PathLike = "thick",
+    model=EDIT_MODEL,
+    images: torch.Tensor | str | os.PathLike | None = None,
+    *,
+    n: int | None = None,
+    strength: float | None = None,
+    seed: int = 0,
+    boost: bool = True,
+    averaged: bool = False,
+    out: str | os.PathLike | None = None,
+) -> dict:
+    """Edit images with a shipped or trained h-space edit: DDIM inversion to the edit's top level,
+    then the asymmetric reverse process with the edit (:func:`apply_edit`).
+
+    Args:
+        edit: a shipped edit name (``thick``) or a directory written by :func:`train_calibrated_edit`.
+        model: the denoiser the edit was trained on, or a shipped model name / checkpoint directory
+            (default ``colormnist``).
+        images: the images to edit: ``(N, C, H, W)`` in ``[-1, 1]`` of the model's sample shape, or
+            the path of an ``.npy``/``.npz``/``.pt`` array or of a folder of PNG/JPG images; ``None``
+            edits ``n`` held-out digits of the edit's attribute, drawn by ``seed``.
+        n: how many held-out digits (default 16), or how many of ``images`` (the first ``n``; default
+            all); at least 1.
+        strength: the edit's strength (default its calibrated strength, 1 if it has none); 0 is the
+            plain reconstruction, a negative strength runs the edit backwards.
+        seed: random seed of the held-out draw and of the quality-boosting noise.
+        boost: step stochastically in the edit's quality-boosting interval (off: deterministic).
+        averaged: use the edit's global (averaged) direction (``global/`` of its directory).
+        out: write the result here: ``.npz`` (``samples`` = ``edited``, plus ``source``, ``edited``,
+            ``labels``, ``attribute``, ``strength``) or a ``.png`` grid of the sources over the edits
+            (``N`` per row); ``None`` writes nothing.
+
+    Returns:
+        ``{"source": (N, C, H, W), "edited": (N, C, H, W) in [-1, 1], "labels": (N,) digit labels
+        (-1 for your own images), "attribute": the edit's attribute, "strength": the strength used}``.
+    """
+    from ..io import save_samples
+
+    check(n is None or n >= 1, f"--n must be at least 1, got {n}")
+    check(out is None or Path(out).suffix.lower() in (".npz", ".png"), f"--out {out}: use .npz or .png")
+    what = "the given tensor"
+    if images is not None and not isinstance(images, torch.Tensor):
+        from ..evaluation.evaluate import read_images
+
+        what = f"--input {images}"
+        inp = Path(images)
+        check(inp.exists(), f"--input {images}: no such file or folder; give the path of your images")
+        check(
+            inp.is_dir() or (inp.is_file() and inp.suffix.lower() in (".npy", ".npz", ".pt")),
+            f"--input {images}: give an .npy/.npz/.pt array file or a folder of PNG images",
+        )
+        images = read_images(inp)
+    if images is not None:
+        x0 = images[:n]
+        check(len(x0) > 0, f"{what} holds no images")
+    delta, conf = load_edit(edit, averaged=averaged)
+    denoiser, name = _load_model(model)
+    if images is not None:
+        want = tuple(denoiser.sample_shape)
+        check(
+            tuple(x0.shape[1:]) == want,
+            f"{what} holds images of shape {tuple(x0.shape[1:])}, model {name} edits {want}"
+            + (
+                ": give RGB images (ColorMNIST digits: the ink in the red or green channel)"
+                if want[0] == 3 and x0.shape[1] == 1
+                else ": give images of that shape"
+            ),
+        )
+        labels = torch.full((len(x0),), -1)
+    else:
+        n = n or 16
+        src, _, labels = attribute_data(conf["attribute"], "heldout")
+        check(
+            n <= len(src),
+            f"--n {n}: there are {len(src)} held-out digits to edit for {conf['attribute']}; use --n {len(src)} or less",
+        )
+        pick = torch.randperm(len(src), generator=torch.Generator().manual_seed(seed))[:n]
+        x0, labels = src[pick], labels[pick]
+    sig = conf_sigmas(denoiser, conf)
+    strength = conf.get("strength", 1.0) if strength is None else strength
+    edited = apply_edit(
+        denoiser, invert(denoiser, x0, sig), sig, delta, conf, strength=strength, seed=seed, boost=boost
+    )
+    result = {"source": x0, "edited": edited, "labels": labels, "attribute": conf["attribute"], "strength": strength}
+    if out is not None and str(out).endswith(".npz"):
+        save_samples(
+            edited, out, source=x0, edited=edited, labels=labels, attribute=conf["attribute"], strength=float(strength)
+        )
+    elif out is not None:
+        save_samples(torch.cat([x0, edited]), out, nrow=len(x0))
+    return result

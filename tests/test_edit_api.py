@@ -1,0 +1,197 @@
+"""Issue #15: the edit workflows of the command line are library functions (``steerdiff.edit.workflow``,
+``steerdiff.edit.evaluate.evaluate_edit_file``); the commands give the same bytes as the Python calls."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from steerdiff import checkpoint as ckpt
+from steerdiff.cli import main
+from steerdiff.data import load_colormnist
+from steerdiff.edit import dilate, load_edit
+from steerdiff.edit import workflow as wf
+from steerdiff.edit.evaluate import evaluate_edit_file
+from steerdiff.errors import SteerdiffError
+from steerdiff.nets import build_unet
+from steerdiff.training import command_line
+
+# a short editing schedule keeps these tests fast: the command and the Python call read the same default
+SHORT = 8
+
+
+@pytest.fixture(autouse=True)
+def short_schedule(monkeypatch):
+    monkeypatch.setitem(wf.train_calibrated_edit.__kwdefaults__, "edit_steps", SHORT)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A random one-level UNet checkpoint of ColorMNIST's shape (3, 28, 28): a model `--model DIR` loads."""
+    torch.manual_seed(0)
+    ucfg = dict(
+        sample_size=28,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=[8],
+        layers_per_block=1,
+        down_block_types=["DownBlock2D"],
+        up_block_types=["UpBlock2D"],
+        norm_num_groups=4,
+        add_attention=False,
+    )
+    conf = {
+        "format": "steerdiff-checkpoint",
+        "kind": "edm",
+        "sample_shape": [3, 28, 28],
+        "sigma_data": 0.5,
+        "sigma_min": 0.002,
+        "sigma_max": 80.0,
+        "time_scale": 250.0,
+    }
+    d = tmp_path_factory.mktemp("tiny") / "model"
+    return str(ckpt.save_checkpoint(d, conf, ucfg, build_unet(ucfg).state_dict()))
+
+
+def _tree(d):
+    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def test_train_calibrated_edit_writes_the_bytes_of_train_edit(tiny, tmp_path):
+    out = tmp_path / "edit"
+    argv = ["train-edit", "--model", tiny, "--attribute", "thick", "--steps", "3", "--images", "3", "--seed", "4"]
+    assert main([*argv, "--lr", "0.05", "--global", "--quiet", "--out", str(out)]) == 0
+    cli = _tree(out)
+    assert sorted(cli) == ["config.json", "delta.safetensors", "global/config.json", "global/delta.safetensors"]
+    delta, conf = wf.train_calibrated_edit(
+        tiny,
+        "thick",
+        images=3,
+        steps=3,
+        seed=4,
+        lr=0.05,
+        progress=False,
+        out=out,
+        save_global=True,
+        command=command_line(),
+    )
+    assert _tree(out) == cli
+    saved, saved_conf = load_edit(out)
+    assert saved_conf["edit_steps"] == SHORT and saved_conf["model"] == tiny and len(conf["losses"]) == 3
+    assert conf["strength"] in (0.25, 0.5, 0.75, 1.0, 1.25) and conf["strength"] == saved_conf["strength"]
+    for k, v in delta.state_dict().items():
+        torch.testing.assert_close(saved.state_dict()[k], v, rtol=0, atol=0)
+    # out=None trains the same edit and writes nothing; another seed trains another one
+    again, _ = wf.train_calibrated_edit(tiny, "thick", images=3, steps=3, seed=4, lr=0.05, progress=False)
+    torch.testing.assert_close(again.out.weight, delta.out.weight, rtol=0, atol=0)
+    other, _ = wf.train_calibrated_edit(tiny, "thick", images=3, steps=3, seed=5, lr=0.05, progress=False)
+    assert not torch.equal(other.out.weight, delta.out.weight)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["edit"]
+
+
+def test_train_calibrated_edit_refuses_before_any_work(tiny, tmp_path):
+    with pytest.raises(SteerdiffError, match="skip connections"):
+        wf.train_calibrated_edit(tiny, "green", out=tmp_path / "g")
+    with pytest.raises(SteerdiffError, match="use thick"):
+        wf.train_calibrated_edit(tiny, "bold")
+    with pytest.raises(SteerdiffError, match="loss"):
+        wf.train_calibrated_edit(tiny, "thick", loss="clip")
+    with pytest.raises(SteerdiffError, match="must lie below"):
+        wf.train_calibrated_edit(tiny, "thick", sigma_edit=20.0)
+    (tmp_path / "f").write_text("precious")
+    with pytest.raises(SteerdiffError, match="existing file"):
+        wf.train_calibrated_edit(tiny, "thick", out=tmp_path / "f")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
+
+
+@pytest.fixture(scope="module")
+def trained(tiny, tmp_path_factory):
+    """A tiny edit trained hard enough (lr 0.05) that its edits differ visibly from reconstructions."""
+    out = tmp_path_factory.mktemp("edit") / "e"
+    wf.train_calibrated_edit(
+        tiny, "thick", images=3, steps=6, lr=0.05, seed=0, progress=False, out=out, edit_steps=SHORT, save_global=True
+    )
+    return str(out)
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".png"])
+def test_edit_images_writes_the_bytes_of_steerdiff_edit(tiny, trained, tmp_path, suffix):
+    a, b = tmp_path / f"cli{suffix}", tmp_path / f"py{suffix}"
+    argv = ["edit", "--model", tiny, "--edit", trained, "--n", "3", "--seed", "2", "--strength", "3"]
+    assert main([*argv, "--global", "--quiet", "--out", str(a)]) == 0
+    r = wf.edit_images(trained, tiny, n=3, seed=2, strength=3.0, averaged=True, out=b)
+    assert a.read_bytes() == b.read_bytes()
+    assert r["edited"].shape == r["source"].shape == (3, 3, 28, 28) and r["attribute"] == "thick"
+    if suffix == ".npz":
+        z = np.load(b)
+        np.testing.assert_array_equal(z["edited"], r["edited"].numpy())
+        np.testing.assert_array_equal(z["source"], r["source"].numpy())
+        assert float(z["strength"]) == 3.0 and bool((z["labels"] >= 0).all())
+        # the sources are held-out digits drawn by the seed
+        held = load_colormnist("colormnist", "heldout").images
+        pick = torch.randperm(len(held), generator=torch.Generator().manual_seed(2))[:3]
+        np.testing.assert_array_equal(z["source"], held[pick].numpy())
+
+
+def test_edit_images_of_your_own_images(tiny, trained, tmp_path):
+    x = load_colormnist("colormnist", "heldout").images[:4]
+    np.save(tmp_path / "mine.npy", x.numpy())
+    from_file = wf.edit_images(trained, tiny, str(tmp_path / "mine.npy"), n=3, seed=1, boost=False)
+    from_tensor = wf.edit_images(trained, tiny, x, n=3, seed=1, boost=False)
+    torch.testing.assert_close(from_file["edited"], from_tensor["edited"], rtol=0, atol=0)
+    torch.testing.assert_close(from_tensor["source"], x[:3], rtol=0, atol=0)
+    assert from_tensor["labels"].tolist() == [-1, -1, -1]
+    # the calibrated strength by default; strength 0 is the plain reconstruction, unlike the edit
+    assert from_tensor["strength"] == load_edit(trained)[1]["strength"]
+    zero = wf.edit_images(trained, tiny, x, n=3, strength=0.0, boost=False)["edited"]
+    assert float((zero - from_tensor["edited"]).abs().max()) > 1e-3
+    with pytest.raises(SteerdiffError, match=r"holds images of shape \(1, 28, 28\), model .* edits \(3, 28, 28\)"):
+        wf.edit_images(trained, tiny, x[:, :1])
+    with pytest.raises(SteerdiffError, match="no such file or folder"):
+        wf.edit_images(trained, tiny, str(tmp_path / "none.npy"))
+    with pytest.raises(SteerdiffError, match="at least 1"):
+        wf.edit_images(trained, tiny, x, n=0)
+
+
+def _edit_file(path, strength, labels=True):
+    d = load_colormnist("colormnist", "heldout")
+    x = d.images[::200][:8]
+    y = (d.labels[::200][:8] % 10).numpy() if labels else np.full(8, -1)
+    np.savez(path, source=x.numpy(), edited=dilate(x).numpy(), labels=y, attribute="thick", strength=strength)
+
+
+def test_evaluate_edit_file_is_evaluate_task_edit(tmp_path):
+    f, out = tmp_path / "e.npz", tmp_path / "e.json"
+    _edit_file(f, 1.0)
+    record = evaluate_edit_file(f)
+    assert main(["evaluate", "--task", "edit", "--samples", str(f), "--out", str(out), "--quiet"]) == 0
+    assert json.loads(out.read_text()) == json.loads(json.dumps(record))
+    assert record["schema"] == "steerdiff-evaluate-edit/1" and record["config"]["strength"] == 1.0
+    assert record["attribute"] == "thick" and record["success"] == 1.0  # dilation thickens every digit
+    assert "vs_label" in record["digit_kept"]["mnist-evaluator"]
+    np.savez(tmp_path / "bad.npz", samples=np.zeros((2, 3, 28, 28), np.float32))
+    with pytest.raises(SteerdiffError, match="no source / edited array"):
+        evaluate_edit_file(tmp_path / "bad.npz")
+    with pytest.raises(SteerdiffError, match="does not exist"):
+        evaluate_edit_file(tmp_path / "none.npz")
+
+
+def test_evaluate_edit_file_judges_a_negative_strength_as_the_opposite_attribute(tmp_path, monkeypatch):
+    from steerdiff.edit import evaluate as edit_evaluate
+
+    seen = []
+    monkeypatch.setattr(
+        edit_evaluate, "evaluate_edit", lambda src, edited, labels, **kw: seen.append((labels, kw)) or {"n": len(src)}
+    )
+    f = tmp_path / "e.npz"
+    _edit_file(f, -1.0, labels=False)  # a strength -1 thick edit of your own images (labels -1)
+    record = evaluate_edit_file(f, min_gain=0.1)
+    assert seen[-1] == (None, {"attribute": "thin", "classifiers": edit_evaluate.JUDGES, "min_gain": 0.1})
+    assert record["config"] == {"samples": str(f), "edit_attribute": "thick", "strength": -1.0} and record["n"] == 8
+    _edit_file(f, 0.5)
+    evaluate_edit_file(f)
+    assert (
+        seen[-1][1]["attribute"] == "thick"
+        and seen[-1][0].tolist() == (load_colormnist("colormnist", "heldout").labels[::200][:8] % 10).tolist()
+    )
