@@ -249,7 +249,7 @@ def test_pg_factor_means_particle_guidance():
 
 def test_the_edm_mnist_example_runs_pg_on_the_circle_model(tmp_path, capsys):
     """`evaluate --task conditional --dataset circle_jumping --pg_factor 1.7 --batch_size 8`: Particle
-    Guidance at strength 1.7 on the shipped circle model (--batch_size is the seed's particle count)."""
+    Guidance at strength 1.7 on the shipped circle model (--batch_size is the Particle Guidance project's particle count)."""
     base = [
         "evaluate",
         "--task",

@@ -14,8 +14,8 @@ from .core.sampling import get_sigmas_karras, get_sigmas_ve, sigmas_from_schedul
 from .core.toy import GaussianMixtureDenoiser, ring
 from .models import load
 from .particles.diversity import SPELL, DPPGuidance, EntropyGuidance
-from .particles.fixed_condition import CADS, CFG, cads, cads_pipeline, cfg
 from .particles.draw import SamplingOptions, draw
+from .particles.fixed_condition import CADS, CFG, cads, cads_pipeline, cfg
 from .particles.pg import Archive, LabelGuidance, ParticleGuidance, Pilot, Repulsion
 from .particles.stratified import stratified_sample
 

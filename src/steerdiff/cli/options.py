@@ -159,7 +159,7 @@ def _add_sampling_args(p: argparse.ArgumentParser, n_default: int, model: bool =
         type=float,
         action=_PGFactor,
         default=None,
-        help="the Particle Guidance seed's flag: --strength F with --method pg (unless --method says otherwise)",
+        help="the Particle Guidance project's flag: --strength F with --method pg (unless --method says otherwise)",
     )
     g.add_argument(
         "--strength",
@@ -296,12 +296,12 @@ Examples:
 def _repulse_parser(sub) -> None:
     p = sub.add_parser(
         "repulse",
-        help="the repulsion seed's command: particles repelled in an embedding",
+        help="the repulsion project's command: particles repelled in an embedding",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="""\
-The repulsion seed's interface, kept for its users: --model names the EMBEDDING (averagedim, cnn16,
-ro3, noisy-digit-cnn (the seed's vgg_noise, a deprecated name: the MNIST noise-conditional digit
-CNN, not a VGG network), noisy-digit-cnn-ro3 (the seed's vgg_noisero3), ...), --method the particle
+The repulsion project's interface, kept for its users: --model names the EMBEDDING (averagedim, cnn16,
+ro3, noisy-digit-cnn (the project's vgg_noise, a deprecated name: the MNIST noise-conditional digit
+CNN, not a VGG network), noisy-digit-cnn-ro3 (the project's vgg_noisero3), ...), --method the particle
 method, --nparticles the batch. The
 diffusion model is --diffusion-model (default mnist). Prompts need a Stable Diffusion pipeline
 (--pipeline DIR, a local diffusers Stable Diffusion 1.x/2.x folder): then the particles are latents.
@@ -309,7 +309,7 @@ diffusion model is --diffusion-model (default mnist). Prompts need a Stable Diff
   steerdiff repulse --method repulsive --model cnn16 --strength 100 --nparticles 5 --seed 0 --out r.png""",
     )
     p.add_argument("--method", default="repulsive", choices=["iid", "pg", "repulsive"], help="default repulsive")
-    p.add_argument("--model", default="cnn16", help="the embedding to repel in (the seed's --model)")
+    p.add_argument("--model", default="cnn16", help="the embedding to repel in (the repulsion project's --model)")
     p.add_argument("--strength", type=float, default=None, help="repulsion strength")
     p.add_argument("--nparticles", "--n", "--particles", dest="n", type=int, default=5, help="particles (default 5)")
     p.add_argument("--diffusion-model", default="mnist", help="shipped model or checkpoint (default mnist)")
@@ -456,7 +456,7 @@ def _reference_parser(sub) -> None:
         help="build a maximum-diversity reference set (class-balanced)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="""\
-Write a class-balanced reference set for `steerdiff evaluate --reference` (the repulsion seed's
+Write a class-balanced reference set for `steerdiff evaluate --reference` (the repulsion project's
 data_generator): --source real takes the held-out MNIST digits, an equal number per class;
 --source model samples a class-conditional model with labels 0,1,...,9 in turn.
 
@@ -817,7 +817,7 @@ def validate_args(a) -> None:
                 "--cond-frames 2 --out DIR) and pass --model DIR",
             )
     if hasattr(a, "method") and a.command in ("sample", "evaluate", "compose"):
-        if a.method is None:  # --pg_factor (the seed's flag) means Particle Guidance
+        if a.method is None:  # --pg_factor (the Particle Guidance project's flag) means Particle Guidance
             a.method = "pg" if getattr(a, "pg_factor", False) else "iid"
         if a.method == "iid":
             from ..particles.fixed_condition import PARTICLE_OPTIONS
@@ -853,7 +853,7 @@ def validate_args(a) -> None:
 
 
 class _PGFactor(argparse.Action):
-    """``--pg_factor F`` (the PG seed's flag): ``--strength F``, and ``--method pg`` unless --method says otherwise."""
+    """``--pg_factor F`` (the Particle Guidance project's flag): ``--strength F``, and ``--method pg`` unless --method says otherwise."""
 
     def __call__(self, parser, namespace, values, option_string=None):
         namespace.strength, namespace.pg_factor = values, True

@@ -154,7 +154,7 @@ def near_copy_rate(samples: torch.Tensor, train: torch.Tensor, heldout: torch.Te
 
 
 def reference_distances(samples: torch.Tensor, reference: torch.Tensor, features=None) -> dict:
-    """Fréchet distance of samples to a maximum-diversity reference set (the repulsion seed's
+    """Fréchet distance of samples to a maximum-diversity reference set (the repulsion project's
     evaluation), in three feature spaces: ``global`` (``features``, e.g. the evaluator's),
     ``location`` (rule-of-thirds mass on a 3x3 grid) and ``style`` (Gram matrix of random-CNN maps).
     Images ``(N, C, H, W)`` in ``[-1, 1]``; lower is closer to the diverse reference."""
