@@ -1,10 +1,10 @@
 """Prior-preserving diverse batches: stratified selection from the model's own draws.
 
 A particle term changes the joint law of a batch and with it each particle's marginal: Particle
-Guidance splits a 70/30 choice about 50/50 (the edm_mnist thesis's p(right) 0.50 for a 0.7 model).
-Stratified selection changes only the joint law. Draw ``m = k * n`` iid candidates, order them along
-a path through feature space, and keep every ``k``-th from a uniformly random offset (systematic
-sampling). Every candidate is kept with probability exactly ``1 / k`` and the candidates are iid, so
+Guidance pulls an unequal binary choice toward an equal split (as the edm_mnist project measured on
+a left/right choice). Stratified selection changes only the joint law. Draw ``m = k * n`` iid
+candidates, order them along a path through feature space, and keep every ``k``-th from a uniformly
+random offset (systematic sampling). Every candidate is kept with probability exactly ``1 / k`` and the candidates are iid, so
 the batch's expected empirical distribution is the model's own, mode frequencies included. Samples
 that are neighbours in feature space (the same mode) are rarely kept together: a mode of mass ``pi``
 gets ``floor`` or ``ceil`` of about ``n pi`` particles instead of a binomial count.
@@ -66,7 +66,12 @@ def stratified_sample(
     """``n`` samples ``(n, *sample_shape)`` chosen by stratified selection (module docstring) from
     ``candidates * n`` iid draws of :func:`steerdiff.sample` (streams ``start_index ..``), ordered in
     ``embedding`` features of the clean samples (default: the model's Particle Guidance preset's
-    embedding, else ``identity``). ``candidates = 1`` is plain iid sampling."""
+    embedding, else ``identity``). ``candidates = 1`` is plain iid sampling.
+
+    Tensors of ``cond`` with leading dim ``n`` (``class_labels`` ``(n,)``) are per kept sample: the samples
+    that share a condition are selected together from their own ``candidates`` draws each, drawn with that
+    condition (one condition for all: one selection over all ``candidates * n`` draws), and output ``i``
+    carries condition ``i``."""
     from ..core.api import sample
 
     check(
@@ -75,6 +80,37 @@ def stratified_sample(
     )
     check(int(n) == n and n >= 1, f"n must be a positive integer, got {n}")
     check(seed is not None, "stratified_sample needs a seed (the offset and the output order are drawn from it)")
+    cond = dict(cond or {})
+    # the per-sample condition tensors; candidates = 1 is iid sampling with the condition as given
+    per_sample = candidates > 1
+    rows = {k: v for k, v in cond.items() if per_sample and isinstance(v, torch.Tensor) and v.ndim > 0 and len(v) == n}
+    groups: list[list[int]] = []  # the samples of each distinct per-sample condition, in order of first use
+    for i in range(n if rows else 0):
+        same = [g for g in groups if all(torch.equal(v[g[0]], v[i]) for v in rows.values())]
+        if same:
+            same[0].append(i)
+        else:
+            groups.append([i])
+    if len(groups) > 1:  # each group from its own noise streams, after the earlier groups' candidates
+        out, first = [], start_index
+        for g in groups:
+            one = {k: v[g] for k, v in rows.items()}
+            out.append(
+                stratified_sample(
+                    denoiser,
+                    len(g),
+                    candidates=candidates,
+                    embedding=embedding,
+                    seed=seed,
+                    cond=cond | one,
+                    start_index=first,
+                    **sample_kwargs,
+                )
+            )
+            first += int(candidates) * len(g)
+        order = torch.argsort(torch.tensor([i for g in groups for i in g]))
+        return torch.cat(out)[order.to(out[0].device)]
+    cond |= {k: v[:1].expand(int(candidates) * n, *v.shape[1:]) for k, v in rows.items()}  # one condition for all
     from .pg import particle_preset
 
     phi = get_embedding(embedding if embedding is not None else particle_preset(denoiser, "pg")["embedding"])
