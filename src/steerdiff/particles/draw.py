@@ -415,21 +415,11 @@ def draw(model=None, options: Any = None, seed: int = 0, frames: torch.Tensor | 
     a = as_options(options, **keywords)
     model, a = _load(model, a)
     model, cond, extra, kwargs, guidance, archive, select = prepare(model, a, seed, frames)
+    run = dict(sampler=a.sampler, steps=a.steps, seed=seed, cond=cond, **kwargs)  # every draw's settings
     if select is not None:  # --method diverse chose a selection from iid draws
         from .fixed_condition import select_sample
 
-        x = select_sample(
-            model,
-            a.n,
-            select,
-            seed=seed,
-            cond=cond,
-            sampler=a.sampler,
-            steps=a.steps,
-            batch_size=a.batch_size,
-            progress=not a.quiet,
-            **kwargs,
-        )
+        x = select_sample(model, a.n, select, batch_size=a.batch_size, progress=not a.quiet, **run)
         return Drawn(x, extra, archive)
     if a.prior_samples:
         check(a.method == "pg", "--prior-samples is for --method pg (prior-preserving Particle Guidance)")
@@ -437,16 +427,7 @@ def draw(model=None, options: Any = None, seed: int = 0, frames: torch.Tensor | 
         # the model's own iid draws for this condition, from noise streams the batch does not use
         from .pg import Pilot
 
-        guidance[0].prior = Pilot(
-            model,
-            a.prior_samples,
-            sampler=a.sampler,
-            steps=a.steps,
-            seed=seed,
-            cond=cond,
-            start_index=PRIOR_STREAMS,
-            **kwargs,
-        )
+        guidance[0].prior = Pilot(model, a.prior_samples, start_index=PRIOR_STREAMS, **run)
     if a.method == "stratified":
         from .stratified import stratified_sample
 
@@ -466,25 +447,10 @@ def draw(model=None, options: Any = None, seed: int = 0, frames: torch.Tensor | 
             a.n,
             candidates=a.candidates,
             embedding=a.embedding,
-            seed=seed,
-            cond=cond,
-            sampler=a.sampler,
-            steps=a.steps,
             batch_size=a.batch_size,
             progress=not a.quiet,
-            **kwargs,
+            **run,
         )
         return Drawn(x, extra, archive)
-    x = sample(
-        model,
-        a.n,
-        sampler=a.sampler,
-        steps=a.steps,
-        seed=seed,
-        cond=cond,
-        progress=not a.quiet,
-        batch_size=a.batch_size,
-        guidance=guidance,
-        **kwargs,
-    )
+    x = sample(model, a.n, progress=not a.quiet, batch_size=a.batch_size, guidance=guidance, **run)
     return Drawn(x, extra, archive)
