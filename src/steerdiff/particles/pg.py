@@ -66,20 +66,8 @@ DEFAULTS = {
         clip=None,
         project=False,
     ),
-    "repulsive": dict(
-        embedding="identity",
-        kernel="rbf",
-        strength=1.0,
-        on="x",
-        window=None,
-        weight="constant",
-        bandwidth="median",
-        bandwidth_scale=1.0,
-        normalize=False,
-        clip=None,
-        project=False,
-    ),
 }
+DEFAULTS["repulsive"] = {**DEFAULTS["pg"], "on": "x"}  # SVGD repels the noisy samples themselves
 # LabelGuidance's settings when left unset and the model's pg preset is not the label method
 LABEL_DEFAULTS = dict(embedding="classifier-probs", strength=1.0, window=None, weight="constant")
 
