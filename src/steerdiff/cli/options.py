@@ -77,6 +77,19 @@ Example (the shipped MNIST model):
         help="horizontal: probability of turning right at the centre (default 0.7)",
     )
     p.add_argument("--idx-dir", help="folder with the standard MNIST IDX files; trains on their 60k digits instead")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="where the network trains: cpu, cuda, cuda:N or mps (default cpu); the random draws stay on the "
+        "CPU, so a run may move between devices when resumed",
+    )
+    p.add_argument(
+        "--time-limit",
+        type=float,
+        default=None,
+        metavar="MINUTES",
+        help="stop after this many minutes of training, writing a checkpoint; the same command resumes it",
+    )
     p.add_argument("--objective", default="edm", choices=["edm", "eps", "v"], help="training objective (default edm)")
     p.add_argument("--net", default="lean", help="network preset: lean (16/32/64 channels), small (32/64/64), tiny")
     p.add_argument("--steps", type=int, default=20000, help="total optimizer steps (default 20000)")
@@ -729,6 +742,7 @@ VALUE_RULES = {
     },
     **{k: (lambda v: v >= 0, "an integer >= 0") for k in ("prior_samples", "cond_frames")},
     "size": (lambda v: v >= 8 and v % 8 == 0, "a positive multiple of 8 (pixels)"),
+    "time_limit": (lambda v: math.isfinite(v) and v > 0, "a positive number of minutes"),
     "n_directions": (lambda v: v in (2, 4, 8), "2, 4 or 8"),
     **{k: (_finite, "a finite number") for k in ("strength", "cfg_scale", "guidance_scale")},
     **{

@@ -27,8 +27,17 @@ def cmd_train(a) -> int:
         p_first=a.p_first,
         p_right=a.p_right,
     )
-    res = train(cfg, a.out, progress=not a.quiet, command=command_line(), force=a.force)
-    print(f"trained to step {res['step']}; checkpoint in {a.out}")
+    res = train(
+        cfg,
+        a.out,
+        progress=not a.quiet,
+        command=command_line(),
+        force=a.force,
+        device=a.device,
+        time_limit=None if a.time_limit is None else 60 * a.time_limit,
+    )
+    stopped = " (time limit reached; run the same command to continue)" if res["step"] < cfg.steps else ""
+    print(f"trained to step {res['step']}{stopped}; checkpoint in {a.out}")
     return 0
 
 

@@ -115,8 +115,8 @@ def edm_loss(
     """EDM's weighted denoising loss, ``lambda(s) ||D(x0 + s n, s) - x0||^2`` with ``ln s ~ N(P_mean, P_std^2)``.
     The noise is drawn for the whole batch; ``part`` selects the samples this process computes (DDP)."""
     b = x0.shape[0]
-    sigma = (cfg.p_mean + cfg.p_std * torch.randn(b, generator=gen)).exp()
-    noise = torch.randn(x0.shape, generator=gen)
+    sigma = (cfg.p_mean + cfg.p_std * torch.randn(b, generator=gen)).exp().to(x0.device)
+    noise = torch.randn(x0.shape, generator=gen).to(x0.device)
     x0, sigma, noise = _part(part, x0, sigma, noise)
     cond = {k: v[part] for k, v in cond.items()}
     weight = (sigma**2 + cfg.sigma_data**2) / (sigma * cfg.sigma_data) ** 2
@@ -136,19 +136,19 @@ def ddpm_loss(
     """DDPM's simple loss: MSE of the epsilon (``eps``) or v (``v``) prediction at a uniform timestep."""
     b = x0.shape[0]
     t = torch.randint(0, len(alphas_cumprod), (b,), generator=gen)
-    noise = torch.randn(x0.shape, generator=gen)
+    noise = torch.randn(x0.shape, generator=gen).to(x0.device)
     x0, t, noise = _part(part, x0, t, noise)
     cond = {k: v[part] for k, v in cond.items()}
-    a = append_dims(alphas_cumprod[t].float().sqrt(), x0.ndim)
-    s = append_dims((1 - alphas_cumprod[t]).float().sqrt(), x0.ndim)
+    a = append_dims(alphas_cumprod[t].float().sqrt(), x0.ndim).to(x0.device)
+    s = append_dims((1 - alphas_cumprod[t]).float().sqrt(), x0.ndim).to(x0.device)
     target = noise if objective == "eps" else a * noise - s * x0
-    out = net(a * x0 + s * noise, t, **cond).sample
+    out = net(a * x0 + s * noise, t.to(x0.device), **cond).sample
     return ((out - target) ** 2).mean()
 
 
 def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list]:
     sd = opt.state_dict()
-    tensors = {f"opt.{i}.{k}": torch.as_tensor(v) for i, st in sd["state"].items() for k, v in st.items()}
+    tensors = {f"opt.{i}.{k}": torch.as_tensor(v).cpu() for i, st in sd["state"].items() for k, v in st.items()}
     return tensors, sd["param_groups"]
 
 
@@ -204,6 +204,8 @@ def train(
     command: str | None = None,
     stop_after: int | None = None,
     force: bool = False,
+    device: str | torch.device = "cpu",
+    time_limit: float | None = None,
 ) -> dict:
     """Train (or resume) a model into checkpoint directory ``out``; returns ``{"losses": [...], "step": n}``.
 
@@ -212,6 +214,12 @@ def train(
     after that many steps in this call (for tests and chunked runs); a checkpoint is written at the end.
     ``out`` must be missing, empty or a training checkpoint: anything else (an exported model, other
     files) is refused unless ``force`` (then a fresh run replaces it).
+
+    ``device`` runs the network (and its optimizer and EMA) there; every random draw stays on the CPU
+    generators, so a run on ``cuda`` sees the same batches, noise and labels as one on the CPU and
+    differs only by the device's float rounding. A run may move between devices when resumed;
+    ``state.json`` records which steps ran where. ``time_limit`` (seconds) ends the run after the
+    first step that passes it, with a checkpoint (for clusters' job limits).
     """
     check(cfg.objective in OBJECTIVES, f"objective {cfg.objective!r}: use one of {', '.join(OBJECTIVES)}")
     check(cfg.net in PRESETS, f"net {cfg.net!r}: use one of {', '.join(PRESETS)}")
@@ -256,9 +264,11 @@ def train(
     )
     torch.manual_seed(stream_seed("init", cfg.seed))
     net = build_unet(ucfg)
+    device = torch.device(device)
+    net = net.to(device)
     ema = copy.deepcopy(net).requires_grad_(False)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    step, losses = 0, []
+    step, losses, segments = 0, [], []
 
     if kind == "training" or (force and (out / "state.safetensors").is_file()):
         old_conf, _, ema_state, state, meta = ckpt.read_checkpoint(out, with_state=True)
@@ -275,6 +285,7 @@ def train(
             ema.load_state_dict(ema_state)
             _load_optimizer(opt, state, meta["param_groups"])
             step, losses = int(meta["step"]), list(meta["losses"])
+            segments = list(meta.get("devices", [{"device": "cpu", "steps": [0, step]}]))
         except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as e:
             what = f"missing {e}" if isinstance(e, KeyError) else str(e).splitlines()[0]
             raise SteerdiffError(
@@ -311,15 +322,27 @@ def train(
         if command:
             conf["train"]["command"] = command
         opt_tensors, groups = _optimizer_tensors(opt)
-        state = {**{f"net.{k}": v for k, v in net.state_dict().items()}, **opt_tensors}
+        state = {**{f"net.{k}": v.cpu() for k, v in net.state_dict().items()}, **opt_tensors}
         ckpt.save_checkpoint(
             out,
             conf,
             ucfg,
-            ema.state_dict(),
+            {k: v.cpu() for k, v in ema.state_dict().items()},
             train_state=state,
-            train_meta={"step": at_step, "losses": losses, "param_groups": groups},
+            train_meta={"step": at_step, "losses": losses, "param_groups": groups, "devices": devices(at_step)},
         )
+
+    start_step = step
+
+    def devices(at_step: int) -> list[dict]:
+        """Which steps ran on which device: the resumed run's segments, then this call's (merged when equal)."""
+        merged = [dict(d) for d in segments]
+        if at_step > start_step:
+            if merged and merged[-1]["device"] == device.type and merged[-1]["steps"][1] == start_step:
+                merged[-1]["steps"] = [merged[-1]["steps"][0], at_step]
+            else:
+                merged.append({"device": device.type, "steps": [start_step, at_step]})
+        return merged
 
     n = len(data)
     steps_per_epoch = max(1, n // cfg.batch_size)
@@ -349,6 +372,7 @@ def train(
             if cfg.p_uncond > 0:
                 labels[torch.rand(len(labels), generator=gen) < cfg.p_uncond] = num_classes
             cond["class_labels"] = labels
+        x0, cond = x0.to(device), {k: v.to(device) for k, v in cond.items()}
         for g in opt.param_groups:
             g["lr"] = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup))
         if cfg.objective == "edm":
@@ -371,8 +395,11 @@ def train(
         bar.set_postfix(
             loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}", img_s=f"{seen / (time.perf_counter() - t0):.0f}"
         )
-        if step % cfg.checkpoint_every == 0 or step == end:
+        over_time = time_limit is not None and time.perf_counter() - t0 >= time_limit
+        if step % cfg.checkpoint_every == 0 or step == end or over_time:
             save(step)
+        if over_time:
+            break
     bar.close()
     return {"losses": losses, "step": step, "images_per_s": seen / max(1e-9, time.perf_counter() - t0)}
 
