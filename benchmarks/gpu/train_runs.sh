@@ -6,7 +6,8 @@
 # (at most 8 files of 16 MiB). Every random draw stays on the CPU generators (steerdiff train --device),
 # so the runs are the same runs as on a CPU, up to float rounding.
 #
-#   MINUTES=7 bash benchmarks/gpu/train_runs.sh        # on the device machine, .whl carried
+#   MINUTES=7 bash benchmarks/gpu/train_runs.sh                   # on the device machine, .whl carried
+#   RUNS='mnist-small circle' MINUTES=3 bash benchmarks/gpu/train_runs.sh   # only those runs
 set -u
 MINUTES=${MINUTES:-7}
 OUT=${OUT:-/tmp/out}
@@ -21,9 +22,11 @@ python3 -c "import torch, diffusers; print('torch', torch.__version__, 'diffuser
 # a 20-step smoke run first: a broken environment fails in seconds, not after the whole budget
 python3 -m steerdiff train --dataset mnist --net tiny --steps 20 --out /tmp/smoke --device "$DEVICE" --quiet || exit 1
 
+RUNS=${RUNS:-mnist-small mnist-small-b256 horizontal circle colormnist-small}
 train() {  # NAME DIR FLAGS...
     local name=$1 dir=$2
     shift 2
+    [[ " $RUNS " == *" $name "* ]] || return 0
     (
         SECONDS=0
         python3 -m steerdiff train "$@" --out "$dir" --device "$DEVICE" --time-limit "$MINUTES" --checkpoint-every 1000 --quiet
@@ -54,6 +57,6 @@ PY
 tar cf - checkpoints/mnist-small | split -b 15m - "$OUT/mnist-small.tar."
 tar cf "$OUT/horizontal.tar" checkpoints/horizontal
 tar cf "$OUT/circle.tar" checkpoints/circle
-tar cf "$OUT/arms.tar" --exclude state.safetensors runs
+[ -z "$(ls runs)" ] || tar cf "$OUT/arms.tar" --exclude state.safetensors runs
 tar czf "$OUT/logs.tgz" logs
 ls -la "$OUT"
