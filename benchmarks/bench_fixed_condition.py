@@ -120,6 +120,14 @@ CONDITIONAL = {
     "dpp strength 3": ("dpp", {"strength": 3.0}),
     "dpp strength 4": ("dpp", {"strength": 4.0}),
     "cads s=0.25 + dpp strength 2": ("cads", {"noise_scale": 0.25, "plus": {"method": "dpp", "strength": 2.0}}),
+    "dpp strength 4 + cfg 1.5 in (0.3, 5]": ("dpp", {"strength": 4.0, "scale": 1.5, "interval": (0.3, 5.0)}),
+    "dpp strength 4 + cfg 2 in (0.3, 5]": ("dpp", {"strength": 4.0, "scale": 2.0, "interval": (0.3, 5.0)}),
+    "dpp strength 5 + cfg 2 in (0.3, 5]": ("dpp", {"strength": 5.0, "scale": 2.0, "interval": (0.3, 5.0)}),
+    "dpp strength 4 + cfg 1.5 in (1, 20]": ("dpp", {"strength": 4.0, "scale": 1.5, "interval": (1.0, 20.0)}),
+    "dpp strength 4 + cfg 1.5": ("dpp", {"strength": 4.0, "scale": 1.5}),
+    "dpp strength 8 + cfg 1.5 in (0.3, 5]": ("dpp", {"strength": 8.0, "scale": 1.5, "interval": (0.3, 5.0)}),
+    "dpp strength 6 + cfg 1.25 in (0.3, 5]": ("dpp", {"strength": 6.0, "scale": 1.25, "interval": (0.3, 5.0)}),
+    "dpp strength 4 + cfg 1.5 in (0.3, 2]": ("dpp", {"strength": 4.0, "scale": 1.5, "interval": (0.3, 2.0)}),
     "diverse (preset)": ("diverse", {}),
 }
 UNCONDITIONAL = {

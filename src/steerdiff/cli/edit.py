@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..core.errors import check
 from ..edit.workflow import refuse_green
 from .options import _flag
@@ -41,7 +43,10 @@ def cmd_edit(a) -> int:
     from ..edit.workflow import edit_images
     from ..hub import EDITS
 
+    if a.discover is not None:
+        return _discover(a)
     check((a.attribute is None) != (a.edit is None), "give --attribute thick or --edit DIR")
+    check(not a.force, "--force is for --discover (an edit never replaces an existing --out file)")
     refuse_green(a.attribute)
     check(
         a.attribute is None or a.attribute in EDITS,
@@ -59,6 +64,28 @@ def cmd_edit(a) -> int:
         out=a.out,
     )
     print(f"edited {len(r['source'])} digits ({r['attribute']}, strength {r['strength']:g}) into {a.out}")
+    return 0
+
+
+def _discover(a) -> int:
+    from ..edit.workflow import discover_edits
+    from ..train.training import command_line
+
+    given = [f for f, v in (("--attribute", a.attribute), ("--edit", a.edit), ("--input", a.input)) if v is not None]
+    check(not given, f"--discover finds its own directions: drop {', '.join(given)}")
+    check(
+        a.strength is None and not a.global_dir, "--discover writes grids at fixed strengths: drop --strength/--global"
+    )
+    check(a.out is not None and Path(a.out).suffix == "", f"--discover writes a directory: give --out DIR, not {a.out}")
+    directions = discover_edits(
+        a.model, a.discover, n=a.n or 128, seed=a.seed, out=a.out, force=a.force, command=command_line()
+    )
+    for _, conf in directions:
+        d = conf["discovered"]
+        print(
+            f"{conf['attribute']}: {100 * d['explained_variance']:.1f}% of h's variance at sigma {d['sigma_ref']:.3g}"
+        )
+    print(f"{len(directions)} directions in {a.out} (each a grid.png and an edit: steerdiff edit --edit {a.out}/pc1)")
     return 0
 
 

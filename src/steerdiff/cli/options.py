@@ -650,7 +650,8 @@ an .npy/.npz/.pt array (N, C, H, W) in [-1, 1] or a folder of PNG digits, of the
 
   steerdiff edit --model colormnist --attribute thick --n 16 --seed 0 --strength 1 --out thick.npz
   steerdiff edit --attribute thick --global --n 16 --out thick.png
-  steerdiff edit --attribute thick --input my_digits/ --out mine.png""",
+  steerdiff edit --attribute thick --input my_digits/ --out mine.png
+  steerdiff edit --discover 4 --out directions/       # training-free directions; then --edit directions/pc1""",
     )
     p.add_argument("--model", default=EDIT_MODEL, help=f"model (default {EDIT_MODEL})")
     p.add_argument("--attribute", default=None, help="a shipped edit: thick")
@@ -672,7 +673,16 @@ an .npy/.npz/.pt array (N, C, H, W) in [-1, 1] or a folder of PNG digits, of the
         "in [-1, 1], or a folder of PNG/JPG images",
     )
     p.add_argument("--no-boost", action="store_true", help="deterministic throughout (no quality-boosting noise)")
-    _add_common(p, "output: .npz (source, edited, labels) or .png grid")
+    p.add_argument(
+        "--discover",
+        type=int,
+        default=None,
+        metavar="K",
+        help="no training: find the top K principal h-space directions over --n held-out images (default 128) "
+        "and write them to the directory --out (pcJ/ per direction, each an edit for --edit, with grid.png)",
+    )
+    _add_common(p, "output: .npz (source, edited, labels) or .png grid; with --discover, a directory")
+    _add_force(p, "with --discover: replace what --out holds")
 
 
 def _quality_parser(sub) -> None:
@@ -738,7 +748,7 @@ def _finite(v) -> bool:
 VALUE_RULES = {
     **{
         k: (lambda v: v >= 1, "at least 1")
-        for k in ("n", "steps", "batch_size", "batches", "epochs", "images", "checkpoint_every", "k")
+        for k in ("n", "steps", "batch_size", "batches", "epochs", "images", "checkpoint_every", "k", "discover")
     },
     **{k: (lambda v: v >= 0, "an integer >= 0") for k in ("prior_samples", "cond_frames")},
     "size": (lambda v: v >= 8 and v % 8 == 0, "a positive multiple of 8 (pixels)"),

@@ -4,7 +4,9 @@ Modules:
 
 - ``hspace``: was ``steerdiff.edit``
 - ``evaluate``: was ``steerdiff.edit_eval``
-- ``workflow``: train, calibrate and save an edit (``steerdiff train-edit``); edit images (``steerdiff edit``)
+- ``workflow``: train, calibrate and save an edit (``steerdiff train-edit``); edit images (``steerdiff edit``);
+  find training-free directions (``steerdiff edit --discover K``)
+- ``discover``: training-free directions, the principal components of h over many images
 """
 
 from .evaluate import evaluate_edit_file

@@ -37,7 +37,15 @@ from .hspace import (
     train_edit,
 )
 
-__all__ = ["EDIT_MODEL", "TRAINABLE_ATTRIBUTES", "edit_images", "refuse_green", "train_calibrated_edit"]
+__all__ = [
+    "EDIT_MODEL",
+    "TRAINABLE_ATTRIBUTES",
+    "discover_edits",
+    "edit_images",
+    "heldout_images",
+    "refuse_green",
+    "train_calibrated_edit",
+]
 
 # what an h-space edit of EDIT_MODEL can learn (green cannot: see refuse_green)
 TRAINABLE_ATTRIBUTES = ("thick",)
@@ -262,6 +270,8 @@ def edit_images(
             ),
         )
         labels = torch.full((len(x0),), -1)
+    elif "discovered" in conf:  # a training-free direction: any held-out digits of the model's data
+        x0, labels = heldout_images(denoiser, n or 16, seed)
     else:
         n = n or 16
         src, _, labels = attribute_data(conf["attribute"], "heldout")
@@ -284,3 +294,87 @@ def edit_images(
     elif out is not None:
         save_samples(torch.cat([x0, edited]), out, nrow=len(x0))
     return result
+
+
+# the held-out images of a model's training data (the set network trains on colormnist's digits)
+_HELDOUT_DATA = {"colormnist-sets": "colormnist"}
+
+
+def heldout_images(denoiser, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(images (n, C, H, W) in [-1, 1], digit labels (n,))``: ``n`` held-out images of the data
+    ``denoiser`` was trained on (its config's dataset), drawn by ``seed``."""
+    from ..data import load_dataset
+
+    dataset = (getattr(denoiser, "config", None) or {}).get("dataset")
+    check(dataset is not None, "this model records no training dataset: give the images yourself (--input)")
+    d = load_dataset(_HELDOUT_DATA.get(dataset, dataset), "heldout")
+    check(1 <= n <= len(d), f"--n {n}: there are {len(d)} held-out images of {dataset}; use 1 to {len(d)}")
+    pick = torch.randperm(len(d), generator=torch.Generator().manual_seed(seed))[:n]
+    labels = d.labels[pick] if d.labels is not None else torch.full((n,), -1)
+    return d.images[pick], labels % 10
+
+
+def discover_edits(
+    model=EDIT_MODEL,
+    k: int = 4,
+    *,
+    n: int = 128,
+    seed: int = 0,
+    out: str | os.PathLike | None = None,
+    strengths: tuple[float, ...] = (-1.0, -0.5, 0.0, 0.5, 1.0),
+    show: int = 8,
+    force: bool = False,
+    command: str | None = None,
+) -> list[tuple[DeltaH, dict]]:
+    """Training-free h-space directions of ``model`` (``steerdiff edit --discover K``): the top ``k``
+    principal directions of h over ``n`` held-out images (:func:`~steerdiff.edit.discover.discover_directions`).
+
+    Args:
+        model: a shipped model name, checkpoint directory or denoiser (default ``colormnist``).
+        k: number of directions (at least 1).
+        n: held-out images the directions are computed from (more than ``k``).
+        seed: draws the held-out images (and the ``show`` digits of the grids, a separate draw).
+        out: a directory to write: ``pcJ/`` per direction (an edit directory, usable as
+            ``steerdiff edit --edit DIR/pcJ``) with ``grid.png`` (rows: ``strengths``, columns:
+            ``show`` held-out digits), and ``directions.json`` (explained variance, intervals).
+            It must be missing or empty unless ``force``; it is written whole or not at all.
+        strengths: the strengths of the grids' rows.
+        show: digits per grid row.
+        force: replace what ``out`` holds.
+        command: recorded in each direction's config.
+
+    Returns:
+        ``[(delta, config)]`` per direction (see ``discover_directions``).
+    """
+    from ..io import save_samples
+    from .discover import discover_directions, save_directions
+
+    check(isinstance(k, int) and k >= 1, f"--discover must be at least 1, got {k}")
+    check(n > k, f"--n {n}: {k} directions need more than {k} images")
+    if out is not None:
+        ckpt.check_output_dir(out, (), force=force)
+    denoiser, name = _load_model(model)
+    images, _ = heldout_images(denoiser, n, seed)
+    directions = discover_directions(denoiser, images, k)  # a set model's label is in the denoiser
+    if out is None:
+        return directions
+    digits, _ = heldout_images(denoiser, show, seed + 1)
+    sig = conf_sigmas(denoiser, directions[0][1])
+    start = invert(denoiser, digits, sig)
+    with ckpt.atomic_directory(out) as tmp:
+        extra = {"model": name, **({"command": command} if command else {})}
+        save_directions(tmp, directions, **extra)
+        for delta, conf in directions:
+            rows = [apply_edit(denoiser, start, sig, delta, conf, strength=s, seed=seed) for s in strengths]
+            save_samples(torch.cat(rows), Path(tmp) / conf["attribute"] / "grid.png", nrow=show)
+        summary = {
+            "model": name,
+            "images": n,
+            "seed": seed,
+            "grid_strengths": list(strengths),
+            "directions": [
+                {"name": c["attribute"], **c["discovered"], "intervals": c["intervals"]} for _, c in directions
+            ],
+        }
+        ckpt.write_json_atomic(Path(tmp) / "directions.json", summary)
+    return directions

@@ -330,11 +330,13 @@ def fixed_condition(
         seed: seeds CADS's embedding noise.
         options: the method's own options (CADS ``noise_scale`` / ``tau`` / ``psi``; the particle
             term's keyword arguments; ``interval`` overrides; ``plus``: ``{"method": "pg" | "repulsive" |
-            "spell" | "dpp", **options}`` adds that particle term on top).
+            "spell" | "dpp", **options}`` adds that particle term on top; ``scale`` overrides the guidance
+            scale, so a recorded method can carry its own CFG, e.g. in an interval, at a request's scale 1).
         labelled: whether the request carries a class label.
     """
     opts = dict(options or {})
     interval = opts.pop("interval", interval)
+    scale = float(opts.pop("scale", scale))
     plus = opts.pop("plus", None)  # a particle term on top: {"method": "repulsive", **its options}
     if method == "interval":
         check(interval is not None, "--method interval needs --cfg-interval LO,HI (or a recorded interval)")

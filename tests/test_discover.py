@@ -1,0 +1,135 @@
+"""Training-free h-space directions (issue #16): PCA of h, saved as edits, ``steerdiff edit --discover K``."""
+
+import json
+
+import pytest
+import torch
+
+from steerdiff import checkpoint as ckpt
+from steerdiff.cli import main
+from steerdiff.edit import HSpace, apply_edit, asymmetric_sample, conf_sigmas, invert, load_edit
+from steerdiff.edit import discover as disc
+from steerdiff.edit import workflow as wf
+from steerdiff.models import load
+from steerdiff.nets import build_unet
+
+SHORT = 8  # editing levels: keeps the tests fast
+
+
+@pytest.fixture(autouse=True)
+def short_schedule(monkeypatch):
+    monkeypatch.setattr(disc, "EDIT_STEPS", SHORT)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A random one-level UNet of ColorMNIST's shape, recorded as trained on the set data."""
+    torch.manual_seed(0)
+    ucfg = dict(
+        sample_size=28,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=[8],
+        layers_per_block=1,
+        down_block_types=["DownBlock2D"],
+        up_block_types=["UpBlock2D"],
+        norm_num_groups=4,
+        add_attention=False,
+    )
+    conf = {
+        "format": "steerdiff-checkpoint",
+        "kind": "edm",
+        "dataset": "colormnist-sets",
+        "sample_shape": [3, 28, 28],
+        "sigma_data": 0.5,
+        "sigma_min": 0.002,
+        "sigma_max": 80.0,
+        "time_scale": 250.0,
+    }
+    d = tmp_path_factory.mktemp("tiny") / "model"
+    return str(ckpt.save_checkpoint(d, conf, ucfg, build_unet(ucfg).state_dict()))
+
+
+def _tree(d):
+    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def test_directions_are_orthonormal_components_scaled_by_the_data_spread(tiny):
+    model = load(tiny)
+    images, _ = wf.heldout_images(model, 12, seed=0)
+    found = disc.discover_directions(model, images, 3)
+    assert [c["attribute"] for _, c in found] == ["pc1", "pc2", "pc3"]
+    shares = [c["discovered"]["explained_variance"] for _, c in found]
+    assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 1 + 1e-9
+    sig = conf_sigmas(model, found[0][1])
+    ref = int((sig[:-1] - found[0][1]["discovered"]["sigma_ref"]).abs().argmin())
+    rows = torch.stack([d.table[ref].flatten() for d, _ in found]).double()
+    units = rows / rows.norm(dim=1, keepdim=True)
+    torch.testing.assert_close(units @ units.T, torch.eye(3, dtype=torch.float64), atol=1e-5, rtol=0)
+    # each direction's length at the reference level is the spread of the images' h along it there
+    hs = HSpace(model)
+    _, path = invert(model, images, sig, return_path=True)
+    with hs.capture():
+        model(path[ref], float(sig[ref]))
+    h = hs.h.flatten(1).double()
+    spread = ((h - h.mean(0)) @ units.T).std(0)
+    torch.testing.assert_close(rows.norm(dim=1), spread, rtol=1e-4, atol=1e-6)
+
+
+def test_a_direction_at_strength_zero_is_the_plain_reconstruction_and_moves_the_image_otherwise(tiny):
+    model = load(tiny)
+    images, _ = wf.heldout_images(model, 10, seed=1)
+    (delta, conf), *_ = disc.discover_directions(model, images, 1)
+    sig = conf_sigmas(model, conf)
+    start = invert(model, images[:3], sig)
+    plain = asymmetric_sample(model, start, sig, None, sigma_boost=conf["intervals"]["sigma_boost"]).clamp(-1, 1)
+    assert torch.equal(apply_edit(model, start, sig, delta, conf, strength=0.0), plain)
+    moved = apply_edit(model, start, sig, delta, conf, strength=1.0)
+    assert float((moved - plain).abs().max()) > 1e-3
+
+
+def test_discover_writes_usable_edits_and_is_reproducible(tiny, tmp_path, capsys):
+    args = ["edit", "--model", tiny, "--discover", "2", "--n", "8", "--seed", "3", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    assert "pc1:" in capsys.readouterr().out
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0
+    a, b = _tree(tmp_path / "a"), _tree(tmp_path / "b")
+    assert a == b and {"directions.json", "pc1/grid.png", "pc2/config.json", "pc2/delta.safetensors"} <= set(a)
+    summary = json.loads((tmp_path / "a" / "directions.json").read_text())
+    assert [d["name"] for d in summary["directions"]] == ["pc1", "pc2"] and summary["images"] == 8
+    delta, conf = load_edit(tmp_path / "a" / "pc1")
+    assert delta.kind == "free" and conf["model"] == tiny
+    # a discovered direction is an edit like a trained one: --edit DIR edits held-out digits with it
+    out = tmp_path / "e.npz"
+    assert main(["edit", "--model", tiny, "--edit", str(tmp_path / "a" / "pc1"), "--n", "2", "--out", str(out)]) == 0
+    assert out.is_file()
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--discover", "0", "--out", "d"], "--discover must be at least 1"),
+        (
+            ["--discover", "2", "--attribute", "thick", "--out", "d"],
+            "--discover finds its own directions: drop --attribute",
+        ),
+        (["--discover", "2", "--out", "d.png"], "--discover writes a directory"),
+        (["--discover", "4", "--n", "4", "--out", "d"], "4 directions need more than 4 images"),
+        (["--discover", "2", "--strength", "1", "--out", "d"], "drop --strength"),
+        (["--attribute", "thick", "--force", "--out", "e.npz"], "--force is for --discover"),
+    ],
+)
+def test_discover_refuses_bad_input(tiny, tmp_path, monkeypatch, capsys, flags, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(["edit", "--model", tiny, *flags]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
+
+
+def test_discover_never_overwrites_a_users_directory(tiny, tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    assert main(["edit", "--model", tiny, "--discover", "1", "--n", "4", "--out", str(out)]) == 2
+    assert "--out" in capsys.readouterr().err
+    assert _tree(out) == {"notes.txt": b"keep me"}
