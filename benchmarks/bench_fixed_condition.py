@@ -128,6 +128,9 @@ CONDITIONAL = {
     "dpp strength 8 + cfg 1.5 in (0.3, 5]": ("dpp", {"strength": 8.0, "scale": 1.5, "interval": (0.3, 5.0)}),
     "dpp strength 6 + cfg 1.25 in (0.3, 5]": ("dpp", {"strength": 6.0, "scale": 1.25, "interval": (0.3, 5.0)}),
     "dpp strength 4 + cfg 1.5 in (0.3, 2]": ("dpp", {"strength": 4.0, "scale": 1.5, "interval": (0.3, 2.0)}),
+    "dpp strength 8 + cfg 1.5 in (0.3, 2]": ("dpp", {"strength": 8.0, "scale": 1.5, "interval": (0.3, 2.0)}),
+    "dpp strength 6 + cfg 2 in (0.3, 2]": ("dpp", {"strength": 6.0, "scale": 2.0, "interval": (0.3, 2.0)}),
+    "dpp strength 10 + cfg 1.5 in (0.3, 5]": ("dpp", {"strength": 10.0, "scale": 1.5, "interval": (0.3, 5.0)}),
     "diverse (preset)": ("diverse", {}),
 }
 UNCONDITIONAL = {

@@ -43,8 +43,8 @@ def cmd_edit(a) -> int:
     from ..edit.workflow import edit_images
     from ..hub import EDITS
 
-    if a.discover is not None:
-        return _discover(a)
+    if a.discover is not None:  # training-free directions instead of an edit
+        return cmd_edit_discover(a)
     check((a.attribute is None) != (a.edit is None), "give --attribute thick or --edit DIR")
     check(not a.force, "--force is for --discover (an edit never replaces an existing --out file)")
     refuse_green(a.attribute)
@@ -67,7 +67,8 @@ def cmd_edit(a) -> int:
     return 0
 
 
-def _discover(a) -> int:
+def cmd_edit_discover(a) -> int:
+    """``steerdiff edit --discover K``: :func:`steerdiff.edit.workflow.discover_edits`."""
     from ..edit.workflow import discover_edits
     from ..train.training import command_line
 
@@ -80,11 +81,8 @@ def _discover(a) -> int:
     directions = discover_edits(
         a.model, a.discover, n=a.n or 128, seed=a.seed, out=a.out, force=a.force, command=command_line()
     )
-    for _, conf in directions:
-        d = conf["discovered"]
-        print(
-            f"{conf['attribute']}: {100 * d['explained_variance']:.1f}% of h's variance at sigma {d['sigma_ref']:.3g}"
-        )
+    for _, c in directions:
+        print(f"{c['attribute']}: {100 * c['discovered']['explained_variance']:.1f}% of h's variance")
     print(f"{len(directions)} directions in {a.out} (each a grid.png and an edit: steerdiff edit --edit {a.out}/pc1)")
     return 0
 
