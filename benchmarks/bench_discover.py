@@ -9,6 +9,7 @@ independently trained ``mnist-evaluator2`` (and by both), colour kept, mean pixe
 the source's ink (``l1_outside``), Fréchet distance of the edits to real digits (sources': the last line).
 
     python benchmarks/bench_discover.py --k 4 --n 100 --strengths -1,-0.5,0.5,1
+    python benchmarks/bench_discover.py --only-reconstruction                    # the baseline row alone
 """
 
 import argparse
@@ -28,22 +29,28 @@ def main():
     ap.add_argument("--n", type=int, default=100, help="held-out digits edited per row")
     ap.add_argument("--strengths", default="-1,-0.5,0.5,1")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--only-reconstruction", action="store_true", help="only the no-edit baseline row")
     a = ap.parse_args()
     model = sd.load("colormnist")
     t0 = time.perf_counter()
-    found = discover_directions(model, heldout_images(model, a.images, a.seed)[0], a.k)
-    print(f"discovered {a.k} directions from {a.images} digits in {time.perf_counter() - t0:.0f} s")
+    found = [] if a.only_reconstruction else discover_directions(model, heldout_images(model, a.images, a.seed)[0], a.k)
+    if found:
+        print(f"discovered {a.k} directions from {a.images} digits in {time.perf_counter() - t0:.0f} s")
     x0, labels = heldout_images(model, a.n, a.seed + 1)  # a separate draw from the directions' images
     thick, tconf = load_edit("thick")
-    rows = [
+    rows = [("reconstruction (no edit)", thick, tconf, 0.0)] + [
         (f"{c['attribute']} ({100 * c['discovered']['explained_variance']:.1f}% of var)", d, c, float(s))
         for d, c in found
         for s in a.strengths.split(",")
     ]
-    rows += [
-        ("thick (trained)", thick, tconf, tconf["strength"]),
-        ("thick (trained)", thick, tconf, -tconf["strength"]),
-    ]
+    rows += (
+        []
+        if a.only_reconstruction
+        else [
+            ("thick (trained)", thick, tconf, tconf["strength"]),
+            ("thick (trained)", thick, tconf, -tconf["strength"]),
+        ]
+    )
     print(
         "\n| direction | strength | stroke width ratio | kept (evaluator) | kept (evaluator2) | kept by both "
         "| colour kept | l1 outside ink | Fréchet |"
