@@ -131,6 +131,7 @@ CONDITIONAL = {
     "dpp strength 8 + cfg 1.5 in (0.3, 2]": ("dpp", {"strength": 8.0, "scale": 1.5, "interval": (0.3, 2.0)}),
     "dpp strength 6 + cfg 2 in (0.3, 2]": ("dpp", {"strength": 6.0, "scale": 2.0, "interval": (0.3, 2.0)}),
     "dpp strength 10 + cfg 1.5 in (0.3, 5]": ("dpp", {"strength": 10.0, "scale": 1.5, "interval": (0.3, 5.0)}),
+    "dpp strength 9 + cfg 1.5 in (0.3, 5]": ("dpp", {"strength": 9.0, "scale": 1.5, "interval": (0.3, 5.0)}),
     "diverse (preset)": ("diverse", {}),
 }
 UNCONDITIONAL = {
@@ -220,6 +221,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batches", type=int, default=2, help="batches of 10 per class (default 2)")
     ap.add_argument("--classes", default="0-9", help="classes, e.g. 0-9 or 1,7 (default 0-9)")
+    ap.add_argument(
+        "--seed-offset",
+        type=int,
+        default=0,
+        help="batch b of class c uses seed 1000 c + offset + b: an offset of 100 gives fresh seeds to confirm a pick",
+    )
     ap.add_argument("--scales", default="1,3", help="cfg scales (default 1,3)")
     ap.add_argument(
         "--uncond-batches", type=int, default=20, help="batches of 10 for the label-free table (default 20)"
@@ -228,15 +235,21 @@ def main():
     ap.add_argument(
         "--methods",
         default=None,
-        help="semicolon-separated substrings of method names to run (iid always runs); 'all' for the whole "
-        "sweep (long); default: the main rows (MAIN)",
+        help="semicolon-separated substrings of method names to run ('=NAME': that name exactly; iid always "
+        "runs); 'all' for the whole sweep (long); default: the main rows (MAIN)",
     )
     a = ap.parse_args()
     n = 10
     if a.methods is None:
         keep = lambda name: name == "iid" or name in MAIN  # noqa: E731
     else:
-        keep = lambda name: a.methods == "all" or name == "iid" or any(s in name for s in a.methods.split(";"))  # noqa: E731
+        keep = (
+            lambda name: (  # noqa: E731
+                a.methods == "all"
+                or name == "iid"
+                or any(name == s[1:] if s.startswith("=") else s in name for s in a.methods.split(";"))
+            )
+        )
     evaluator = load_classifier("mnist-evaluator")
     judge2 = load_classifier("mnist-evaluator2")
     cnn = RandomCNN(64, seed=0)
@@ -245,7 +258,7 @@ def main():
     if a.only != "uncond":
         model = sd.load("mnist-cond")
         classes = parse_classes(a.classes)
-        seeds_labels = [(1000 * c + b, c) for c in classes for b in range(a.batches)]
+        seeds_labels = [(1000 * c + a.seed_offset + b, c) for c in classes for b in range(a.batches)]
         real = hf[torch.isin(held.labels, torch.tensor(classes))]
         for scale in [float(s) for s in a.scales.split(",")]:
             print(
