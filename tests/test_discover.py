@@ -5,13 +5,11 @@ import json
 import pytest
 import torch
 
-from steerdiff import checkpoint as ckpt
 from steerdiff.cli import main
 from steerdiff.edit import HSpace, apply_edit, asymmetric_sample, conf_sigmas, invert, load_edit
 from steerdiff.edit import discover as disc
 from steerdiff.edit import workflow as wf
 from steerdiff.models import load
-from steerdiff.nets import build_unet
 
 SHORT = 8  # editing levels: keeps the tests fast
 
@@ -22,32 +20,8 @@ def short_schedule(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """A random one-level UNet of ColorMNIST's shape, recorded as trained on the set data."""
-    torch.manual_seed(0)
-    ucfg = dict(
-        sample_size=28,
-        in_channels=3,
-        out_channels=3,
-        block_out_channels=[8],
-        layers_per_block=1,
-        down_block_types=["DownBlock2D"],
-        up_block_types=["UpBlock2D"],
-        norm_num_groups=4,
-        add_attention=False,
-    )
-    conf = {
-        "format": "steerdiff-checkpoint",
-        "kind": "edm",
-        "dataset": "colormnist-sets",
-        "sample_shape": [3, 28, 28],
-        "sigma_data": 0.5,
-        "sigma_min": 0.002,
-        "sigma_max": 80.0,
-        "time_scale": 250.0,
-    }
-    d = tmp_path_factory.mktemp("tiny") / "model"
-    return str(ckpt.save_checkpoint(d, conf, ucfg, build_unet(ucfg).state_dict()))
+def tiny(tiny_colormnist_checkpoint):
+    return tiny_colormnist_checkpoint
 
 
 def _tree(d):

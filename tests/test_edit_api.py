@@ -7,14 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from steerdiff import checkpoint as ckpt
 from steerdiff.cli import main
 from steerdiff.data import load_colormnist
 from steerdiff.edit import dilate, load_edit
 from steerdiff.edit import workflow as wf
 from steerdiff.edit.evaluate import evaluate_edit_file
 from steerdiff.errors import SteerdiffError
-from steerdiff.nets import build_unet
 from steerdiff.training import command_line
 
 # a short editing schedule keeps these tests fast: the command and the Python call read the same default
@@ -27,31 +25,8 @@ def short_schedule(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """A random one-level UNet checkpoint of ColorMNIST's shape (3, 28, 28): a model `--model DIR` loads."""
-    torch.manual_seed(0)
-    ucfg = dict(
-        sample_size=28,
-        in_channels=3,
-        out_channels=3,
-        block_out_channels=[8],
-        layers_per_block=1,
-        down_block_types=["DownBlock2D"],
-        up_block_types=["UpBlock2D"],
-        norm_num_groups=4,
-        add_attention=False,
-    )
-    conf = {
-        "format": "steerdiff-checkpoint",
-        "kind": "edm",
-        "sample_shape": [3, 28, 28],
-        "sigma_data": 0.5,
-        "sigma_min": 0.002,
-        "sigma_max": 80.0,
-        "time_scale": 250.0,
-    }
-    d = tmp_path_factory.mktemp("tiny") / "model"
-    return str(ckpt.save_checkpoint(d, conf, ucfg, build_unet(ucfg).state_dict()))
+def tiny(tiny_colormnist_checkpoint):
+    return tiny_colormnist_checkpoint
 
 
 def _tree(d):
