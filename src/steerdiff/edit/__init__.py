@@ -39,6 +39,7 @@ from .hspace import (  # noqa: F401
     perceptual_features,
     prototype_direction,
     save_edit,
+    shear,
     to_green,
     train_edit,
 )
@@ -70,6 +71,7 @@ __all__ = [
     "ink_shape",
     "RECON_SPACE",
     "to_green",
+    "shear",
     "attribute_data",
     "TRAINABLE_ATTRIBUTES",
     "refuse_green",

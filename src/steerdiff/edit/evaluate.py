@@ -4,6 +4,10 @@ Given source images and their edits (``(N, C, 28, 28)`` in ``[-1, 1]``, 1-channe
 ColorMNIST), the judges are things the edit never optimised (the shipped ``thick`` edit is trained
 on pixel L1 to dilated targets):
 
+- ``slant`` (for ``slant`` / ``upright`` edits): ``-mu11 / mu02`` of the ink's second moments, the
+  horizontal shift per row of the best-fitting shear (positive: italic); ``success`` is the share
+  whose slant grew (shrank, for ``upright``) by more than ``SLANT_GAIN`` = 0.1, and the prototype
+  direction below uses sheared instead of dilated digits.
 - ``stroke_width``: the mean stroke width of the ink mask (``ink > 0.5`` on the channel maximum in
   ``[0, 1]``): ``2 * area / perimeter`` (4-neighbour ink/background edges), in pixels. For a stroke of
   width ``w`` and length ``L >> w`` this is ``w``. ``success`` is the share of edits whose width grew
@@ -35,7 +39,10 @@ import torch.nn.functional as F
 
 from ..core.errors import SteerdiffError, check
 
-ATTRIBUTES = {"thick": 1, "thin": -1}  # the sign of the stroke-width change that counts as success
+# the sign of the change of the attribute's measure (stroke width, or slant) that counts as success
+ATTRIBUTES = {"thick": 1, "thin": -1, "slant": 1, "upright": -1}
+OPPOSITE = {"thick": "thin", "thin": "thick", "slant": "upright", "upright": "slant"}
+SLANT_GAIN = 0.1  # the slant change (pixels of shift per row) that counts as success for slant / upright
 JUDGES = ("mnist-evaluator", "mnist-evaluator2")
 
 
@@ -52,6 +59,21 @@ def stroke_width(x: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
     p = F.pad(m, (1, 1, 1, 1))
     perim = (p[:, 1:, :] - p[:, :-1, :]).abs().flatten(1).sum(1) + (p[:, :, 1:] - p[:, :, :-1]).abs().flatten(1).sum(1)
     return torch.where(perim > 0, 2 * area / perim.clamp(min=1), torch.zeros_like(area))
+
+
+def slant(x: torch.Tensor) -> torch.Tensor:
+    """Slant ``(B,)`` of the ink: ``-mu11 / mu02`` of the ink map's second moments (``[0, 1]``
+    weights), the horizontal shift per row of the best-fitting shear; positive for italic digits
+    (the top leans right), 0 for an image without ink."""
+    w = ((ink_map(x) + 1) / 2).clamp(0, 1)[:, 0]
+    h, wd = w.shape[-2:]
+    ys = torch.arange(h, dtype=w.dtype, device=w.device)[:, None].expand(h, wd)
+    xs = torch.arange(wd, dtype=w.dtype, device=w.device)[None, :].expand(h, wd)
+    m = w.sum((1, 2)).clamp(min=1e-6)
+    cx, cy = (w * xs).sum((1, 2)) / m, (w * ys).sum((1, 2)) / m
+    dx, dy = xs - cx[:, None, None], ys - cy[:, None, None]
+    mu11, mu02 = (w * dx * dy).sum((1, 2)) / m, (w * dy * dy).sum((1, 2)) / m
+    return torch.where(mu02 > 1e-6, -mu11 / mu02.clamp(min=1e-6), torch.zeros_like(m))
 
 
 def outside_region(source: torch.Tensor, radius: int = 2, threshold: float = 0.0) -> torch.Tensor:
@@ -90,7 +112,7 @@ def evaluate_edit(
     """The edit metrics of the module docstring for ``source`` and ``edited`` ``(N, C, 28, 28)``."""
     from ..evaluation.metrics import frechet_distance
     from ..train.classifier import load_classifier
-    from .hspace import dilate
+    from .hspace import dilate, shear
 
     check(attribute in ATTRIBUTES, f"edit attribute {attribute!r}: use one of {', '.join(ATTRIBUTES)}")
     check(
@@ -110,7 +132,9 @@ def evaluate_edit(
     source, edited = source.float(), edited.float()
     sign = ATTRIBUTES[attribute]
     w0, w1 = stroke_width(source), stroke_width(edited)
-    gained = sign * (w1 - w0) > min_gain * w0
+    s0, s1 = slant(source), slant(edited)
+    by_slant = attribute in ("slant", "upright")
+    gained = sign * (s1 - s0) > SLANT_GAIN if by_slant else sign * (w1 - w0) > min_gain * w0
     out = {
         "n": len(source),
         "attribute": attribute,
@@ -119,8 +143,13 @@ def evaluate_edit(
             "edited_mean": float(w1.mean()),
             "ratio_mean": float((w1 / w0.clamp(min=1e-6)).mean()),
         },
+        "slant": {
+            "source_mean": float(s0.mean()),
+            "edited_mean": float(s1.mean()),
+            "change_mean": float((s1 - s0).mean()),
+        },
         "success": float(gained.float().mean()),
-        "min_gain": min_gain,
+        "min_gain": SLANT_GAIN if by_slant else min_gain,
     }
     kept_all = torch.ones(len(source), dtype=torch.bool)
     out["digit_kept"] = {}
@@ -141,7 +170,8 @@ def evaluate_edit(
     out["success_and_kept"] = float((gained & kept_all).float().mean())
     clf, f0, f1 = feats
     train, held = _real_digits()
-    proto = _predict(clf, dilate(train))[1].mean(0) - _predict(clf, train)[1].mean(0)
+    edited_train = shear(train) if by_slant else dilate(train)
+    proto = _predict(clf, edited_train)[1].mean(0) - _predict(clf, train)[1].mean(0)
     cos = F.cosine_similarity(f1 - f0, (sign * proto)[None], dim=1)
     out["directional"] = {
         "mean_cosine": float(cos.mean()),
@@ -194,7 +224,7 @@ def evaluate_edit_file(samples: str | os.PathLike, *, classifiers=JUDGES, min_ga
     if labels is not None and bool((labels < 0).any()):
         labels = None  # --input images have no labels
     # a negative strength runs the edit backwards: thick at strength -1 should thin
-    judged = {"thick": "thin", "thin": "thick"}.get(attribute, attribute) if strength < 0 else attribute
+    judged = OPPOSITE.get(attribute, attribute) if strength < 0 else attribute
     return {
         "schema": "steerdiff-evaluate-edit/1",
         "config": {"samples": str(samples), "edit_attribute": attribute, "strength": strength},

@@ -612,7 +612,15 @@ def ink_shape(x: torch.Tensor) -> torch.Tensor:
     return x.amax(1, keepdim=True)
 
 
-RECON_SPACE = {"green": ink_shape, "thick": None}
+def shear(x: torch.Tensor, k: float = 0.3) -> torch.Tensor:
+    """Italic digits ``(B, C, H, W)`` in ``[-1, 1]``: each row shifted right by ``k`` pixels per row above
+    the centre (a horizontal shear, bilinear; background -1 where nothing was)."""
+    theta = torch.tensor([[1.0, k, 0.0], [0.0, 1.0, 0.0]], dtype=x.dtype, device=x.device).expand(len(x), 2, 3)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample((x + 1) / 2, grid, align_corners=False, padding_mode="zeros") * 2 - 1
+
+
+RECON_SPACE = {"green": ink_shape, "thick": None, "slant": None}
 
 
 def to_green(x: torch.Tensor) -> torch.Tensor:
@@ -624,8 +632,9 @@ def to_green(x: torch.Tensor) -> torch.Tensor:
 
 def attribute_data(attribute: str, split: str = "train") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(source images, target prototype images, source labels)`` of a built-in attribute:
-    ``green`` (red ColorMNIST digits -> the same digits in green) or ``thick`` (digits -> dilated
-    digits); target ``i`` is source ``i`` edited."""
+    ``green`` (red ColorMNIST digits -> the same digits in green), ``thick`` (digits -> dilated
+    digits) or ``slant`` (digits -> the same digits sheared italic, :func:`shear`); target ``i`` is
+    source ``i`` edited."""
     from ..data import load_dataset
 
     d = load_dataset("colormnist", split)
@@ -636,4 +645,8 @@ def attribute_data(attribute: str, split: str = "train") -> tuple[torch.Tensor, 
         return d.images[red], to_green(d.images[red]), d.labels[red] % 10
     if attribute == "thick":
         return d.images, dilate(d.images), d.labels % 10
-    raise SteerdiffError(f"unknown attribute {attribute!r}: use green or thick (or train_edit with your own direction)")
+    if attribute == "slant":
+        return d.images, shear(d.images), d.labels % 10
+    raise SteerdiffError(
+        f"unknown attribute {attribute!r}: use green, thick or slant (or train_edit with your own direction)"
+    )

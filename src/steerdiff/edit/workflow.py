@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 # what an h-space edit of EDIT_MODEL can learn (green cannot: see refuse_green)
-TRAINABLE_ATTRIBUTES = ("thick",)
+TRAINABLE_ATTRIBUTES = ("thick", "slant")
 LOSSES = ("paired", "direction")
 
 
