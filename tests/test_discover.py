@@ -69,6 +69,8 @@ def test_discover_writes_usable_edits_and_is_reproducible(tiny, tmp_path, capsys
     assert main([*args, "--out", str(tmp_path / "b")]) == 0
     a, b = _tree(tmp_path / "a"), _tree(tmp_path / "b")
     assert a == b and {"directions.json", "pc1/grid.png", "pc2/config.json", "pc2/delta.safetensors"} <= set(a)
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0  # an earlier --discover output is replaced
+    assert _tree(tmp_path / "a") == a
     summary = json.loads((tmp_path / "a" / "directions.json").read_text())
     assert [d["name"] for d in summary["directions"]] == ["pc1", "pc2"] and summary["images"] == 8
     delta, conf = load_edit(tmp_path / "a" / "pc1")

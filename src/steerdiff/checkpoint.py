@@ -113,7 +113,8 @@ def clean_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
 OUTPUT_KINDS = {
     "training": ("a training checkpoint", {"config.json", UNET_DIR, "state.safetensors", "state.json"}),
     "model": ("an exported model (no training state)", {"config.json", UNET_DIR}),
-    "edit": ("an h-space edit", {"config.json", "delta.safetensors", "global"}),
+    "edit": ("an h-space edit", {"config.json", "delta.safetensors", "global", "grid.png"}),
+    "directions": ("training-free h-space directions (edit --discover)", None),
     "classifier": ("a classifier", {"config.json", "model.safetensors"}),
     "report": ("a report", None),
 }
@@ -150,6 +151,12 @@ def output_kind(directory: str | os.PathLike) -> str | None:
         kind = "edit"
     elif "model.safetensors" in names and "arch" in conf:
         kind = "classifier"
+    elif "directions.json" in names:  # edit --discover: pc1/, pc2/, ... each an edit
+        ok = all(
+            n == "directions.json" or (n.startswith("pc") and n[2:].isdigit() and output_kind(directory / n) == "edit")
+            for n in names
+        )
+        return "directions" if ok else None
     elif {"report.json", "index.html"} <= names:
         ok = all(q.is_file() and q.suffix in (".png", ".json", ".html") for q in directory.iterdir())
         return "report" if ok else None

@@ -817,7 +817,7 @@ def validate_args(a) -> None:
         check(out != "", "--out is empty: give a path")
         blocked = next((q for q in Path(out).parents if q.exists() and not q.is_dir()), None)
         check(blocked is None, f"--out {out}: {blocked} is a file, not a directory")
-        if a.command in FILE_OUT:
+        if a.command in FILE_OUT and getattr(a, "discover", None) is None:  # edit --discover writes a directory
             check(
                 not Path(out).is_dir(),
                 f"--out {out} is an existing directory: give a file path (e.g. {Path(out) / 'out.npz'})",

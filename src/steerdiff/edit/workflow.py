@@ -337,7 +337,8 @@ def discover_edits(
         out: a directory to write: ``pcJ/`` per direction (an edit directory, usable as
             ``steerdiff edit --edit DIR/pcJ``) with ``grid.png`` (rows: ``strengths``, columns:
             ``show`` held-out digits), and ``directions.json`` (explained variance, intervals).
-            It must be missing or empty unless ``force``; it is written whole or not at all.
+            It must be missing, empty or an earlier ``--discover`` output unless ``force``; it is
+            written whole or not at all.
         strengths: the strengths of the grids' rows.
         show: digits per grid row.
         force: replace what ``out`` holds.
@@ -352,7 +353,7 @@ def discover_edits(
     check(isinstance(k, int) and k >= 1, f"--discover must be at least 1, got {k}")
     check(n > k, f"--n {n}: {k} directions need more than {k} images")
     if out is not None:
-        ckpt.check_output_dir(out, (), force=force)
+        ckpt.check_output_dir(out, ("directions",), force=force)
     denoiser, name = _load_model(model)
     images, _ = heldout_images(denoiser, n, seed)
     directions = discover_directions(denoiser, images, k)  # a set model's label is in the denoiser
