@@ -8,6 +8,7 @@
 #
 #   MINUTES=7 bash benchmarks/gpu/train_runs.sh                   # on the device machine, .whl carried
 #   RUNS='mnist-small circle' MINUTES=3 bash benchmarks/gpu/train_runs.sh   # only those runs
+#   RUNS=mnist-small-b256 KEEP_STATE=mnist-small-b256 MINUTES=8 bash ...      # an arm, resumable
 set -u
 MINUTES=${MINUTES:-7}
 OUT=${OUT:-/tmp/out}
@@ -23,10 +24,11 @@ python3 -c "import torch, diffusers; print('torch', torch.__version__, 'diffuser
 python3 -m steerdiff train --dataset mnist --net tiny --steps 20 --out /tmp/smoke --device "$DEVICE" --quiet || exit 1
 
 RUNS=${RUNS:-mnist-small mnist-small-b256 horizontal circle colormnist-small}
+want() { [[ " $RUNS " == *" $1 "* ]]; }
 train() {  # NAME DIR FLAGS...
     local name=$1 dir=$2
     shift 2
-    [[ " $RUNS " == *" $name "* ]] || return 0
+    want "$name" || return 0
     (
         SECONDS=0
         python3 -m steerdiff train "$@" --out "$dir" --device "$DEVICE" --time-limit "$MINUTES" --checkpoint-every 1000 --quiet
@@ -54,9 +56,19 @@ for d in ["checkpoints/mnist-small", "runs/mnist-small-b256", "checkpoints/horiz
         print(d, "step", m["step"], "devices", m.get("devices"), "loss(last 500)", round(sum(m["losses"][-500:]) / max(1, len(m["losses"][-500:])), 4))
 PY
 # resumable runs whole (state included); ablation arms without the optimizer state
-tar cf - checkpoints/mnist-small | split -b 15m - "$OUT/mnist-small.tar."
-tar cf "$OUT/horizontal.tar" checkpoints/horizontal
-tar cf "$OUT/circle.tar" checkpoints/circle
-[ -z "$(ls runs)" ] || tar cf "$OUT/arms.tar" --exclude state.safetensors runs
+! want mnist-small || tar cf - checkpoints/mnist-small | split -b 15m - "$OUT/mnist-small.tar."
+! want horizontal || tar cf "$OUT/horizontal.tar" checkpoints/horizontal
+! want circle || tar cf "$OUT/circle.tar" checkpoints/circle
+# ablation arms: EMA weights and losses only, unless KEEP_STATE names them (then whole, split in 15 MiB
+# pieces, so the next GPU session can resume them; mind the 64 MiB the device returns)
+for d in runs/*; do
+    n=$(basename "$d")
+    [ -d "$d" ] && want "$n" || continue
+    if [[ " ${KEEP_STATE:-} " == *" $n "* ]]; then
+        tar cf - "$d" | split -b 15m - "$OUT/$n.tar."
+    else
+        tar cf "$OUT/$n.tar" --exclude state.safetensors "$d"
+    fi
+done
 tar czf "$OUT/logs.tgz" logs
 ls -la "$OUT"
