@@ -93,6 +93,7 @@ def test_discover_writes_usable_edits_and_is_reproducible(tiny, tmp_path, capsys
         (["--discover", "4", "--n", "4", "--out", "d"], "4 directions need more than 4 images"),
         (["--discover", "2", "--strength", "1", "--out", "d"], "drop --strength"),
         (["--attribute", "thick", "--force", "--out", "e.npz"], "--force is for --discover"),
+        (["--discover", "1", "--model", "circle", "--out", "d"], "model circle predicts the next frame"),
     ],
 )
 def test_discover_refuses_bad_input(tiny, tmp_path, monkeypatch, capsys, flags, message):
@@ -109,3 +110,13 @@ def test_discover_never_overwrites_a_users_directory(tiny, tmp_path, capsys):
     assert main(["edit", "--model", tiny, "--discover", "1", "--n", "4", "--out", str(out)]) == 2
     assert "--out" in capsys.readouterr().err
     assert _tree(out) == {"notes.txt": b"keep me"}
+
+
+def test_an_edit_is_refused_on_another_model_and_a_directions_folder_points_to_its_members(tiny, tmp_path, capsys):
+    assert main(["edit", "--model", tiny, "--discover", "1", "--n", "4", "--out", str(tmp_path / "d")]) == 0
+    capsys.readouterr()
+    out = str(tmp_path / "e.png")
+    assert main(["edit", "--model", "colormnist", "--edit", str(tmp_path / "d" / "pc1"), "--out", out]) == 2
+    assert f"this edit was made for model {tiny}" in capsys.readouterr().err
+    assert main(["edit", "--model", tiny, "--edit", str(tmp_path / "d"), "--out", out]) == 2
+    assert "holds discovered directions" in capsys.readouterr().err

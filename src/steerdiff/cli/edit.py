@@ -46,7 +46,7 @@ def cmd_edit(a) -> int:
     if a.discover is not None:  # training-free directions instead of an edit
         return cmd_edit_discover(a)
     check((a.attribute is None) != (a.edit is None), "give --attribute thick or --edit DIR")
-    check(not a.force, "--force is for --discover (an edit never replaces an existing --out file)")
+    check(not a.force, "--force is for --discover (an edit writes the --out file, replacing one that exists)")
     refuse_green(a.attribute)
     check(
         a.attribute is None or a.attribute in EDITS,
@@ -83,7 +83,9 @@ def cmd_edit_discover(a) -> int:
     )
     for _, c in directions:
         print(f"{c['attribute']}: {100 * c['discovered']['explained_variance']:.1f}% of h's variance")
-    print(f"{len(directions)} directions in {a.out} (each a grid.png and an edit: steerdiff edit --edit {a.out}/pc1)")
+    print(
+        f"{len(directions)} direction{'s' * (len(directions) > 1)} in {a.out} (each a grid.png and an edit: steerdiff edit --edit {a.out}/pc1)"
+    )
     return 0
 
 

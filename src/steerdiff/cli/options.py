@@ -664,7 +664,11 @@ an .npy/.npz/.pt array (N, C, H, W) in [-1, 1] or a folder of PNG digits, of the
     )
     p.add_argument("--global", dest="global_dir", action="store_true", help="use the averaged (global) direction")
     p.add_argument(
-        "--n", type=int, default=None, help="number of held-out digits (default 16); with --input, the first N"
+        "--n",
+        type=int,
+        default=None,
+        help="number of held-out digits (default 16); with --input, the first N; with --discover, the images "
+        "the directions come from (default 128: a few minutes on one CPU core)",
     )
     p.add_argument(
         "--input",

@@ -568,6 +568,10 @@ def load_edit(path: str | os.PathLike, averaged: bool = False) -> tuple[DeltaH, 
             f"the {name!r} edit does not ship in this version (its training has not reached the quality "
             f"goals yet): train one with `steerdiff train-edit --attribute {name} --out DIR` and pass --edit DIR",
         )
+    check(
+        not (Path(path) / "directions.json").is_file(),
+        f"{path} holds discovered directions (steerdiff edit --discover): use one of them, e.g. --edit {Path(path) / 'pc1'}",
+    )
     path = Path(path) / "global" if averaged else Path(path)
     check(
         path.is_dir(),

@@ -257,6 +257,12 @@ def edit_images(
         x0 = images[:n]
         check(len(x0) > 0, f"{what} holds no images")
     delta, conf = load_edit(edit, averaged=averaged)
+    made_for = conf.get("model")
+    same = lambda a, b: str(a) == str(b) or (Path(a).exists() and Path(a).resolve() == Path(b).resolve())  # noqa: E731
+    check(
+        not isinstance(model, (str, os.PathLike)) or made_for is None or same(made_for, model),
+        f"this edit was made for model {made_for} (its h-space), not {model}: use --model {made_for}",
+    )
     denoiser, name = _load_model(model)
     if images is not None:
         want = tuple(denoiser.sample_shape)
@@ -355,6 +361,10 @@ def discover_edits(
     if out is not None:
         ckpt.check_output_dir(out, ("directions",), force=force)
     denoiser, name = _load_model(model)
+    check(
+        not getattr(denoiser, "cond_frames", 0),
+        f"model {name} predicts the next frame: --discover needs an image model (e.g. colormnist or mnist)",
+    )
     images, _ = heldout_images(denoiser, n, seed)
     directions = discover_directions(denoiser, images, k)  # a set model's label is in the denoiser
     if out is None:
