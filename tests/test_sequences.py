@@ -143,7 +143,7 @@ def test_frame_conditional_training_and_sampling(tmp_path):
     other = moving_digits("circle", load_mnist("heldout").images[7:8], length=1)["frames"]
     moved = sd.sample(model, 3, steps=2, seed=0, cond={"frames": other}, guidance=pg)
     assert float((moved - expected).abs().max()) > 1e-3
-    with pytest.raises(SteerdiffError, match="pass cond"):
+    with pytest.raises(SteerdiffError, match="predicts the next frame: give its 1 previous frame"):
         model(torch.zeros(2, 1, 32, 32), 1.0)
     with pytest.raises(SteerdiffError, match=r"expected \(1, 1, 32, 32\)"):
         model(torch.zeros(2, 1, 32, 32), 1.0, frames=torch.zeros(1, 2, 32, 32))

@@ -135,7 +135,11 @@ def check_cond_keys(net, cond: dict, known: str) -> None:
 def frame_cond(x: torch.Tensor, frames, k: int) -> torch.Tensor:
     """The ``k`` previous frames ``(B or 1, k, H, W)`` in ``[-1, 1]`` for a frame-conditional network,
     checked and broadcast to the batch (all particles share one condition)."""
-    check(frames is not None, f"this model predicts the next frame: pass cond={{'frames': (1, {k}, H, W) array}}")
+    check(
+        frames is not None,
+        f"this model predicts the next frame: give its {k} previous frame(s), a (1, {k}, H, W) array in [-1, 1] "
+        "(--cond frames.npy on the command line, cond={'frames': ...} in Python)",
+    )
     frames = torch.as_tensor(frames, dtype=x.dtype, device=x.device)
     check(
         frames.ndim == 4 and frames.shape[1] == k and tuple(frames.shape[2:]) == tuple(x.shape[2:]),
