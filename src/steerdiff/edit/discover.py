@@ -67,8 +67,8 @@ def discover_directions(
     cond = cond or {}
     edit_steps = edit_steps or EDIT_STEPS
     sigmas = edit_sigmas(denoiser, edit_steps, sigma_top)
-    intervals = choose_intervals(interval_curves(denoiser, images, sigmas, cond=cond))
     _, path = invert(denoiser, images, sigmas, cond, return_path=True)  # (levels, N, ...), highest first
+    intervals = choose_intervals(interval_curves(denoiser, images, sigmas, cond=cond, path=path))
     levels = sigmas[:-1]
     if sigma_ref is None:
         sigma_ref = math.sqrt(intervals["sigma_edit"] * float(levels[0]))

@@ -263,13 +263,20 @@ def perceptual_features(x: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def interval_curves(
-    denoiser, x0: torch.Tensor, sigmas: torch.Tensor, features=perceptual_features, cond: dict | None = None
+    denoiser,
+    x0: torch.Tensor,
+    sigmas: torch.Tensor,
+    features=perceptual_features,
+    cond: dict | None = None,
+    path: torch.Tensor | None = None,
 ) -> dict:
     """Editing strength ``xi(sigma) = |phi(x0) - phi(P_sigma)|`` and quality deficiency
     ``gamma(sigma) = |phi(x0) - phi(x_sigma)|`` along the inversion path of ``x0`` (means over the
-    batch), each also normalised by its value at the top level."""
+    batch), each also normalised by its value at the top level. ``path`` is that inversion path
+    (:func:`invert` with ``return_path``) when the caller already has it."""
     cond = cond or {}
-    _, path = invert(denoiser, x0, sigmas, cond, return_path=True)
+    if path is None:
+        _, path = invert(denoiser, x0, sigmas, cond, return_path=True)
     f0 = features(x0)
     levels = sigmas[:-1]
     xi = torch.stack(
