@@ -134,6 +134,85 @@ CONDITIONAL = {
     "dpp strength 9 + cfg 1.5 in (0.3, 5]": ("dpp", {"strength": 9.0, "scale": 1.5, "interval": (0.3, 5.0)}),
     "diverse (preset)": ("diverse", {}),
 }
+# the DPP potential without the denoiser's Jacobian (jacobian="gaussian": no backward pass), alone and with
+# a small CFG in a sigma interval
+for _s in (8, 16, 32, 64, 128, 192, 256, 384, 512):
+    _g = {"strength": float(_s), "jacobian": "gaussian"}
+    CONDITIONAL[f"dpp-g strength {_s}"] = ("dpp", _g)
+    CONDITIONAL[f"dpp-g strength {_s} + cfg 1.5 in (0.3, 5]"] = ("dpp", {**_g, "scale": 1.5, "interval": (0.3, 5.0)})
+    CONDITIONAL[f"dpp-g strength {_s} + cfg 1.5 in (0.3, 2]"] = ("dpp", {**_g, "scale": 1.5, "interval": (0.3, 2.0)})
+for _s in (256, 512, 1024):
+    for _w in ((0.002, 1.0), (0.002, 3.0), (1.0, 10.0), (3.0, 80.0)):
+        CONDITIONAL[f"dpp-g strength {_s}, window ({_w[0]:g}, {_w[1]:g}]"] = (
+            "dpp",
+            {"strength": float(_s), "jacobian": "gaussian", "window": _w},
+        )
+for _s in (192, 384, 768):
+    _g = {"strength": float(_s), "jacobian": "gaussian"}
+    CONDITIONAL[f"dpp-g strength {_s}, projected"] = ("dpp", {**_g, "project": True})
+    CONDITIONAL[f"dpp-g strength {_s}, bandwidth x0.5"] = ("dpp", {**_g, "bandwidth_scale": 0.5})
+    CONDITIONAL[f"dpp-g strength {_s}, bandwidth x2"] = ("dpp", {**_g, "bandwidth_scale": 2.0})
+    CONDITIONAL[f"entropy-g strength {_s}"] = ("entropy", _g)
+for _s in (1536, 3072, 6144):
+    _g = {"strength": float(_s), "jacobian": "gaussian"}
+    CONDITIONAL[f"dpp-g strength {_s}, bandwidth x0.5"] = ("dpp", {**_g, "bandwidth_scale": 0.5})
+    CONDITIONAL[f"dpp-g strength {_s}, bandwidth x0.25"] = ("dpp", {**_g, "bandwidth_scale": 0.25})
+for _s in (384, 512):
+    for _w, _iv in ((2.0, (1.0, 3.0)), (3.0, (1.0, 2.0)), (2.0, (3.0, 6.0)), (3.0, (3.0, 4.0)), (2.0, (6.0, 15.0))):
+        CONDITIONAL[f"dpp-g strength {_s} + cfg {_w:g} in ({_iv[0]:g}, {_iv[1]:g}]"] = (
+            "dpp",
+            {"strength": float(_s), "jacobian": "gaussian", "scale": _w, "interval": _iv},
+        )
+for _s in (768, 1024, 1536):
+    for _w, _iv in ((2.0, (3.0, 6.0)), (1.5, (3.0, 6.0)), (1.5, (1.0, 6.0))):
+        CONDITIONAL[f"dpp-g strength {_s} + cfg {_w:g} in ({_iv[0]:g}, {_iv[1]:g}]"] = (
+            "dpp",
+            {"strength": float(_s), "jacobian": "gaussian", "scale": _w, "interval": _iv},
+        )
+for _s in (512, 1024, 2048, 2560, 3072, 4096):
+    for _win in ((6.0, 80.0), (3.0, 80.0)):
+        for _w, _iv in ((2.0, (3.0, 6.0)), (1.5, (3.0, 6.0))):
+            CONDITIONAL[
+                f"dpp-g strength {_s}, window ({_win[0]:g}, {_win[1]:g}] + cfg {_w:g} in ({_iv[0]:g}, {_iv[1]:g}]"
+            ] = (
+                "dpp",
+                {"strength": float(_s), "jacobian": "gaussian", "window": _win, "scale": _w, "interval": _iv},
+            )
+
+
+_BINOMIAL = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16
+
+
+def _blur(x, sigma=None):
+    """A 5-tap binomial blur of each channel, flattened: a push through it is smooth."""
+    k = (_BINOMIAL[:, None] * _BINOMIAL[None, :]).to(x)[None, None].repeat(x.shape[1], 1, 1, 1)
+    return torch.nn.functional.conv2d(x, k, padding=2, groups=x.shape[1]).flatten(1)
+
+
+for _s in (1024, 2048, 3072, 4096, 5120, 6144, 8192):
+    for _emb in ("blur",):
+        _o = {"strength": float(_s), "jacobian": "gaussian", "window": (6.0, 80.0), "embedding": _blur}
+        CONDITIONAL[f"dpp-g {_emb} strength {_s}, window (6, 80] + cfg 2 in (3, 6]"] = (
+            "dpp",
+            {**_o, "scale": 2.0, "interval": (3.0, 6.0)},
+        )
+        CONDITIONAL[f"entropy-g strength {_s}, window (6, 80] + cfg 2 in (3, 6]"] = (
+            "entropy",
+            {**_o, "embedding": "identity", "scale": 2.0, "interval": (3.0, 6.0)},
+        )
+for _s in (192, 256, 384, 512, 768, 1024):
+    for _m in ("dpp", "entropy"):
+        for _win in (None, (0.002, 6.0)):
+            _o = {"strength": float(_s), "jacobian": "gaussian", "scale": 2.0, "interval": (3.0, 6.0)}
+            _name = f"{_m}-g strength {_s}" + ("" if _win is None else f", window ({_win[0]:g}, {_win[1]:g}]")
+            CONDITIONAL[_name + " + cfg 2 in (3, 6]"] = (_m, _o if _win is None else {**_o, "window": _win})
+for _s in (2048, 2560, 3072, 3584, 4096):
+    for _win in ((6.0, 80.0), (10.0, 80.0)):
+        for _w in (1.5, 2.0, 2.5):
+            _o = {"strength": float(_s), "jacobian": "gaussian", "window": _win, "scale": _w, "interval": (3.0, 6.0)}
+            CONDITIONAL.setdefault(
+                f"entropy-g strength {_s}, window ({_win[0]:g}, {_win[1]:g}] + cfg {_w:g} in (3, 6]", ("entropy", _o)
+            )
 UNCONDITIONAL = {
     "iid": ("iid", {}),
     "repulsion, mnist-noisy probs on x, proj (repulsive preset)": ("repulsive", {}),
@@ -167,6 +246,24 @@ UNCONDITIONAL = {
     "dpp": ("dpp", {}),
     "diverse (preset)": ("diverse", {}),
 }
+for _s in (2048, 4096, 8192):
+    for _m in ("dpp", "entropy"):
+        UNCONDITIONAL[f"{_m}-g strength {_s}, window (6, 80]"] = (
+            _m,
+            {"strength": float(_s), "jacobian": "gaussian", "window": (6.0, 80.0)},
+        )
+for _s in (128, 256, 512):
+    for _win in ((1.0, 80.0), (3.0, 80.0)):
+        UNCONDITIONAL[f"dpp-g mnist-noisy probs strength {_s}, window ({_win[0]:g}, {_win[1]:g}]"] = (
+            "dpp",
+            {"strength": float(_s), "jacobian": "gaussian", "embedding": "classifier-probs", "window": _win},
+        )
+for _s in (4, 16, 64, 128, 256):
+    for _m in ("dpp", "entropy"):
+        UNCONDITIONAL[f"{_m}-g mnist-noisy probs strength {_s}"] = (
+            _m,
+            {"strength": float(_s), "jacobian": "gaussian", "embedding": "classifier-probs"},
+        )
 
 # the rows a plain run prints (names above); --methods all runs the whole sweep
 MAIN = [

@@ -184,6 +184,13 @@ def _add_sampling_args(p: argparse.ArgumentParser, n_default: int, model: bool =
     )
     g.add_argument("--window", default=None, help="LO,HI: the sigma range where the term acts")
     g.add_argument(
+        "--jacobian",
+        default=None,
+        choices=["exact", "gaussian"],
+        help="--method dpp on x0: exact (default; a backward pass through the network) or gaussian "
+        "(the denoiser's Jacobian taken as c_skip(sigma) I: no backward pass, about the cost of plain sampling)",
+    )
+    g.add_argument(
         "--on", default=None, choices=["x", "x0"], help="embed the noisy sample (x) or the denoised estimate (x0)"
     )
     g.add_argument("--bandwidth", default=None, help="rbf bandwidth: median, per-particle, sigma, or a number")

@@ -8,9 +8,10 @@ Public API (every argument has a default; ``term(method, **options)`` builds one
     SPELL(radius=None, radius_scale=0.7, strength=1.0, embedding="identity", window=None,
           weight="constant", archive=None, protected=None, protected_radius=None)
     DPPGuidance(strength=1.0, embedding="identity", on="x0", window=None, weight="constant",
-                bandwidth="median", bandwidth_scale=1.0, project=False, eps=1e-3)
+                bandwidth="median", bandwidth_scale=1.0, project=False, eps=1e-3, jacobian="exact")
     EntropyGuidance(strength=1.0, embedding="identity", on="x0", window=None, weight="constant",
-                    bandwidth="median", bandwidth_scale=1.0, project=False, features=None, seed=0)
+                    bandwidth="median", bandwidth_scale=1.0, project=False, features=None, seed=0,
+                    jacobian="exact")
     term("spell" | "dpp" | "entropy", **options)
 
 **SPELL** (sparse repellency, Kirchhof et al. 2025) corrects each denoised estimate out of the balls of
@@ -46,6 +47,15 @@ computes all ``n^2`` kernel values; ``features=D`` uses ``D`` random Fourier fea
 (``K_ij ~ z_i . z_j``) and the identity ``sum_ij K_ij = |sum_i z_i|^2``, with the exact diagonal
 (``K_ii = 1``), so cost and memory are ``O(n D)`` for large batches (SPARKE-style); its ``"median"``
 bandwidth is then the ``O(n)`` estimate ``2 med_i |f_i - mean f|^2 / log(n + 1)``.
+
+**Without a backward pass** (``jacobian="gaussian"``, ``on="x0"`` only): the force on ``x`` is
+``J^T grad_{x0} V`` with ``J = d x0 / d x`` the denoiser's Jacobian, which costs a backward pass through
+the network at every call. ``jacobian="gaussian"`` replaces ``J`` by ``c_skip(sigma) I``,
+``c_skip = sigma_data^2 / (sigma^2 + sigma_data^2)``: the exact Jacobian of the ideal denoiser of
+``N(0, sigma_data^2 I)`` data (where both forms agree). The base call then needs no graph, and the term
+costs the kernel alone. The exact form keeps the push along the directions the denoiser responds to
+(the data's tangent directions), the Gaussian form pushes along all pixels; compare them in
+``docs/benchmarks.md``.
 
 ``strength = 0`` (or a ``window`` that excludes the noise level) switches a term off: the guided
 denoiser then makes the base call alone and samples are bit-identical to plain sampling. Every term
@@ -248,14 +258,25 @@ class _KernelPotential(_DiversityTerm):
         bandwidth="median",
         bandwidth_scale: float = 1.0,
         project: bool = False,
+        jacobian: str = "exact",
     ):
         self.strength, self.embedding, self.on, self.window, self.weight = strength, embedding, on, window, weight
         self.bandwidth, self.bandwidth_scale, self.project = bandwidth, bandwidth_scale, project
+        self.jacobian = jacobian
 
     def bind(self, denoiser) -> _KernelPotential:
         t = super().bind(denoiser)
-        t.needs_x0 = t.on == "x0"
-        t.needs_base = t.needs_x0 or bool(t.project)
+        check(
+            t.jacobian in ("exact", "gaussian"),
+            f"jacobian={t.jacobian!r}: use 'exact' (through the denoiser) or 'gaussian' (c_skip(sigma) I, no backward pass)",
+        )
+        check(
+            t.jacobian == "exact" or t.on == "x0",
+            "jacobian='gaussian' replaces the denoiser's Jacobian: it needs on='x0'",
+        )
+        t._sigma_data = float(getattr(denoiser, "sigma_data", 0.5))
+        t.needs_x0 = t.on == "x0" and t.jacobian == "exact"
+        t.needs_base = t.on == "x0" or bool(t.project)
         return t
 
     def _kernel(self, f: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -268,7 +289,14 @@ class _KernelPotential(_DiversityTerm):
 
     def guide(self, ctx: GuideContext) -> torch.Tensor:
         self._check_local()
-        if self.on == "x0":
+        scale: torch.Tensor | float = 1.0
+        if self.on == "x0" and self.jacobian == "gaussian":
+            assert ctx.denoised is not None  # needs_base
+            leaf = ctx.denoised.detach().requires_grad_(True)
+            y, sy = leaf, torch.zeros_like(ctx.sigma)
+            s2, d2 = append_dims(ctx.sigma, ctx.x.ndim) ** 2, self._sigma_data**2
+            scale = d2 / (s2 + d2)  # c_skip: the denoiser Jacobian of N(0, sigma_data^2 I) data
+        elif self.on == "x0":
             leaf, y, sy = ctx.x, ctx.denoised, torch.zeros_like(ctx.sigma)
         else:
             leaf = ctx.x.detach().requires_grad_(True)
@@ -278,7 +306,8 @@ class _KernelPotential(_DiversityTerm):
             if len(f) < 2:
                 return torch.zeros_like(ctx.x)
             v = self.potential(f, ctx.sigma)
-            (grad,) = torch.autograd.grad(v, leaf, retain_graph=self.on == "x0")
+            (grad,) = torch.autograd.grad(v, leaf, retain_graph=self.needs_x0)
+        grad = grad * scale
         if self.project:
             grad = project_off_score(grad, ctx.score)
         return grad
@@ -299,6 +328,8 @@ class DPPGuidance(_KernelPotential):
         project: remove from each particle's force its component along the base score (as Particle
             Guidance's ``project``): the particles move along the level sets of ``log p_sigma``.
         eps: the ridge added to ``K``; it bounds the force between near-duplicates by about ``1 / eps``.
+        jacobian: with ``on="x0"``: ``"exact"`` (differentiate through the denoiser) or ``"gaussian"``
+            (its Jacobian taken as ``c_skip(sigma) I``: no backward pass; see the module docstring).
     """
 
     def __init__(
@@ -312,8 +343,9 @@ class DPPGuidance(_KernelPotential):
         bandwidth_scale: float = 1.0,
         project: bool = False,
         eps: float = 1e-3,
+        jacobian: str = "exact",
     ):
-        super().__init__(strength, embedding, on, window, weight, bandwidth, bandwidth_scale, project)
+        super().__init__(strength, embedding, on, window, weight, bandwidth, bandwidth_scale, project, jacobian)
         check(eps > 0, f"eps must be positive, got {eps}")
         self.eps = float(eps)
 
@@ -333,6 +365,7 @@ class EntropyGuidance(_KernelPotential):
         features: ``None`` for the exact ``O(n^2)`` kernel sum, or a number ``D`` of random Fourier
             features (``O(n D)``).
         seed: seeds the random Fourier frequencies (drawn once per feature dimension).
+        jacobian: ``"exact"`` or ``"gaussian"``, as for :class:`DPPGuidance`.
     """
 
     def __init__(
@@ -347,8 +380,9 @@ class EntropyGuidance(_KernelPotential):
         project: bool = False,
         features: int | None = None,
         seed: int = 0,
+        jacobian: str = "exact",
     ):
-        super().__init__(strength, embedding, on, window, weight, bandwidth, bandwidth_scale, project)
+        super().__init__(strength, embedding, on, window, weight, bandwidth, bandwidth_scale, project, jacobian)
         check(
             features is None or (int(features) == features and features >= 1),
             f"features must be None (exact) or a positive number of random Fourier features, got {features}",

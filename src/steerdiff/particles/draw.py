@@ -59,6 +59,8 @@ class SamplingOptions:
         kernel: ``rbf``, ``cosine``, ``iou``, ``dot`` or ``label``; None: the preset.
         strength: coefficient of the log-potential (dimensionless).
         window: ``"LO,HI"`` or ``(lo, hi)``: the sigma range where the term acts (units of sigma).
+        jacobian: ``dpp`` on ``x0``: ``"exact"`` (a backward pass through the network) or ``"gaussian"``
+            (the denoiser's Jacobian taken as ``c_skip(sigma) I``: no backward pass).
         on: embed the noisy sample (``"x"``) or the denoised estimate (``"x0"``).
         bandwidth: rbf bandwidth: ``median``, ``per-particle``, ``sigma`` or a number (as a string or float).
         bandwidth_scale: multiplies the rbf bandwidth.
@@ -99,6 +101,7 @@ class SamplingOptions:
     kernel: str | None = None
     strength: float | None = None
     window: str | None = None
+    jacobian: str | None = None
     on: str | None = None
     bandwidth: str | float | None = None
     bandwidth_scale: float | None = None

@@ -359,7 +359,7 @@ def fixed_condition(
         from .pg import ParticleGuidance, Repulsion
 
         terms = [(ParticleGuidance if method == "pg" else Repulsion)(**opts)]
-    elif method in ("spell", "dpp"):
+    elif method in ("spell", "dpp", "entropy"):
         terms = [_diversity_term(method, opts)]
     else:
         check(not opts or method in ("cads",), f"--method {method}: unexpected options {sorted(opts)}")
@@ -527,6 +527,10 @@ def from_args(a, model, cond: dict, seed: int, guidance: list):
     from iid draws (draw it with :func:`select_sample`)."""
     method = a.method or "iid"
     scale, interval = getattr(a, "cfg_scale", None), parse_interval(getattr(a, "cfg_interval", None))
+    check(
+        getattr(a, "jacobian", None) is None or method == "dpp",
+        f"--jacobian is for --method dpp, not {method}: drop it or use --method dpp",
+    )
     if method in FIXED_CONDITION_METHODS:
         takes = ("strength", "embedding", "window") if method in ("spell", "dpp") else ()
         unused = [
@@ -602,8 +606,8 @@ def _cads_opts(a) -> dict:
 
 
 def _term_opts(a) -> dict:
-    """SPELL / DPP options from the particle flags (--strength, --embedding, --window)."""
-    opts = {k: getattr(a, k) for k in ("strength", "embedding") if getattr(a, k, None) is not None}
+    """SPELL / DPP options from the particle flags (--strength, --embedding, --window; --jacobian: dpp only)."""
+    opts = {k: getattr(a, k) for k in ("strength", "embedding", "jacobian") if getattr(a, k, None) is not None}
     if getattr(a, "window", None) is not None:
         opts["window"] = parse_interval(a.window, "--window")
     return opts
