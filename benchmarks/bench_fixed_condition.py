@@ -213,6 +213,11 @@ for _s in (2048, 2560, 3072, 3584, 4096):
             CONDITIONAL.setdefault(
                 f"entropy-g strength {_s}, window ({_win[0]:g}, {_win[1]:g}] + cfg {_w:g} in (3, 6]", ("entropy", _o)
             )
+for _s in (8, 16, 32, 64):
+    CONDITIONAL[f"dpp strength {_s}, window (6, 80] + cfg 1.5 in (3, 6]"] = (
+        "dpp",
+        {"strength": float(_s), "window": (6.0, 80.0), "scale": 1.5, "interval": (3.0, 6.0)},
+    )
 UNCONDITIONAL = {
     "iid": ("iid", {}),
     "repulsion, mnist-noisy probs on x, proj (repulsive preset)": ("repulsive", {}),
