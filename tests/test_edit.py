@@ -21,6 +21,7 @@ from steerdiff.edit import (
     to_green,
     train_edit,
 )
+from steerdiff.edit.hspace import digit_kl
 from steerdiff.errors import SteerdiffError
 from steerdiff.nets import build_unet, unet_config
 
@@ -219,3 +220,61 @@ def test_shipped_thick_edit_thickens_held_out_digits(tmp_path, capsys):
     assert load_edit("thick")[1]["strength"] == 0.75
     assert main(["edit", "--attribute", "green", "--out", str(tmp_path / "g.npz")]) == 2
     assert "skip connections" in capsys.readouterr().err  # green cannot be an h-space edit: it says why
+
+
+# ---------------------------------------------------------------- the identity term (keep_weight), issue #16
+
+W = torch.randn(3 * 8 * 8, 10, generator=torch.Generator().manual_seed(3))
+
+
+def toy_logits(x, sigma):
+    """A fixed random linear 'digit classifier' on 3 x 8 x 8 images (stands in for mnist-noisy)."""
+    return 3.0 * x.flatten(1) @ W / 8
+
+
+def test_digit_kl_is_zero_for_the_same_prediction_and_grows_with_the_change():
+    d = torch.rand(5, 3, 8, 8) * 2 - 1
+    assert float(digit_kl(toy_logits, d, d.clone())) == pytest.approx(0.0, abs=1e-6)
+    small, large = (float(digit_kl(toy_logits, d, d + e * torch.randn_like(d))) for e in (0.1, 1.0))
+    assert 0 < small < large
+    d_edit = (d + 0.5).requires_grad_(True)
+    digit_kl(toy_logits, d, d_edit).backward()
+    assert d_edit.grad is not None and float(d_edit.grad.abs().sum()) > 0
+
+
+def _kl_after(tiny3, keep_weight):
+    x0 = torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    delta, info = train_edit(
+        tiny3,
+        x0,
+        None,
+        target=to_green(x0),
+        steps=40,
+        batch_size=6,
+        edit_steps=10,
+        progress=False,
+        sigma_edit=0.05,
+        curve_features=lambda x: x.flatten(1),
+        keep_weight=keep_weight,
+        keep_logits=toy_logits,
+    )
+    d, d_edit = _predictions(tiny3, delta, x0)
+    return float(digit_kl(toy_logits, d, d_edit)), info["losses"]
+
+
+def test_the_identity_term_keeps_the_classifiers_reading(tiny3):
+    """Trained on the same pairs and seed, the edit with the identity term moves the toy classifier's
+    probabilities less than the edit without it; weight 0 is the plain paired loss."""
+    kl_plain, losses_plain = _kl_after(tiny3, 0.0)
+    kl_keep, losses_keep = _kl_after(tiny3, 20.0)
+    assert kl_plain > 0.01
+    assert kl_keep < 0.5 * kl_plain, (kl_keep, kl_plain)
+    assert losses_plain != losses_keep
+
+
+@pytest.mark.parametrize("value", ["-1", "nan"])
+def test_bad_keep_weight_is_a_one_line_error(tmp_path, capsys, value):
+    out = tmp_path / "e"
+    code = main(["train-edit", "--attribute", "thick", "--steps", "1", "--keep-weight", value, "--out", str(out)])
+    assert code == 2 and "--keep-weight" in capsys.readouterr().err
+    assert not out.exists()

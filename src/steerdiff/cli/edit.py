@@ -22,6 +22,7 @@ def cmd_train_edit(a) -> int:
         kind=a.net,
         lr=a.lr,
         recon_weight=a.recon_weight,
+        keep_weight=a.keep_weight,
         sigma_edit=a.sigma_edit,
         sigma_top=a.sigma_top,
         seed=a.seed,
@@ -32,10 +33,8 @@ def cmd_train_edit(a) -> int:
         command=command_line(),
     )
     i = conf["intervals"]
-    print(
-        f"editing interval sigma >= {i['sigma_edit']:.3g}, quality boosting sigma <= {i['sigma_boost']:.3g}, "
-        f"default strength {conf['strength']:g}; edit in {a.out}"
-    )
+    msg = f"editing interval sigma >= {i['sigma_edit']:.3g}, quality boosting sigma <= {i['sigma_boost']:.3g}"
+    print(f"{msg}, default strength {conf['strength']:g}; edit in {a.out}")
     return 0
 
 

@@ -637,6 +637,13 @@ delta per noise level).
     p.add_argument("--lr", type=float, default=2e-3, help="learning rate (default 2e-3)")
     p.add_argument("--recon-weight", type=float, default=1.0, help="weight of the L1 reconstruction term (default 1)")
     p.add_argument(
+        "--keep-weight",
+        type=float,
+        default=0.0,
+        help="weight of the identity term: KL between mnist-noisy's digit probabilities of the plain and the "
+        "edited prediction (default 0: off)",
+    )
+    p.add_argument(
         "--global", dest="global_dir", action="store_true", help="also store the averaged (global) direction"
     )
     _add_common(p, "edit directory to write")
@@ -768,7 +775,7 @@ VALUE_RULES = {
     **{k: (_finite, "a finite number") for k in ("strength", "cfg_scale", "guidance_scale")},
     **{
         k: (lambda v: _finite(v) and v >= 0, ">= 0 (a finite number)")
-        for k in ("s_churn", "eta", "set_guidance", "recon_weight", "cads_noise")
+        for k in ("s_churn", "eta", "set_guidance", "recon_weight", "keep_weight", "cads_noise")
     },
     **{
         k: (lambda v: _finite(v) and v > 0, "a positive finite number")

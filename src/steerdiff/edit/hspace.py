@@ -261,6 +261,27 @@ def perceptual_features(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([ink.flatten(2).mean(-1) * 10, ev.features(ink.amax(1, keepdim=True) * 2 - 1)], 1)
 
 
+def noisy_digit_logits(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Logits ``(B, 10)`` of ``mnist-noisy`` (the noise-conditional digit classifier, not a judge of the
+    edits) on the inked channel of ``x`` ``(B, C, H, W)`` in ``[-1, 1]``, at noise level ``sigma`` ``(B,)``."""
+    from ..train.classifier import load_classifier
+
+    clf = _EVALUATOR.setdefault("noisy", load_classifier("mnist-noisy").requires_grad_(False))
+    return clf(x.amax(1, keepdim=True), sigma)
+
+
+def digit_kl(logits_fn, d: torch.Tensor, d_edit: torch.Tensor) -> torch.Tensor:
+    """``KL(p(.|d) || p(.|d_edit))`` averaged over the batch: how far the edit moved the predicted digit.
+    ``d``, ``d_edit`` ``(B, C, H, W)``: the plain and edited denoised predictions, which the classifier
+    sees as clean images (sigma 0); the gradient flows through ``d_edit`` only."""
+    logits_fn = logits_fn or noisy_digit_logits
+    zero = torch.zeros(len(d))
+    with torch.no_grad():
+        p = torch.log_softmax(logits_fn(d, zero), -1)
+    q = torch.log_softmax(logits_fn(d_edit, zero), -1)
+    return (p.exp() * (p - q)).sum(-1).mean()
+
+
 @torch.no_grad()
 def interval_curves(
     denoiser,
@@ -335,6 +356,8 @@ def train_edit(
     batch_size: int = 8,
     lr: float = 2e-3,
     recon_weight: float = 1.0,
+    keep_weight: float = 0.0,
+    keep_logits=None,
     edit_steps: int = 60,
     sigma_edit: float | None = None,
     cond: dict | None = None,
@@ -374,6 +397,11 @@ def train_edit(
         batch_size: images per trajectory, drawn with replacement from ``source``.
         lr: Adam learning rate.
         recon_weight: weight of the L1 reconstruction term (direction loss only).
+        keep_weight: weight of the identity term ``KL(p(.|D(x)) || p(.|D_edit(x)))`` between a
+            digit classifier's class probabilities of the plain and the edited prediction (0: off). The
+            classifier should be neither judge of the edit (the default is ``mnist-noisy``).
+        keep_logits: ``(images (B, C, H, W) in [-1, 1], sigma (B,)) -> logits (B, 10)`` of that classifier
+            (``None``: ``mnist-noisy`` on the inked channel, :func:`noisy_digit_logits`).
         edit_steps: number of noise levels of the editing schedule (:func:`edit_sigmas`).
         sigma_edit: lower end of the editing interval, in the denoiser's sigma units (default: from
             the curves).
@@ -445,6 +473,8 @@ def train_edit(
                         directional_loss(features, d_edit, d, direction)
                         + recon_weight * (r(d_edit) - r(d)).abs().mean()
                     )
+                if keep_weight:
+                    loss = loss + keep_weight * digit_kl(keep_logits, d, d_edit)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -13,6 +13,7 @@ the commands run.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -81,6 +82,7 @@ def train_calibrated_edit(
     kind: str = "conv",
     lr: float = 2e-3,
     recon_weight: float = 1.0,
+    keep_weight: float = 0.0,
     sigma_edit: float | None = None,
     sigma_top: float = 10.0,
     edit_steps: int = 60,
@@ -110,6 +112,8 @@ def train_calibrated_edit(
         kind: the delta network (one of :data:`~steerdiff.edit.hspace.DELTA_KINDS`).
         lr: Adam learning rate.
         recon_weight: weight of the L1 reconstruction term (``direction`` loss).
+        keep_weight: weight of the identity term (``mnist-noisy``'s digit probabilities of the plain and the
+            edited prediction, KL; 0: off), for either loss.
         sigma_edit: lower end of the editing interval, in the model's sigma units (default: chosen
             from the measured interval curves); must lie below ``sigma_top``.
         sigma_top: the noise level (sigma units, > 0) the training digits are inverted to.
@@ -145,6 +149,10 @@ def train_calibrated_edit(
         f"--sigma-edit {sigma_edit} must lie below --sigma-top {sigma_top} (the editing interval is sigma_edit..sigma_top)",
     )
     check(sigma_top > 0, f"--sigma-top must be a positive noise level, got {sigma_top}")
+    check(
+        math.isfinite(keep_weight) and keep_weight >= 0,
+        f"--keep-weight must be a finite number >= 0, got {keep_weight}",
+    )
     denoiser, name = _load_model(model)
     sources, targets, _ = attribute_data(attribute, "train")  # target i is source i edited
     check(
@@ -166,6 +174,7 @@ def train_calibrated_edit(
         steps=steps,
         lr=lr,
         recon_weight=recon_weight,
+        keep_weight=keep_weight,
         sigma_edit=sigma_edit,
         edit_steps=edit_steps,
         seed=seed,
@@ -180,6 +189,7 @@ def train_calibrated_edit(
         "attribute": attribute,
         "model": name,
         "loss": loss,
+        "keep_weight": keep_weight,
         "intervals": info["intervals"],
         "strength": cal["strength"],
         "strength_l1": cal["l1"],
