@@ -158,23 +158,29 @@ def test_train_save_load_and_global_direction(tiny3, tmp_path):
     torch.testing.assert_close(load_edit(tmp_path / "g")[0].table, glob.table)
 
 
-def test_paired_loss_moves_the_prediction_to_the_targets(tiny3):
-    """The paired loss distils an image edit (here: the ink moved to the green channel) into h-space:
-    after training, the edited prediction on the training images is closer to their targets."""
-    x0 = torch.rand(6, 3, 8, 8) * 2 - 1
-    target = to_green(x0)
-    delta, info = train_edit(
-        tiny3,
+def _train_green(model, x0, **options):
+    """A paired edit toward ``to_green(x0)``: 40 steps on a 10-level schedule."""
+    return train_edit(
+        model,
         x0,
         None,
-        target=target,
+        target=to_green(x0),
         steps=40,
         batch_size=6,
         edit_steps=10,
         progress=False,
         sigma_edit=0.05,
         curve_features=lambda x: x.flatten(1),
+        **options,
     )
+
+
+def test_paired_loss_moves_the_prediction_to_the_targets(tiny3):
+    """The paired loss distils an image edit (here: the ink moved to the green channel) into h-space:
+    after training, the edited prediction on the training images is closer to their targets."""
+    x0 = torch.rand(6, 3, 8, 8) * 2 - 1
+    target = to_green(x0)
+    delta, info = _train_green(tiny3, x0)
     assert info["losses"][-1] < info["losses"][0]
     d, d_edit = _predictions(tiny3, delta, x0)
     assert float((d_edit - target).abs().mean()) < float((d - target).abs().mean())
@@ -244,20 +250,7 @@ def test_digit_kl_is_zero_for_the_same_prediction_and_grows_with_the_change():
 
 def _kl_after(tiny3, keep_weight):
     x0 = torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    delta, info = train_edit(
-        tiny3,
-        x0,
-        None,
-        target=to_green(x0),
-        steps=40,
-        batch_size=6,
-        edit_steps=10,
-        progress=False,
-        sigma_edit=0.05,
-        curve_features=lambda x: x.flatten(1),
-        keep_weight=keep_weight,
-        keep_logits=toy_logits,
-    )
+    delta, info = _train_green(tiny3, x0, keep_weight=keep_weight, keep_logits=toy_logits)
     d, d_edit = _predictions(tiny3, delta, x0)
     return float(digit_kl(toy_logits, d, d_edit)), info["losses"]
 
