@@ -187,7 +187,7 @@ def _add_sampling_args(p: argparse.ArgumentParser, n_default: int, model: bool =
         "--jacobian",
         default=None,
         choices=["exact", "gaussian"],
-        help="--method dpp on x0: exact (default; a backward pass through the network) or gaussian "
+        help="--method dpp: exact (default; a backward pass through the network) or gaussian "
         "(the denoiser's Jacobian taken as c_skip(sigma) I: no backward pass, about the cost of plain sampling)",
     )
     g.add_argument(

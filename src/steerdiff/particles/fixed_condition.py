@@ -529,7 +529,7 @@ def from_args(a, model, cond: dict, seed: int, guidance: list):
     scale, interval = getattr(a, "cfg_scale", None), parse_interval(getattr(a, "cfg_interval", None))
     check(
         getattr(a, "jacobian", None) is None or method == "dpp",
-        f"--jacobian is for --method dpp, not {method}: drop it or use --method dpp",
+        f"--jacobian (jacobian=) is for --method dpp, not {method}: drop it or use --method dpp",
     )
     if method in FIXED_CONDITION_METHODS:
         takes = ("strength", "embedding", "window") if method in ("spell", "dpp") else ()
@@ -541,7 +541,7 @@ def from_args(a, model, cond: dict, seed: int, guidance: list):
         check(
             not unused,
             f"{', '.join(unused)}: --method {method} does not use them"
-            f"{' (spell / dpp take --strength, --embedding, --window)' if takes else ''}; drop them",
+            f"{' (spell / dpp take --strength, --embedding, --window; dpp also --jacobian)' if takes else ''}; drop them",
         )
     labelled = cond.get("class_labels") is not None
     if getattr(a, "pipeline", None):  # the pipeline applies --cfg-scale itself
