@@ -256,7 +256,9 @@ def perceptual_features(x: torch.Tensor) -> torch.Tensor:
     evaluator's features of the inked channel (shape); LPIPS's stand-in for digits."""
     from ..train.classifier import load_classifier
 
-    ev = _EVALUATOR.setdefault("ev", load_classifier("mnist-evaluator"))
+    if "ev" not in _EVALUATOR:  # loaded once (setdefault would read the file at every call)
+        _EVALUATOR["ev"] = load_classifier("mnist-evaluator")
+    ev = _EVALUATOR["ev"]
     ink = (x + 1) / 2
     return torch.cat([ink.flatten(2).mean(-1) * 10, ev.features(ink.amax(1, keepdim=True) * 2 - 1)], 1)
 
@@ -266,7 +268,9 @@ def noisy_digit_logits(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     edits) on the inked channel of ``x`` ``(B, C, H, W)`` in ``[-1, 1]``, at noise level ``sigma`` ``(B,)``."""
     from ..train.classifier import load_classifier
 
-    clf = _EVALUATOR.setdefault("noisy", load_classifier("mnist-noisy").requires_grad_(False))
+    if "noisy" not in _EVALUATOR:  # loaded once: this runs at every training step
+        _EVALUATOR["noisy"] = load_classifier("mnist-noisy").requires_grad_(False)
+    clf = _EVALUATOR["noisy"]
     return clf(x.amax(1, keepdim=True), sigma)
 
 
