@@ -901,10 +901,15 @@ class _PGFactor(argparse.Action):
         namespace.strength, namespace.pg_factor = values, True
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (argparse prints its whole usage block first)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="steerdiff", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = _Parser(prog="steerdiff", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _train_parser(sub)
     _classifier_parser(sub)
