@@ -123,3 +123,14 @@ def test_cli_jacobian_flag(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(base + opts + ["--jacobian", "fast", "--out", str(tmp_path / "e.npy")])
     assert e.value.code == 2
+
+
+def test_evaluate_checks_the_method_options_before_sampling(tmp_path, capsys):
+    from steerdiff.cli import main
+
+    out = tmp_path / "e.json"
+    argv = ["evaluate", "--model", "mnist", "--method", "spell", "--jacobian", "gaussian", "--n", "8"]
+    assert main(argv + ["--batches", "1", "--steps", "2", "--out", str(out)]) == 2  # progress bar on: no --quiet
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [err.strip()] and "is for --method dpp" in err  # no progress line first
+    assert not out.exists()

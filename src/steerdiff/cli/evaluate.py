@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..core.errors import check
-from ..particles.draw import SamplingOptions, check_kept_memory, draw
+from ..particles.draw import SamplingOptions, check_kept_memory, draw, prepare
 from ..pipelines.stable_diffusion import pipeline_from_options
 from .edit import _evaluate_edit
 from .options import _flag
@@ -80,6 +80,7 @@ def cmd_evaluate(a) -> int:
             samples = lambda s: draw(model, options, s).x  # noqa: E731
         else:  # score the decoded images, not the latents
             samples = lambda s: model.to_images(draw(model, options, s).x)[0]  # noqa: E731
+        prepare(model, options, a.seed)  # every option's check before the first batch and its progress bar
     result = evaluate_samples(
         samples,
         seeds,
