@@ -16,6 +16,7 @@ from .models import load
 from .particles.diversity import SPELL, DPPGuidance, EntropyGuidance
 from .particles.draw import SamplingOptions, draw
 from .particles.fixed_condition import CADS, CFG, cads, cads_pipeline, cfg
+from .particles.noise import SimplexNoise
 from .particles.pg import Archive, LabelGuidance, ParticleGuidance, Pilot, Repulsion
 from .particles.stratified import stratified_sample
 
@@ -52,6 +53,7 @@ __all__ = [
     "SPELL",
     "DPPGuidance",
     "EntropyGuidance",
+    "SimplexNoise",
     "GuidanceTerm",
     "FunctionTerm",
     "LabelGuidance",

@@ -225,6 +225,14 @@ def _add_sampling_args(p: argparse.ArgumentParser, n_default: int, model: bool =
     p.add_argument(
         "--steps", type=int, default=None, help="number of noise levels (default: the model's preset, 18 for mnist)"
     )
+    p.add_argument(
+        "--init-noise",
+        default=None,
+        metavar="iid|simplex[:B]",
+        help="the batch's initial noise: iid (default) or simplex: the coarse (B x B block mean) noise of the "
+        "batch at the vertices of a random simplex, each sample still an exact draw of the model (B: 4 for "
+        "28x28); combines with every --method",
+    )
     p.add_argument("--s-churn", type=float, default=None, help="EDM churn for euler/heun (default 0: deterministic)")
     p.add_argument("--eta", type=float, default=None, help="noise scale for ddim / euler_ancestral")
     p.add_argument("--snr", type=float, default=None, help="Langevin signal-to-noise ratio for pc (default 0.16)")

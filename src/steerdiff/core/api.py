@@ -6,7 +6,7 @@ import inspect
 import math
 import numbers
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -16,7 +16,7 @@ from .denoisers import DenoiserLike, DenoiserWrapper, slice_cond
 from .errors import check
 from .guidance import Term, guided
 from .sampling import get_sampler, get_sigmas_karras
-from .seeding import PerSampleNoise, randn_per_sample, sample_generators
+from .seeding import PerSampleNoise, randn_per_sample, sample_generators, stream_seed
 
 
 def model_device(model: object) -> torch.device:
@@ -57,6 +57,7 @@ def sample(
     batch_size: int | None = None,
     start_index: int = 0,
     clip: bool | None = None,
+    initial_noise: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     **sampler_kwargs: Any,
 ) -> torch.Tensor:
     """Draw ``n`` samples from a denoiser, optionally steered by guidance terms.
@@ -88,6 +89,10 @@ def sample(
             network calls; the particle terms still see all ``n`` particles.
         start_index: index of the first sample's noise stream (draw a large set in parts).
         clip: clamp the result to ``[-1, 1]`` (default: for image-shaped samples, ``(C, H, W)``).
+        initial_noise: couples the batch's starting points: ``f(z, generator) -> z`` maps the ``(n, *shape)``
+            standard-normal initial noise of all ``n`` samples (before scaling by ``sigma_max``) to the
+            noise to start from, drawing from ``generator`` (seeded by ``seed`` and ``start_index``), e.g.
+            :class:`steerdiff.particles.noise.SimplexNoise`. None: each sample's own draw.
         **sampler_kwargs: the sampler's own options (``s_churn``, ``eta``, ``snr``, ``plan``, ...);
             the preset's values are the defaults.
 
@@ -168,11 +173,18 @@ def sample(
     check(chunk >= 1, f"batch_size must be positive, got {batch_size}")
     takes_noise = "noise_sampler" in inspect.signature(fn).parameters
     shape = tuple(denoiser.sample_shape)
+    if initial_noise is not None:  # every rank couples all n draws the same way, then takes its share
+        check(callable(initial_noise), f"initial_noise must be a callable f(z, generator), got {initial_noise!r}")
+        z = randn_per_sample(sample_generators(seed, range(start_index, start_index + n)), shape)
+        z = initial_noise(z, torch.Generator().manual_seed(stream_seed("initial-noise", seed, start_index)))
+        check(tuple(z.shape) == (n, *shape), f"initial_noise returned shape {tuple(z.shape)}, expected {(n, *shape)}")
     outs = []
     for lo in range(first, last, chunk):
         hi = min(last, lo + chunk)
         gens = sample_generators(seed, range(start_index + lo, start_index + hi))
-        x = randn_per_sample(gens, shape, device=device) * sigmas[0]
+        x = randn_per_sample(gens, shape, device=device) * sigmas[0]  # also advances each stream past its draw
+        if initial_noise is not None:
+            x = z[lo:hi].to(device) * sigmas[0]
         kwargs = dict(sampler_kwargs)
         if takes_noise:
             kwargs.setdefault("noise_sampler", PerSampleNoise(gens, shape, device=device))

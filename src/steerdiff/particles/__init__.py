@@ -9,6 +9,7 @@ Modules:
 - ``stratified``: was ``steerdiff.stratified``
 - ``diversity``: was ``steerdiff.diversity``
 - ``fixed_condition``: was ``steerdiff.fixed_condition``
+- ``noise``: simplex initial noise (new)
 """
 
 # steerdiff.particles was one module: every name it defined (private ones too) stays importable from here

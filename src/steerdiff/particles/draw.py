@@ -90,6 +90,10 @@ class SamplingOptions:
         cads_noise: ``cads``: noise scale on the class embedding.
         cads_tau: ``cads``: ``"TAU1,TAU2"`` or ``(tau1, tau2)`` in [0, 1] along log sigma.
         size: pipelines: image height and width in pixels.
+        init_noise: the batch's initial noise: ``iid`` (each sample its own draw) or ``simplex`` /
+            ``simplex:B`` (coarse components of the batch on a random simplex, each sample still an exact
+            draw: :class:`~steerdiff.particles.noise.SimplexNoise`, block ``B`` pixels); composes with
+            every method.
         quiet: no progress bar.
     """
 
@@ -128,6 +132,7 @@ class SamplingOptions:
     cads_noise: float | None = None
     cads_tau: str | None = None
     size: int | None = None
+    init_noise: str = "iid"
     quiet: bool = False
 
     def __init__(self, **options: Any) -> None:
@@ -307,7 +312,7 @@ class Setup(NamedTuple):
     model: Any  # the denoiser the method samples (a CFG / CADS wrapper for the fixed-condition methods)
     cond: dict  # conditioning keywords of the denoiser (class_labels, frames)
     extra: dict  # arrays written beside the samples (labels)
-    sampler_kwargs: dict  # s_churn, eta, snr, plan
+    sampler_kwargs: dict  # s_churn, eta, snr, plan, initial_noise
     guidance: list  # guidance terms
     archive: Any  # the Archive of options.archive, or None
     selection: Any  # method diverse: the recorded selection from iid draws, or None
@@ -373,6 +378,10 @@ def prepare(
         extra["labels"] = labels
     kwargs = {k: v for k, v in (("s_churn", a.s_churn), ("eta", a.eta), ("snr", a.snr)) if v is not None}
     check_sampling_options(a, model, kwargs)
+    from .noise import initial_noise
+
+    if initial_noise(a.init_noise, model.sample_shape) is not None:
+        kwargs["initial_noise"] = initial_noise(a.init_noise, model.sample_shape)
     if a.corrector_plan:
         from ..core.sampling import parse_plan
 
@@ -430,7 +439,8 @@ def draw(model=None, options: Any = None, seed: int = 0, frames: torch.Tensor | 
         # the model's own iid draws for this condition, from noise streams the batch does not use
         from .pg import Pilot
 
-        guidance[0].prior = Pilot(model, a.prior_samples, start_index=PRIOR_STREAMS, **run)
+        pilot = {k: v for k, v in run.items() if k != "initial_noise"}  # the model's iid draws
+        guidance[0].prior = Pilot(model, a.prior_samples, start_index=PRIOR_STREAMS, **pilot)
     if a.method == "stratified":
         from .stratified import stratified_sample
 
