@@ -39,6 +39,7 @@ from steerdiff.data import load_mnist
 from steerdiff.embeddings import RandomCNN
 from steerdiff.fixed_condition import cover_sample, diverse_sample, fixed_condition
 from steerdiff.metrics import frechet_distance, prdc, vendi_score
+from steerdiff.particles.noise import initial_noise
 from steerdiff.quality import classify
 from steerdiff.stratified import stratified_sample
 
@@ -218,6 +219,14 @@ for _s in (8, 16, 32, 64):
         "dpp",
         {"strength": float(_s), "window": (6.0, 80.0), "scale": 1.5, "interval": (3.0, 6.0)},
     )
+_E = {"strength": 2560.0, "jacobian": "gaussian", "window": (6.0, 80.0), "scale": 1.5, "interval": (3.0, 6.0)}
+for _b in ("", ":2", ":4", ":7"):
+    CONDITIONAL[f"simplex noise{_b}"] = ("iid", {"init_noise": "simplex" + _b})
+for _s in (1536, 2048, 2304, 2560):
+    CONDITIONAL[f"entropy-g {_s}, window (6, 80] + cfg 1.5 in (3, 6] + simplex noise"] = (
+        "entropy",
+        {**_E, "strength": float(_s), "init_noise": "simplex"},
+    )
 UNCONDITIONAL = {
     "iid": ("iid", {}),
     "repulsion, mnist-noisy probs on x, proj (repulsive preset)": ("repulsive", {}),
@@ -270,6 +279,15 @@ for _s in (4, 16, 64, 128, 256):
             {"strength": float(_s), "jacobian": "gaussian", "embedding": "classifier-probs"},
         )
 
+UNCONDITIONAL["simplex noise"] = ("iid", {"init_noise": "simplex"})
+UNCONDITIONAL["cover 3 x 10 + simplex noise"] = ("cover", {"candidates": 3, "init_noise": "simplex"})
+UNCONDITIONAL["cover 2 x 10 + simplex noise"] = ("cover", {"candidates": 2, "init_noise": "simplex"})
+for _s in (32, 48, 64, 80, 96):
+    UNCONDITIONAL[f"dpp-g mnist-noisy probs strength {_s} + simplex noise"] = (
+        "dpp",
+        {"strength": float(_s), "jacobian": "gaussian", "embedding": "classifier-probs", "init_noise": "simplex"},
+    )
+
 # the rows a plain run prints (names above); --methods all runs the whole sweep
 MAIN = [
     "interval (0.3, 5]",
@@ -302,20 +320,22 @@ def available(method: str) -> bool:
 
 
 def run(model, method, opts, n, seeds_labels, scale, labelled):
-    """Samples ``(N, 1, 28, 28)`` and seconds per batch."""
+    """Samples ``(N, 1, 28, 28)`` and seconds per batch (``opts["init_noise"]``: ``--init-noise``'s value)."""
+    opts = dict(opts)
+    noise = {"initial_noise": initial_noise(opts.pop("init_noise"))} if "init_noise" in opts else {}
     xs, t0 = [], time.perf_counter()
     for seed, label in seeds_labels:
         cond = {"class_labels": label} if labelled else {}  # an int: every draw (and candidate) of the batch
         if method == "diverse":
-            xs.append(diverse_sample(model, n, seed=seed, cond=cond, scale=scale if labelled else None))
+            xs.append(diverse_sample(model, n, seed=seed, cond=cond, scale=scale if labelled else None, **noise))
             continue
         if method in ("stratified", "cover"):
             den, _ = fixed_condition(model, "iid", scale=scale, labelled=labelled)
             select = stratified_sample if method == "stratified" else cover_sample
-            xs.append(select(den, n, seed=seed, cond=cond, **opts))
+            xs.append(select(den, n, seed=seed, cond=cond, **opts, **noise))
             continue
         den, terms = fixed_condition(model, method, scale=scale, seed=seed, options=opts, labelled=labelled)
-        xs.append(sd.sample(den, n, seed=seed, cond=cond, guidance=terms))
+        xs.append(sd.sample(den, n, seed=seed, cond=cond, guidance=terms, **noise))
     return torch.cat(xs), (time.perf_counter() - t0) / len(seeds_labels)
 
 
@@ -327,7 +347,8 @@ def main():
         "--seed-offset",
         type=int,
         default=0,
-        help="batch b of class c uses seed 1000 c + offset + b: an offset of 100 gives fresh seeds to confirm a pick",
+        help="batch b of class c uses seed 1000 c + offset + b (label-free batch b: offset + b): an offset of 100 "
+        "gives fresh seeds to confirm a pick",
     )
     ap.add_argument("--scales", default="1,3", help="cfg scales (default 1,3)")
     ap.add_argument(
@@ -396,8 +417,10 @@ def main():
                 )
     if a.only != "cond":
         model = sd.load("mnist")
-        seeds_labels = [(b, None) for b in range(a.uncond_batches)]
-        print(f"\n## unconditional (no class labels): mnist, {a.uncond_batches} batches of {n}\n")
+        seeds_labels = [(a.seed_offset + b, None) for b in range(a.uncond_batches)]
+        print(
+            f"\n## unconditional (no class labels): mnist, {a.uncond_batches} batches of {n}, seeds from {a.seed_offset}\n"
+        )
         print("| method | distinct digits per 10 | confidence | Fréchet | time |")
         print("|---|---|---|---|---|")
         base = None
