@@ -222,6 +222,7 @@ for _s in (8, 16, 32, 64):
 _E = {"strength": 2560.0, "jacobian": "gaussian", "window": (6.0, 80.0), "scale": 1.5, "interval": (3.0, 6.0)}
 for _b in ("", ":2", ":4", ":7"):
     CONDITIONAL[f"simplex noise{_b}"] = ("iid", {"init_noise": "simplex" + _b})
+CONDITIONAL["diverse (preset) + simplex noise"] = ("diverse", {"init_noise": "simplex"})
 for _s in (1536, 2048, 2304, 2560):
     CONDITIONAL[f"entropy-g {_s}, window (6, 80] + cfg 1.5 in (3, 6] + simplex noise"] = (
         "entropy",
