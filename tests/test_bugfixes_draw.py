@@ -101,3 +101,17 @@ def test_diverse_without_class_label_names_the_flag(tmp_path, capsys):
     assert "--class-label" in err and len(err.strip().splitlines()) == 1, err
     with pytest.raises(SteerdiffError, match="--class-label"):
         draw("mnist-cond", method="diverse", n=4, steps=2, quiet=True)
+
+
+def test_prior_samples_with_a_class_label_and_a_pilot_of_another_size():
+    """The pilot (4 draws) of a labelled batch of 6 draws the same class; several labels are an error."""
+    import pytest
+
+    from steerdiff.errors import SteerdiffError
+    from steerdiff.particles.draw import draw
+
+    opts = dict(method="pg", kernel="rbf", prior_samples=4, n=6, steps=3, quiet=True)
+    x = draw("mnist-cond", class_label=3, **opts).x
+    assert x.shape == (6, 1, 28, 28) and bool(x.isfinite().all())
+    with pytest.raises(SteerdiffError, match="give one --class-label"):
+        draw("mnist-cond", class_label="cycle", **opts)

@@ -45,11 +45,16 @@ def test_default_block_and_option_parsing():
     assert (default_block((1, 28, 28)), default_block((4, 64, 64)), default_block((2,))) == (4, 8, 1)
     assert initial_noise("iid") is None and initial_noise(None) is None
     assert initial_noise("simplex").block is None and initial_noise("simplex:2", (1, 28, 28)).block == 2
-    for bad in ("simplex:0", "orthogonal", "simplex:x"):
+    for bad in ("simplex:0", "orthogonal", "simplex:x", "simplex:"):
         with pytest.raises(SteerdiffError, match="--init-noise"):
             initial_noise(bad)
     with pytest.raises(SteerdiffError, match="must divide"):
         initial_noise("simplex:5", (1, 28, 28))
+    with pytest.raises(SteerdiffError, match="not images"):
+        initial_noise("simplex:2", (2,))
+    for bad in (0, 4.0, True, "4"):
+        with pytest.raises(SteerdiffError, match="positive integer"):
+            SimplexNoise(bad)
 
 
 def test_sample_plumbing_is_exact_and_reproducible():
@@ -61,8 +66,10 @@ def test_sample_plumbing_is_exact_and_reproducible():
     assert torch.equal(sd.sample(ring, 7, initial_noise=lambda z, g: z, **kw), plain)
     a = sd.sample(ring, 7, initial_noise=SimplexNoise(), **kw)
     assert torch.equal(a, sd.sample(ring, 7, initial_noise=SimplexNoise(), **kw)) and not torch.equal(a, plain)
-    with pytest.raises(SteerdiffError, match="initial_noise returned shape"):
+    with pytest.raises(SteerdiffError, match="initial_noise returned"):
         sd.sample(ring, 7, initial_noise=lambda z, g: z[:3], **kw)
+    with pytest.raises(SteerdiffError, match="initial_noise returned NoneType"):
+        sd.sample(ring, 7, initial_noise=lambda z, g: None, **kw)
 
 
 def test_simplex_noise_covers_more_ring_modes_than_iid():
@@ -86,3 +93,13 @@ def test_cli_init_noise(tmp_path, capsys):
     assert np.array_equal(xa, xb) and not np.allclose(xa, xc)
     assert main(base + ["--init-noise", "simplex:5", "--out", str(tmp_path / "d.npy")]) == 2
     assert "block 5 must divide" in capsys.readouterr().err and not (tmp_path / "d.npy").exists()
+
+
+def test_evaluate_samples_refuses_init_noise(tmp_path, capsys):
+    from steerdiff.cli import main
+
+    x = tmp_path / "x.npy"
+    np.save(x, np.zeros((6, 1, 28, 28), dtype=np.float32))
+    argv = ["evaluate", "--samples", str(x), "--batch-size", "3", "--init-noise", "simplex"]
+    assert main(argv + ["--out", str(tmp_path / "e.json"), "--quiet"]) == 2
+    assert "--init-noise" in capsys.readouterr().err and not (tmp_path / "e.json").exists()

@@ -481,6 +481,7 @@ def test_python_api_rejects_bad_arguments():
         (["sample", "--n", "abc"], "invalid int value: 'abc'"),
         (["sample"], "required: --out"),
         (["bogus-command"], "invalid choice: 'bogus-command'"),
+        (["sample", "--out", "x.npy", "--mthod", "pg"], "steerdiff sample: error: unrecognized arguments: --mthod"),
     ],
 )
 def test_argparse_errors_are_one_line_without_the_usage_block(argv, needle, capsys):

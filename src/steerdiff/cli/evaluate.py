@@ -52,7 +52,7 @@ def cmd_evaluate(a) -> int:
     if a.samples:
         unused = [
             _flag(k)
-            for k in ("pipeline", "method", "class_label", "cond", "sampler", "steps")
+            for k in ("pipeline", "method", "class_label", "cond", "sampler", "steps", "init_noise")
             if getattr(a, k, None) not in (None, "iid")
         ]
         check(not unused, f"{', '.join(unused)}: --samples evaluates a file and samples nothing; drop them")

@@ -230,8 +230,9 @@ def _add_sampling_args(p: argparse.ArgumentParser, n_default: int, model: bool =
         default=None,
         metavar="iid|simplex[:B]",
         help="the batch's initial noise: iid (default) or simplex: the coarse (B x B block mean) noise of the "
-        "batch at the vertices of a random simplex, each sample still an exact draw of the model (B: 4 for "
-        "28x28); combines with every --method",
+        "batch at the vertices of a random simplex, each sample still an exact draw of the model (default B: 4 "
+        "for 28x28 images; samples that are not images take only B = 1, the whole sample); combines with every "
+        "--method",
     )
     p.add_argument("--s-churn", type=float, default=None, help="EDM churn for euler/heun (default 0: deterministic)")
     p.add_argument("--eta", type=float, default=None, help="noise scale for ddim / euler_ancestral")
@@ -915,6 +916,14 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        """As argparse's, but an unknown flag is reported by the command it was given to."""
+        ns, extra = self.parse_known_args(args, namespace)
+        if extra:
+            commands = getattr(self, "commands", {})
+            commands.get(getattr(ns, "command", None), self).error(f"unrecognized arguments: {' '.join(extra)}")
+        return ns
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="steerdiff", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -931,4 +940,5 @@ def build_parser() -> argparse.ArgumentParser:
     _compose_parser(sub)
     _train_edit_parser(sub)
     _edit_parser(sub)
+    parser.commands = sub.choices  # type: ignore[attr-defined]  # name -> the command's parser
     return parser

@@ -177,7 +177,8 @@ def sample(
         check(callable(initial_noise), f"initial_noise must be a callable f(z, generator), got {initial_noise!r}")
         z = randn_per_sample(sample_generators(seed, range(start_index, start_index + n)), shape)
         z = initial_noise(z, torch.Generator().manual_seed(stream_seed("initial-noise", seed, start_index)))
-        check(tuple(z.shape) == (n, *shape), f"initial_noise returned shape {tuple(z.shape)}, expected {(n, *shape)}")
+        got = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
+        check(got == (n, *shape), f"initial_noise returned {got}, expected a tensor of shape {(n, *shape)}")
     outs = []
     for lo in range(first, last, chunk):
         hi = min(last, lo + chunk)

@@ -440,6 +440,13 @@ def draw(model=None, options: Any = None, seed: int = 0, frames: torch.Tensor | 
         from .pg import Pilot
 
         pilot = {k: v for k, v in run.items() if k != "initial_noise"}  # the model's iid draws
+        labels = cond.get("class_labels")
+        if isinstance(labels, torch.Tensor) and labels.ndim == 1:  # one label per particle: the pilot's own size
+            check(
+                bool((labels == labels[0]).all()),
+                "--prior-samples with several class labels: the pilot draws one condition; give one --class-label",
+            )
+            pilot["cond"] = {**cond, "class_labels": int(labels[0])}
         guidance[0].prior = Pilot(model, a.prior_samples, start_index=PRIOR_STREAMS, **pilot)
     if a.method == "stratified":
         from .stratified import stratified_sample

@@ -17,6 +17,8 @@ rotation; a group of one is left as drawn.
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -64,7 +66,10 @@ def simplex_noise(z: torch.Tensor, block: int, generator: torch.Generator) -> to
         ``(n, *shape)`` noise like ``z``: its block means changed, everything else kept.
     """
     n = len(z)
-    check(int(block) == block and block >= 1, f"block must be a positive integer, got {block!r}")
+    check(
+        isinstance(block, numbers.Integral) and not isinstance(block, bool) and block >= 1,
+        f"block must be a positive integer, got {block!r}",
+    )
     if z.ndim == 4:
         h, w = z.shape[2:]
         check(h % block == 0 and w % block == 0, f"block {block} must divide the image size {h} x {w}")
@@ -103,7 +108,10 @@ class SimplexNoise:
     """
 
     def __init__(self, block: int | None = None) -> None:
-        check(block is None or (int(block) == block and block >= 1), f"block must be a positive integer, got {block!r}")
+        check(
+            block is None or (isinstance(block, numbers.Integral) and not isinstance(block, bool) and block >= 1),
+            f"block must be a positive integer, got {block!r}",
+        )
         self.block = block
 
     def __call__(self, z: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -123,13 +131,15 @@ def initial_noise(text: str | None, shape=None) -> SimplexNoise | None:
     """
     if text in (None, "iid"):
         return None
-    name, _, block = str(text).partition(":")
+    name, colon, block = str(text).partition(":")
     check(
-        name == "simplex" and (not block or (block.isdigit() and int(block) >= 1)),
+        name == "simplex" and (not colon or (block.isdigit() and int(block) >= 1)),
         f"--init-noise {text!r}: use iid, simplex, or simplex:B with B a block size in pixels (e.g. simplex:4)",
     )
     if block and shape is not None:
         b, shape = int(block), tuple(shape)
-        fits = all(d % b == 0 for d in shape[1:]) if len(shape) == 3 else b == 1
-        check(fits, f"--init-noise {text}: block {b} must divide the sample size {'x'.join(map(str, shape))}")
+        if len(shape) != 3:
+            check(b == 1, f"--init-noise {text}: samples of shape {shape} are not images; use simplex (block 1)")
+        size = "x".join(map(str, shape))
+        check(all(d % b == 0 for d in shape[1:]), f"--init-noise {text}: block {b} must divide the sample size {size}")
     return SimplexNoise(int(block) if block else None)
