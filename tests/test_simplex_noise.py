@@ -103,3 +103,20 @@ def test_evaluate_samples_refuses_init_noise(tmp_path, capsys):
     argv = ["evaluate", "--samples", str(x), "--batch-size", "3", "--init-noise", "simplex"]
     assert main(argv + ["--out", str(tmp_path / "e.json"), "--quiet"]) == 2
     assert "--init-noise" in capsys.readouterr().err and not (tmp_path / "e.json").exists()
+
+
+def test_diverse_applies_the_recorded_noise_and_the_user_overrides_it():
+    """mnist-cond records simplex noise for a class label under CFG (``preset.diverse.class``), none at scale 1."""
+    from steerdiff.fixed_condition import diverse_entry, diverse_sample
+    from steerdiff.particles.draw import draw
+
+    model = sd.load("mnist-cond")
+    assert diverse_entry(model, True, 3.0)["init_noise"] == "simplex"
+    assert "init_noise" not in diverse_entry(model, True, 1.0)
+    kw = dict(method="diverse", class_label=3, n=4, steps=3, seed=1, quiet=True)
+    recorded = draw(model, cfg_scale=3.0, **kw).x
+    assert torch.equal(recorded, draw(model, cfg_scale=3.0, init_noise="simplex", **kw).x)
+    assert not torch.equal(recorded, draw(model, cfg_scale=3.0, init_noise="iid", **kw).x)
+    labels = {"class_labels": torch.full((4,), 3)}
+    assert torch.equal(recorded, diverse_sample(model, 4, seed=1, cond=labels, scale=3.0, steps=3))
+    assert torch.equal(draw(model, **kw).x, draw(model, init_noise="iid", **kw).x)  # scale 1: nothing recorded

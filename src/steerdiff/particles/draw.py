@@ -93,7 +93,7 @@ class SamplingOptions:
         init_noise: the batch's initial noise: ``iid`` (each sample its own draw) or ``simplex`` /
             ``simplex:B`` (coarse components of the batch on a random simplex, each sample still an exact
             draw: :class:`~steerdiff.particles.noise.SimplexNoise`, block ``B`` pixels); composes with
-            every method.
+            every method. None: iid, or what ``--method diverse`` recorded for the request.
         quiet: no progress bar.
     """
 
@@ -132,7 +132,7 @@ class SamplingOptions:
     cads_noise: float | None = None
     cads_tau: str | None = None
     size: int | None = None
-    init_noise: str = "iid"
+    init_noise: str | None = None
     quiet: bool = False
 
     def __init__(self, **options: Any) -> None:
@@ -397,6 +397,12 @@ def prepare(
         )
     from .fixed_condition import from_args
 
+    if a.method == "diverse" and a.init_noise is None:  # the recorded choice's noise, unless the user gave one
+        from .fixed_condition import diverse_entry
+
+        noise = diverse_entry(model, cond.get("class_labels") is not None, a.cfg_scale).get("init_noise")
+        if initial_noise(noise, model.sample_shape) is not None:
+            kwargs["initial_noise"] = initial_noise(noise, model.sample_shape)
     model, guidance, select = from_args(a, model, cond, seed, guidance)  # cfg_scale / cfg_interval, method cfg ...
     return Setup(model, cond, extra, kwargs, guidance, archive, select)
 

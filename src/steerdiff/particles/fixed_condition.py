@@ -298,7 +298,8 @@ def diverse_preset(model) -> dict:
     with entries ``"class"`` (a class label under classifier-free guidance, scale > 1),
     ``"class-unguided"`` (a class label at scale <= 1) and ``"unconditional"`` (no label), each
     ``{"method": ..., **options}`` (:func:`fixed_condition`'s methods and options, or ``"cover"`` /
-    ``"stratified"`` with ``candidates`` and ``embedding``)."""
+    ``"stratified"`` with ``candidates`` and ``embedding``; ``init_noise``: the batch's initial noise,
+    as ``--init-noise`` takes it)."""
     preset = dict(DIVERSE_DEFAULT)
     preset.update((getattr(model, "preset", {}) or {}).get("diverse", {}))
     return preset
@@ -386,6 +387,7 @@ def diverse_setup(model, *, labelled: bool, scale: float | None = None, interval
     a user's ``interval`` overrides a recorded one. An unconditional request never passes a class
     label to the network."""
     entry = diverse_entry(model, labelled, scale)
+    entry.pop("init_noise", None)  # the starting points, not the method: diverse_sample and draw apply it
     method = entry.pop("method")
     if method in ("stratified", "cover"):  # selection from iid draws: see diverse_sample
         entry = {k: v for k, v in entry.items() if k not in ("candidates", "embedding")}
@@ -446,11 +448,16 @@ def diverse_sample(
     """``n`` samples ``(n, *sample_shape)`` of ``--method diverse``: the model's recorded choice for this
     request (with a class label in ``cond["class_labels"]`` or without), built by :func:`diverse_setup`;
     a recorded ``stratified`` choice selects from ``candidates * n`` iid draws
-    (:func:`steerdiff.stratified.stratified_sample`)."""
+    (:func:`steerdiff.stratified.stratified_sample`); a recorded ``init_noise`` (e.g. ``"simplex"``) sets
+    the starting points unless ``sample_kwargs`` holds an ``initial_noise``."""
     from ..core.api import sample
+    from .noise import initial_noise
 
     cond = dict(cond or {})
     labelled = cond.get("class_labels") is not None
+    if "initial_noise" not in sample_kwargs:  # the recorded starting points (``init_noise``), if any
+        noise = initial_noise(diverse_entry(model, labelled, scale).get("init_noise"), model.sample_shape)
+        sample_kwargs = {**sample_kwargs, **({"initial_noise": noise} if noise is not None else {})}
     den, terms, method = diverse_setup(model, labelled=labelled, scale=scale, interval=interval, seed=seed)
     if method in ("stratified", "cover"):
         return select_sample(den, n, diverse_entry(model, labelled, scale), seed=seed, cond=cond, **sample_kwargs)
