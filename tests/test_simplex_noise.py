@@ -120,3 +120,13 @@ def test_diverse_applies_the_recorded_noise_and_the_user_overrides_it():
     labels = {"class_labels": torch.full((4,), 3)}
     assert torch.equal(recorded, diverse_sample(model, 4, seed=1, cond=labels, scale=3.0, steps=3))
     assert torch.equal(draw(model, **kw).x, draw(model, init_noise="iid", **kw).x)  # scale 1: nothing recorded
+
+
+def test_evaluate_conditional_checks_options_before_its_progress_bar(tmp_path, capsys):
+    from steerdiff.cli import main
+
+    out = tmp_path / "c.json"
+    argv = ["evaluate", "--task", "conditional", "--dataset", "horizontal", "--n", "4", "--steps", "2"]
+    assert main(argv + ["--batches", "1", "--init-noise", "foo", "--out", str(out)]) == 2  # progress bar on
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [err] and "--init-noise 'foo'" in err and not out.exists()

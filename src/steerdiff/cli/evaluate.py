@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..core.errors import check
-from ..particles.draw import SamplingOptions, check_kept_memory, draw, prepare
+from ..particles.draw import FrameDraw, SamplingOptions, check_kept_memory, draw, prepare
 from ..pipelines.stable_diffusion import pipeline_from_options
 from .edit import _evaluate_edit
 from .options import _flag
@@ -37,7 +37,7 @@ def cmd_evaluate(a) -> int:
             batches=a.batches,
             seed=a.seed,
             anywhere=a.anywhere,
-            draw=lambda model, seed, frames: draw(model, options, seed, frames).x,
+            draw=FrameDraw(options),
             device=a.device,
             config=config,
             progress=not a.quiet,

@@ -254,7 +254,8 @@ def evaluate_next_frame(
         batches: the number of batches; batch ``b`` uses the random seed ``seed + b``.
         seed: the first batch's random seed.
         anywhere: horizontal: condition on random positions of a sequence instead of the arrival at the centre.
-        draw: ``draw(model, seed, frames) -> (n, 1, 32, 32)`` predictions for condition frames
+        draw: ``draw(model, seed, frames) -> (n, 1, 32, 32)`` predictions for condition frames (a ``check(model,
+            frames)`` method, if it has one, runs once before the first batch)
             ``(1, K, 32, 32)`` (default: :func:`steerdiff.sample` of ``n`` particles with ``sample_kwargs``).
         sample_kwargs: keyword arguments of the default draw's :func:`steerdiff.sample` (``steps``, ``guidance``, ...).
         device: where a model given by name is loaded.
@@ -302,11 +303,17 @@ def evaluate_next_frame(
     train = (getattr(model, "config", None) or {}).get("train", {})
     held = load_mnist("heldout").images
     rows, horizontal = [], []
-    for b in tqdm(range(batches), desc="evaluate: conditional", disable=not progress, unit="batch"):
-        s = seed + b
-        cond = next_frame_condition(
+
+    def condition(s: int) -> torch.Tensor:
+        return next_frame_condition(
             kind, held[s % len(held)][None], k, s, anywhere=anywhere, p_right=train.get("p_right", 0.7)
         )
+
+    if hasattr(draw, "check"):  # every option's check before the first batch (e.g. FrameDraw)
+        draw.check(model, condition(seed))
+    for b in tqdm(range(batches), desc="evaluate: conditional", disable=not progress, unit="batch"):
+        s = seed + b
+        cond = condition(s)
         row = next_frame_metrics(draw(model, s, cond), cond[:, -1:], kind, train.get("n_directions", 8))
         if kind != "circle":
             horizontal.extend(row["directions"])

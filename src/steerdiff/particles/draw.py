@@ -480,3 +480,22 @@ def draw(model=None, options: Any = None, seed: int = 0, frames: torch.Tensor | 
         return Drawn(x, extra, archive)
     x = sample(model, a.n, progress=not a.quiet, batch_size=a.batch_size, guidance=guidance, **run)
     return Drawn(x, extra, archive)
+
+
+class FrameDraw:
+    """``draw(model, seed, frames) -> (n, *sample_shape)`` samples of ``options`` for a frame-conditional
+    evaluation (:func:`steerdiff.evaluation.evaluate.evaluate_next_frame`); :meth:`check` runs every
+    option's check (:func:`prepare`) without sampling, so a bad option fails before the first batch.
+
+    Args:
+        options: :class:`SamplingOptions` (or an argparse namespace).
+    """
+
+    def __init__(self, options: Any) -> None:
+        self.options = as_options(options)
+
+    def check(self, model, frames: torch.Tensor) -> None:
+        prepare(model, self.options, 0, frames)
+
+    def __call__(self, model, seed: int, frames: torch.Tensor) -> torch.Tensor:
+        return draw(model, self.options, seed, frames).x
