@@ -14,7 +14,6 @@ import torch
 import steerdiff as sd
 import steerdiff.particles.draw
 from steerdiff import cli
-from steerdiff.cli import evaluate as cli_evaluate
 from steerdiff.cli import main
 from steerdiff.cli import sample as cli_sample
 from steerdiff.data import load_mnist
@@ -193,7 +192,7 @@ def test_conditional_evaluate_scores_forbidden_moves_below_one(tmp_path, monkeyp
         x = shift_frames(last.expand(options.n, -1, -1), torch.tensor([shift] * options.n))[:, None]
         return Drawn(x, {}, None)
 
-    monkeypatch.setattr(cli_evaluate, "draw", draw)
+    monkeypatch.setattr(steerdiff.particles.draw, "draw", draw)  # what evaluate's FrameDraw calls
     out = tmp_path / "h.json"
     rc, err = run(
         [
