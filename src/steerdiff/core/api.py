@@ -173,19 +173,23 @@ def sample(
     check(chunk >= 1, f"batch_size must be positive, got {batch_size}")
     takes_noise = "noise_sampler" in inspect.signature(fn).parameters
     shape = tuple(denoiser.sample_shape)
+    coupled = None  # (generators of all n samples, past their initial draw; the coupled initial noise)
     if initial_noise is not None:  # every rank couples all n draws the same way, then takes its share
         check(callable(initial_noise), f"initial_noise must be a callable f(z, generator), got {initial_noise!r}")
-        z = randn_per_sample(sample_generators(seed, range(start_index, start_index + n)), shape)
+        every = sample_generators(seed, range(start_index, start_index + n))
+        z = randn_per_sample(every, shape)
         z = initial_noise(z, torch.Generator().manual_seed(stream_seed("initial-noise", seed, start_index)))
         got = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
         check(got == (n, *shape), f"initial_noise returned {got}, expected a tensor of shape {(n, *shape)}")
+        coupled = (every, z)
     outs = []
     for lo in range(first, last, chunk):
         hi = min(last, lo + chunk)
-        gens = sample_generators(seed, range(start_index + lo, start_index + hi))
-        x = randn_per_sample(gens, shape, device=device) * sigmas[0]  # also advances each stream past its draw
-        if initial_noise is not None:
-            x = z[lo:hi].to(device) * sigmas[0]
+        if coupled is None:
+            gens = sample_generators(seed, range(start_index + lo, start_index + hi))
+            x = randn_per_sample(gens, shape, device=device) * sigmas[0]
+        else:
+            gens, x = coupled[0][lo:hi], coupled[1][lo:hi].to(device) * sigmas[0]
         kwargs = dict(sampler_kwargs)
         if takes_noise:
             kwargs.setdefault("noise_sampler", PerSampleNoise(gens, shape, device=device))

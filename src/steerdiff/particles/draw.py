@@ -378,10 +378,15 @@ def prepare(
         extra["labels"] = labels
     kwargs = {k: v for k, v in (("s_churn", a.s_churn), ("eta", a.eta), ("snr", a.snr)) if v is not None}
     check_sampling_options(a, model, kwargs)
+    from .fixed_condition import diverse_noise
     from .noise import initial_noise
 
-    if initial_noise(a.init_noise, model.sample_shape) is not None:
-        kwargs["initial_noise"] = initial_noise(a.init_noise, model.sample_shape)
+    if a.method == "diverse" and a.init_noise is None:  # the recorded choice's noise, unless the user gave one
+        noise = diverse_noise(model, cond.get("class_labels") is not None, a.cfg_scale)
+    else:
+        noise = initial_noise(a.init_noise, model.sample_shape)
+    if noise is not None:
+        kwargs["initial_noise"] = noise
     if a.corrector_plan:
         from ..core.sampling import parse_plan
 
@@ -397,12 +402,6 @@ def prepare(
         )
     from .fixed_condition import from_args
 
-    if a.method == "diverse" and a.init_noise is None:  # the recorded choice's noise, unless the user gave one
-        from .fixed_condition import diverse_entry
-
-        noise = diverse_entry(model, cond.get("class_labels") is not None, a.cfg_scale).get("init_noise")
-        if initial_noise(noise, model.sample_shape) is not None:
-            kwargs["initial_noise"] = initial_noise(noise, model.sample_shape)
     model, guidance, select = from_args(a, model, cond, seed, guidance)  # cfg_scale / cfg_interval, method cfg ...
     return Setup(model, cond, extra, kwargs, guidance, archive, select)
 

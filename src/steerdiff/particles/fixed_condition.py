@@ -311,6 +311,13 @@ def diverse_entry(model, labelled: bool, scale: float | None) -> dict:
     return dict(diverse_preset(model)[key])
 
 
+def diverse_noise(model, labelled: bool, scale: float | None):
+    """The ``initial_noise`` :func:`diverse_entry` records for a request (``init_noise``), or None."""
+    from .noise import initial_noise
+
+    return initial_noise(diverse_entry(model, labelled, scale).get("init_noise"), model.sample_shape)
+
+
 def fixed_condition(
     model,
     method: str,
@@ -451,12 +458,11 @@ def diverse_sample(
     (:func:`steerdiff.stratified.stratified_sample`); a recorded ``init_noise`` (e.g. ``"simplex"``) sets
     the starting points unless ``sample_kwargs`` holds an ``initial_noise``."""
     from ..core.api import sample
-    from .noise import initial_noise
 
     cond = dict(cond or {})
     labelled = cond.get("class_labels") is not None
     if "initial_noise" not in sample_kwargs:  # the recorded starting points (``init_noise``), if any
-        noise = initial_noise(diverse_entry(model, labelled, scale).get("init_noise"), model.sample_shape)
+        noise = diverse_noise(model, labelled, scale)
         sample_kwargs = {**sample_kwargs, **({"initial_noise": noise} if noise is not None else {})}
     den, terms, method = diverse_setup(model, labelled=labelled, scale=scale, interval=interval, seed=seed)
     if method in ("stratified", "cover"):

@@ -65,6 +65,8 @@ def simplex_noise(z: torch.Tensor, block: int, generator: torch.Generator) -> to
     Returns:
         ``(n, *shape)`` noise like ``z``: its block means changed, everything else kept.
     """
+    from scipy.stats import chi
+
     n = len(z)
     check(
         isinstance(block, numbers.Integral) and not isinstance(block, bool) and block >= 1,
@@ -90,8 +92,6 @@ def simplex_noise(z: torch.Tensor, block: int, generator: torch.Generator) -> to
         slots = (
             torch.randperm(m, generator=generator).double() + torch.rand(m, generator=generator, dtype=torch.float64)
         ) / m
-        from scipy.stats import chi
-
         radii = torch.from_numpy(np.asarray(chi.ppf(slots.numpy(), k), dtype=np.float64))
         out[lo : lo + m] = directions * radii[:, None]
     if z.ndim != 4:
