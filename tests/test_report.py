@@ -206,3 +206,29 @@ def test_frontier_plot_draws_a_frechet_interval_that_misses_the_point(tmp_path):
     ]
     _plot_frontier(rows, tmp_path / "frontier.png")
     assert (tmp_path / "frontier.png").stat().st_size > 1000
+
+
+def test_frechet_ratio_bootstrap_is_paired_and_detects_a_shift():
+    """Identical batches give a ratio of exactly 1 in every resample (the batches are resampled in
+    pairs); a mean shift of the method's features gives a ratio whose whole interval lies above 1."""
+    from steerdiff.evaluation.metrics import frechet_distance
+    from steerdiff.evaluation.report import frechet_bootstrap, frechet_ratio_bootstrap
+
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(400, 4, generator=g, dtype=torch.float64)
+    base = [torch.randn(10, 4, generator=g, dtype=torch.float64) for _ in range(30)]
+    same = frechet_ratio_bootstrap(base, base, real, resamples=50)
+    assert same["value"] == 1.0 and same["ci95"] == [1.0, 1.0]
+    shifted = [b + 1.0 for b in base]
+    r = frechet_ratio_bootstrap(shifted, base, real, resamples=50)
+    expected = frechet_distance(torch.cat(shifted), real) / frechet_distance(torch.cat(base), real)
+    assert r["value"] == pytest.approx(expected)
+    assert 1.0 < r["ci95"][0] < r["value"] < r["ci95"][1]
+    # the refactor of the resampling kept frechet_bootstrap's interval (the same generator draws)
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    boot = [frechet_distance(torch.cat([base[i] for i in rng.integers(0, 30, 30)]), real) for _ in range(20)]
+    assert frechet_bootstrap(base, real, resamples=20)["ci95"] == pytest.approx(list(np.percentile(boot, [2.5, 97.5])))
+    with pytest.raises(SteerdiffError, match="same number of batches"):
+        frechet_ratio_bootstrap(shifted[:3], base, real)

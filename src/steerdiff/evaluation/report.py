@@ -315,18 +315,64 @@ def frechet_bootstrap(batch_feats: list[torch.Tensor], real_feats: torch.Tensor,
     value = frechet_distance(torch.cat(batch_feats), real_feats)
     if len(batch_feats) < 2:
         return {"value": value, "ci95": [value, value], "how": "one batch: no interval"}
-    rng = np.random.default_rng(seed)
     boot = [
-        frechet_distance(
-            torch.cat([batch_feats[i] for i in rng.integers(0, len(batch_feats), len(batch_feats))]), real_feats
-        )
-        for _ in range(resamples)
+        frechet_distance(torch.cat([batch_feats[i] for i in pick]), real_feats)
+        for pick in _batch_resamples(len(batch_feats), resamples, seed)
     ]
     lo, hi = np.percentile(boot, [2.5, 97.5])
     return {
         "value": value,
         "ci95": [float(lo), float(hi)],
         "how": f"percentile bootstrap over batches ({resamples} resamples)",
+    }
+
+
+def _batch_resamples(n: int, resamples: int, seed: int):
+    """``resamples`` index arrays of ``n`` batches drawn with replacement (generator seeded by ``seed``)."""
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, n, n) for _ in range(resamples)]
+
+
+def frechet_ratio_bootstrap(
+    batch_feats: list[torch.Tensor],
+    base_feats: list[torch.Tensor],
+    real_feats: torch.Tensor,
+    resamples: int = 200,
+    seed: int = 0,
+):
+    """Ratio of two methods' Fréchet distances to ``real_feats`` with a paired 95% bootstrap interval.
+
+    Batch ``i`` of both methods shares its seed (and condition), so each resample draws the same batch
+    indices for both: the interval reflects how much the ratio depends on which seeds were drawn. A
+    resample repeats batches, which biases both distances upward and their ratio toward 1, so the
+    interval is the ratio +- 1.96 bootstrap standard deviations (normal interval), not the percentiles.
+
+    Args:
+        batch_feats: the method's features per batch, each ``(n_i, F)``.
+        base_feats: the baseline's (e.g. iid) features per batch, the same number of batches.
+        real_feats: ``(M, F)`` features of the real data.
+        resamples: bootstrap resamples.
+        seed: seed of the resampling generator.
+
+    Returns:
+        ``{"value": ratio of the pooled distances, "ci95": [lo, hi], "how": ...}``.
+    """
+    from .metrics import frechet_distance
+
+    check(len(batch_feats) == len(base_feats), "the method and the baseline need the same number of batches")
+    value = frechet_distance(torch.cat(batch_feats), real_feats) / frechet_distance(torch.cat(base_feats), real_feats)
+    if len(batch_feats) < 2:
+        return {"value": value, "ci95": [value, value], "how": "one batch: no interval"}
+    boot = [
+        frechet_distance(torch.cat([batch_feats[i] for i in pick]), real_feats)
+        / frechet_distance(torch.cat([base_feats[i] for i in pick]), real_feats)
+        for pick in _batch_resamples(len(batch_feats), resamples, seed)
+    ]
+    half = 1.96 * float(np.std(boot, ddof=1))
+    return {
+        "value": value,
+        "ci95": [value - half, value + half],
+        "how": f"paired normal bootstrap over batches, value +- 1.96 sd of {resamples} resamples",
     }
 
 

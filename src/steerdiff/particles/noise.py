@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from ..core.errors import check
 
-__all__ = ["SimplexNoise", "default_block", "initial_noise", "simplex_noise"]
+__all__ = ["SimplexNoise", "default_block", "initial_noise", "simplex_coordinates", "simplex_noise"]
 
 
 def default_block(shape) -> int:
@@ -51,6 +51,26 @@ def _simplex(m: int, k: int) -> torch.Tensor:
     v = torch.zeros(m, k, dtype=torch.float64)
     v[:, : m - 1] = centred @ basis.T
     return v / v.norm(dim=1, keepdim=True)
+
+
+def simplex_coordinates(m: int, k: int, generator: torch.Generator, chi=None) -> torch.Tensor:
+    """``(m, k)`` float64 coordinates, each row exactly ``N(0, I_k)``: the vertices of a regular simplex
+    turned by a Haar-random rotation, at stratified ``chi_k`` radii in a random order.
+
+    Args:
+        m: number of particles, ``2 <= m <= k + 1``.
+        k: number of coordinates per particle.
+        generator: the CPU generator of the rotation and the radii's slots.
+        chi: ``scipy.stats.chi`` (passed in so a loop imports it once; None: imported here).
+    """
+    if chi is None:
+        from scipy.stats import chi
+    directions = _simplex(m, k) @ _haar(k, generator).T
+    slots = (
+        torch.randperm(m, generator=generator).double() + torch.rand(m, generator=generator, dtype=torch.float64)
+    ) / m
+    radii = torch.from_numpy(np.asarray(chi.ppf(slots.numpy(), k), dtype=np.float64))
+    return directions * radii[:, None]
 
 
 def simplex_noise(z: torch.Tensor, block: int, generator: torch.Generator) -> torch.Tensor:
@@ -86,14 +106,8 @@ def simplex_noise(z: torch.Tensor, block: int, generator: torch.Generator) -> to
     out = coarse.clone()
     for lo in range(0, n, k + 1):
         m = min(k + 1, n - lo)
-        if m == 1:
-            continue
-        directions = _simplex(m, k) @ _haar(k, generator).T
-        slots = (
-            torch.randperm(m, generator=generator).double() + torch.rand(m, generator=generator, dtype=torch.float64)
-        ) / m
-        radii = torch.from_numpy(np.asarray(chi.ppf(slots.numpy(), k), dtype=np.float64))
-        out[lo : lo + m] = directions * radii[:, None]
+        if m > 1:
+            out[lo : lo + m] = simplex_coordinates(m, k, generator, chi)
     if z.ndim != 4:
         return out.to(z.dtype).view_as(z)
     new = (out / block).to(z.dtype).view_as(pooled)
