@@ -53,7 +53,7 @@ def _simplex(m: int, k: int) -> torch.Tensor:
     return v / v.norm(dim=1, keepdim=True)
 
 
-def simplex_coordinates(m: int, k: int, generator: torch.Generator, chi=None) -> torch.Tensor:
+def simplex_coordinates(m: int, k: int, generator: torch.Generator) -> torch.Tensor:
     """``(m, k)`` float64 coordinates, each row exactly ``N(0, I_k)``: the vertices of a regular simplex
     turned by a Haar-random rotation, at stratified ``chi_k`` radii in a random order.
 
@@ -61,10 +61,9 @@ def simplex_coordinates(m: int, k: int, generator: torch.Generator, chi=None) ->
         m: number of particles, ``2 <= m <= k + 1``.
         k: number of coordinates per particle.
         generator: the CPU generator of the rotation and the radii's slots.
-        chi: ``scipy.stats.chi`` (passed in so a loop imports it once; None: imported here).
     """
-    if chi is None:
-        from scipy.stats import chi
+    from scipy.stats import chi
+
     directions = _simplex(m, k) @ _haar(k, generator).T
     slots = (
         torch.randperm(m, generator=generator).double() + torch.rand(m, generator=generator, dtype=torch.float64)
@@ -85,8 +84,6 @@ def simplex_noise(z: torch.Tensor, block: int, generator: torch.Generator) -> to
     Returns:
         ``(n, *shape)`` noise like ``z``: its block means changed, everything else kept.
     """
-    from scipy.stats import chi
-
     n = len(z)
     check(
         isinstance(block, numbers.Integral) and not isinstance(block, bool) and block >= 1,
@@ -107,7 +104,7 @@ def simplex_noise(z: torch.Tensor, block: int, generator: torch.Generator) -> to
     for lo in range(0, n, k + 1):
         m = min(k + 1, n - lo)
         if m > 1:
-            out[lo : lo + m] = simplex_coordinates(m, k, generator, chi)
+            out[lo : lo + m] = simplex_coordinates(m, k, generator)
     if z.ndim != 4:
         return out.to(z.dtype).view_as(z)
     new = (out / block).to(z.dtype).view_as(pooled)
