@@ -157,6 +157,10 @@ def main():
     ap.add_argument("--train-per-class", type=int, default=220, help="of which fitted on (default 220)")
     ap.add_argument("--coupling-batches", type=int, default=0, help="batches of the coupling table (default 0: skip)")
     a = ap.parse_args()
+    if not 0 < a.train < a.n or not 0 < a.train_per_class < a.per_class:
+        ap.error("need 0 < --train < --n and 0 < --train-per-class < --per-class (held-out samples to score on)")
+    if a.coupling_batches < 0:
+        ap.error(f"--coupling-batches must be 0 (skip) or positive, got {a.coupling_batches}")
     t0 = time.perf_counter()
     probs, feats = get_embedding("classifier-probs"), get_embedding("classifier")
 
