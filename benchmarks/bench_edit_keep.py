@@ -34,13 +34,19 @@ def main() -> None:
     ap.add_argument("--n-test", type=int, default=100)
     ap.add_argument("--out", default="edit_keep.json")
     ap.add_argument("--strengths", default=",".join(map(str, STRENGTHS)))
-    ap.add_argument("--sigma-edits", default=",".join(map(str, SIGMA_EDITS)))
+    ap.add_argument(
+        "--sigma-edits",
+        default=",".join(map(str, SIGMA_EDITS)),
+        help="lower ends of the editing interval to try, or 'own' for the edit's recorded one",
+    )
+    ap.add_argument("--edit", default="thick", help="the edit: a shipped name or an edit directory (default thick)")
     a = ap.parse_args()
     strengths = tuple(float(v) for v in a.strengths.split(","))
-    sigma_edits = tuple(float(v) for v in a.sigma_edits.split(","))
     t0 = time.time()
     model = load("colormnist", device=a.device)
-    delta, conf = load_edit("thick")
+    delta, conf = load_edit(a.edit)
+    own = a.sigma_edits == "own"
+    sigma_edits = (conf["intervals"]["sigma_edit"],) if own else tuple(float(v) for v in a.sigma_edits.split(","))
     delta = delta.to(a.device)
     src, _, labels = attribute_data("thick", "heldout")
     perm = torch.randperm(len(src), generator=torch.Generator().manual_seed(0))
@@ -52,14 +58,14 @@ def main() -> None:
         x0 = src[idx].to(a.device)
         xT = invert(model, x0, sig)
         for se in sigma_edits:
-            s_edit = float(levels[(levels - se).abs().argmin()])
+            s_edit = se if own else float(levels[(levels - se).abs().argmin()])
             for st in strengths + ((-0.5, -0.75, -1.0) if se == sigma_edits[0] else ()):
                 c = {
                     **conf,
                     "intervals": {
                         **conf["intervals"],
                         "sigma_edit": s_edit,
-                        "sigma_boost": min(conf["intervals"]["sigma_boost"], s_edit),
+                        "sigma_boost": conf["intervals"]["sigma_boost"] if own else min(conf["intervals"]["sigma_boost"], s_edit),
                     },
                 }
                 e = apply_edit(model, xT, sig, delta, c, strength=st, seed=0)
