@@ -65,7 +65,9 @@ def main() -> None:
                     "intervals": {
                         **conf["intervals"],
                         "sigma_edit": s_edit,
-                        "sigma_boost": conf["intervals"]["sigma_boost"] if own else min(conf["intervals"]["sigma_boost"], s_edit),
+                        "sigma_boost": conf["intervals"]["sigma_boost"]
+                        if own
+                        else min(conf["intervals"]["sigma_boost"], s_edit),
                     },
                 }
                 e = apply_edit(model, xT, sig, delta, c, strength=st, seed=0)
