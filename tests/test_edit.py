@@ -271,3 +271,36 @@ def test_bad_keep_weight_is_a_one_line_error(tmp_path, capsys, value):
     code = main(["train-edit", "--attribute", "thick", "--steps", "1", "--keep-weight", value, "--out", str(out)])
     assert code == 2 and "--keep-weight" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_transformer_delta_keeps_its_heads_and_width_through_save_and_load(tmp_path):
+    torch.manual_seed(0)
+    d = DeltaH("transformer", 16, 4, 4, heads=2, ffn_dim=24)
+    torch.nn.init.normal_(d.out.weight)  # a non-zero edit, so a wrongly rebuilt network would differ
+    save_edit(tmp_path / "t", d, {"attribute": "thick", "intervals": {"sigma_edit": 1.0, "sigma_boost": 0.5}})
+    loaded, conf = load_edit(tmp_path / "t")
+    assert conf["arch"]["heads"] == 2 and conf["arch"]["ffn_dim"] == 24
+    assert loaded.ffn[1].out_features == 24 and loaded.pix.num_heads == 2
+    h, s = torch.randn(3, 16, 4, 4), torch.tensor([2.0, 1.0, 0.5])
+    torch.testing.assert_close(loaded(h, s), d(h, s))
+
+
+@pytest.mark.parametrize(
+    ("kind", "heads", "ffn", "msg"),
+    [
+        ("transformer", 3, 8, "--heads 3 must divide"),
+        ("pixel", 5, 8, "--heads 5 must divide"),
+        ("transformer", 4, 0, "--ffn-dim must be"),
+    ],
+)
+def test_bad_delta_sizes_are_errors(kind, heads, ffn, msg):
+    with pytest.raises(SteerdiffError, match=msg):
+        DeltaH(kind, 16, 4, 4, heads=heads, ffn_dim=ffn)
+
+
+def test_train_edit_heads_that_do_not_divide_h_are_a_one_line_error(tmp_path, capsys):
+    out = tmp_path / "e"
+    code = main(["train-edit", "--attribute", "thick", "--net", "transformer", "--heads", "3", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "--heads 3 must divide h's 64 channels" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()

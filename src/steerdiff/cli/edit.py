@@ -13,19 +13,13 @@ def cmd_train_edit(a) -> int:
     from ..edit.workflow import train_calibrated_edit
     from ..train.training import command_line
 
+    same = "images steps loss heads ffn_dim lr recon_weight keep_weight sigma_edit sigma_top".split()
     _, conf = train_calibrated_edit(
         a.model,
         a.attribute,
-        images=a.images,
-        steps=a.steps,
-        loss=a.loss,
         kind=a.net,
-        lr=a.lr,
-        recon_weight=a.recon_weight,
-        keep_weight=a.keep_weight,
-        sigma_edit=a.sigma_edit,
-        sigma_top=a.sigma_top,
         seed=a.seed,
+        **{k: getattr(a, k) for k in same},
         progress=not a.quiet,
         out=a.out,
         force=a.force,

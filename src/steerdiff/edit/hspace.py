@@ -44,7 +44,7 @@ from ..core.sampling import get_ancestral_step, get_sigmas_karras
 from ..core.seeding import stream_seed
 from ..hub import EDITS as SHIPPED
 
-DELTA_KINDS = ("conv", "pixel", "channel", "pixel-channel", "free")
+DELTA_KINDS = ("conv", "pixel", "channel", "pixel-channel", "transformer", "free")
 
 
 # ---------------------------------------------------------------------------------------- h-space
@@ -104,9 +104,30 @@ def noise_embedding(sigma: torch.Tensor, dim: int = 32) -> torch.Tensor:
 
 
 class DeltaH(nn.Module):
-    """``delta_h = f(h, sigma)``; the output layer starts at zero, so an untrained edit is no edit."""
+    """``delta_h = f(h, sigma)``; the output layer starts at zero, so an untrained edit is no edit.
 
-    def __init__(self, kind: str, channels: int, height: int, width: int, sigmas=None, heads: int = 4):
+    Args:
+        kind: one of :data:`DELTA_KINDS`: ``conv`` (1x1 conv, group norm, the noise embedding added,
+            1x1 conv), ``pixel`` / ``channel`` / ``pixel-channel`` (self-attention over the ``H*W``
+            pixel tokens, over the ``C`` channel tokens, or both), ``transformer`` (a pre-norm block:
+            pixel self-attention with ``heads`` heads, then a ``ffn_dim``-wide feed-forward layer; the
+            reproduction's ``nheads`` and ``d`` ablations), ``free`` (a table of one delta per level).
+        channels, height, width: the shape of h, ``(C, H, W)``.
+        sigmas: the noise levels a ``free`` delta is defined at.
+        heads: attention heads of ``pixel`` and ``transformer``; must divide ``channels``.
+        ffn_dim: hidden width of the ``transformer``'s feed-forward layer.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        channels: int,
+        height: int,
+        width: int,
+        sigmas=None,
+        heads: int = 4,
+        ffn_dim: int = 256,
+    ):
         super().__init__()
         check(kind in DELTA_KINDS, f"delta network {kind!r}: use one of {', '.join(DELTA_KINDS)}")
         self.kind, c, hw = kind, channels, height * width
@@ -121,13 +142,19 @@ class DeltaH(nn.Module):
             self.inp, self.norm = nn.Conv2d(c, c, 1), nn.GroupNorm(min(8, c), c)
             self.out = nn.Conv2d(c, c, 1)
         else:
-            if "pixel" in kind:
-                self.pix_norm, self.pix = (
-                    nn.LayerNorm(c),
-                    nn.MultiheadAttention(c, heads if c % heads == 0 else 1, batch_first=True),
+            if kind in ("pixel", "pixel-channel", "transformer"):
+                check(
+                    heads >= 1 and c % heads == 0,
+                    f"--heads {heads} must divide h's {c} channels: use one of "
+                    f"{', '.join(str(k) for k in range(1, c + 1) if c % k == 0)}",
                 )
+                self.pix_norm, self.pix = nn.LayerNorm(c), nn.MultiheadAttention(c, heads, batch_first=True)
             if "channel" in kind:
                 self.ch_norm, self.ch = nn.LayerNorm(hw), nn.MultiheadAttention(hw, 1, batch_first=True)
+            if kind == "transformer":
+                check(ffn_dim >= 1, f"--ffn-dim must be at least 1, got {ffn_dim}")
+                self.arch["ffn_dim"] = ffn_dim
+                self.ffn = nn.Sequential(nn.LayerNorm(c), nn.Linear(c, ffn_dim), nn.GELU(), nn.Linear(ffn_dim, c))
             self.out = nn.Linear(c, c)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
@@ -142,13 +169,15 @@ class DeltaH(nn.Module):
         if self.kind == "conv":
             return self.out(F.silu(self.norm(self.inp(h)) + e[:, :, None, None]))
         z = h.flatten(2).transpose(1, 2) + e[:, None, :]  # (B, HW, C) tokens
-        if "pixel" in self.kind:
+        if hasattr(self, "pix"):
             q = self.pix_norm(z)
             z = z + self.pix(q, q, q, need_weights=False)[0]
-        if "channel" in self.kind:
+        if hasattr(self, "ch"):
             t = z.transpose(1, 2)  # (B, C, HW)
             q = self.ch_norm(t)
             z = (t + self.ch(q, q, q, need_weights=False)[0]).transpose(1, 2)
+        if hasattr(self, "ffn"):
+            z = z + self.ffn(z)
         return self.out(z).transpose(1, 2).reshape(h.shape)
 
 
@@ -371,6 +400,8 @@ def train_edit(
     recon_space=None,
     target=None,
     sigma_top: float | None = 10.0,
+    heads: int = 4,
+    ffn_dim: int = 256,
 ) -> tuple[DeltaH, dict]:
     """Learn a delta-h network for ``source`` images, trained along the edit's own trajectories
     (from the inverted top level down through the editing interval, one optimizer step per level)
@@ -420,6 +451,8 @@ def train_edit(
             with ``direction``.
         sigma_top: the noise level (sigma units) the sources are inverted to (:func:`edit_sigmas`;
             ``None``: the denoiser's ``sigma_max``).
+        heads: attention heads of a ``pixel`` or ``transformer`` delta (:class:`DeltaH`).
+        ffn_dim: feed-forward width of a ``transformer`` delta.
 
     Returns:
         ``(delta, info)``: the trained :class:`DeltaH` (eval mode, frozen) and ``info`` with the
@@ -436,18 +469,18 @@ def train_edit(
     )
     cond = cond or {}
     sigmas = edit_sigmas(denoiser, edit_steps, sigma_top)
+    levels = sigmas[:-1]
+    hs = HSpace(denoiser)
+    c, h, w = hs.shape(source[:1], float(levels[0]), **cond)
+    torch.manual_seed(stream_seed("delta-init", seed))
+    delta = DeltaH(kind, c, h, w, sigmas=levels, heads=heads, ffn_dim=ffn_dim)  # bad sizes fail before the work
     curves = interval_curves(denoiser, source[: min(16, len(source))], sigmas, curve_features, cond)
     intervals = choose_intervals(curves)
     if sigma_edit is not None:
         intervals["sigma_edit"] = float(sigma_edit)
     _, path = invert(denoiser, source, sigmas, cond, return_path=True)  # (L, N, ...)
-    levels = sigmas[:-1]
     train_idx = [k for k, s in enumerate(levels.tolist()) if s >= intervals["sigma_edit"]]
     check(len(train_idx) > 0, "the editing interval is empty: lower sigma_edit")
-    hs = HSpace(denoiser)
-    c, h, w = hs.shape(source[:1], float(levels[0]), **cond)
-    torch.manual_seed(stream_seed("delta-init", seed))
-    delta = DeltaH(kind, c, h, w, sigmas=levels)
     opt = torch.optim.Adam(delta.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(stream_seed("edit-train", seed))
     losses = []
@@ -623,7 +656,13 @@ def load_edit(path: str | os.PathLike, averaged: bool = False) -> tuple[DeltaH, 
     check(conf.get("format") == "steerdiff-edit", f"{path}/config.json is not a steerdiff edit")
     a = conf["arch"]
     delta = DeltaH(
-        a["kind"], a["channels"], a["height"], a["width"], sigmas=conf.get("sigmas"), heads=a.get("heads", 4)
+        a["kind"],
+        a["channels"],
+        a["height"],
+        a["width"],
+        sigmas=conf.get("sigmas"),
+        heads=a.get("heads", 4),
+        ffn_dim=a.get("ffn_dim", 256),
     )
     try:
         state = ckpt.read_safetensors(path / "delta.safetensors")

@@ -80,6 +80,8 @@ def train_calibrated_edit(
     steps: int = 300,
     loss: str = "paired",
     kind: str = "conv",
+    heads: int = 4,
+    ffn_dim: int = 256,
     lr: float = 2e-3,
     recon_weight: float = 1.0,
     keep_weight: float = 0.0,
@@ -110,6 +112,8 @@ def train_calibrated_edit(
         steps: optimizer steps, at least 1.
         loss: ``paired`` or ``direction``.
         kind: the delta network (one of :data:`~steerdiff.edit.hspace.DELTA_KINDS`).
+        heads: attention heads of a ``pixel`` or ``transformer`` delta; must divide h's channels.
+        ffn_dim: feed-forward width of a ``transformer`` delta.
         lr: Adam learning rate.
         recon_weight: weight of the L1 reconstruction term (``direction`` loss).
         keep_weight: weight of the identity term (``mnist-noisy``'s digit probabilities of the plain and the
@@ -171,6 +175,8 @@ def train_calibrated_edit(
         direction,
         target=paired,
         kind=kind,
+        heads=heads,
+        ffn_dim=ffn_dim,
         steps=steps,
         lr=lr,
         recon_weight=recon_weight,
