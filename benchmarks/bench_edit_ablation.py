@@ -19,10 +19,10 @@ import tempfile
 import time
 
 import torch
+from bench_edit_targets import judge  # the same judged measures (this folder is on sys.path)
 
 from steerdiff import load
 from steerdiff.edit import apply_edit, attribute_data, conf_sigmas, invert, load_edit
-from steerdiff.edit.evaluate import evaluate_edit
 from steerdiff.edit.workflow import train_calibrated_edit
 
 VARIANTS = {  # name: train_calibrated_edit options (None: the shipped edit)
@@ -65,23 +65,10 @@ def main() -> None:
         sig = conf_sigmas(model, conf)
         xT = invert(model, x0, sig)
         for st in sorted({float(conf["strength"]), a.strength}):
-            r = evaluate_edit(x0, apply_edit(model, xT, sig, delta, conf, strength=st, seed=0), y0)
-            rows.append(
-                {
-                    "name": name,
-                    "params": params,
-                    "strength": st,
-                    "calibrated": st == conf["strength"],
-                    "success": r["success"],
-                    "width_ratio": r["stroke_width"]["ratio_mean"],
-                    "kept_evaluator": r["digit_kept"]["mnist-evaluator"]["vs_source"],
-                    "kept_evaluator2": r["digit_kept"]["mnist-evaluator2"]["vs_source"],
-                    "kept_by_both": r["kept_by_all"],
-                    "frechet": r["frechet"]["edited_to_real"],
-                    "colour_kept": r.get("colour_kept"),
-                    "seconds": time.time() - t1,
-                }
-            )
+            row = judge(x0, apply_edit(model, xT, sig, delta, conf, strength=st, seed=0), y0)
+            calibrated = st == conf["strength"]
+            rows.append({"name": name, "params": params, "strength": st, "calibrated": calibrated, **row})
+            rows[-1]["seconds"] = time.time() - t1
             print(json.dumps(rows[-1]), flush=True)
     with open(a.out, "w") as f:
         json.dump({"rows": rows, "seconds": time.time() - t0}, f, indent=1)
