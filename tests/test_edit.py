@@ -304,3 +304,17 @@ def test_train_edit_heads_that_do_not_divide_h_are_a_one_line_error(tmp_path, ca
     err = capsys.readouterr().err
     assert code == 2 and "--heads 3 must divide h's 64 channels" in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "msg"),
+    [
+        (["--heads", "2"], "--heads applies to --net pixel, pixel-channel or transformer, not conv"),
+        (["--net", "pixel", "--ffn-dim", "64"], "--ffn-dim applies to --net transformer, not pixel"),
+        (["--net", "transformer", "--heads", "0"], "--heads must be at least 1"),
+    ],
+)
+def test_train_edit_size_flags_a_net_does_not_use_are_errors(tmp_path, capsys, flags, msg):
+    out = tmp_path / "e"
+    assert main(["train-edit", "--attribute", "thick", *flags, "--out", str(out)]) == 2
+    assert msg in capsys.readouterr().err and not out.exists()

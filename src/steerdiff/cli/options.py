@@ -629,8 +629,10 @@ delta per noise level).
         help="delta-h network (default conv: the paper's 1x1-conv block; transformer: pixel attention + "
         "feed-forward, sized by --heads and --ffn-dim)",
     )
-    p.add_argument("--heads", type=int, default=4, help="attention heads of pixel/transformer nets (default 4)")
-    p.add_argument("--ffn-dim", type=int, default=256, help="feed-forward width of the transformer net (default 256)")
+    p.add_argument(
+        "--heads", type=int, help="attention heads of the pixel, pixel-channel and transformer nets (default 4)"
+    )
+    p.add_argument("--ffn-dim", type=int, help="feed-forward width of the transformer net (default 256)")
     p.add_argument("--steps", type=int, default=300, help="optimizer steps (default 300)")
     p.add_argument("--images", type=int, default=256, help="training images (default 256)")
     p.add_argument("--loss", default="paired", choices=["paired", "direction"], help="training loss (default paired)")

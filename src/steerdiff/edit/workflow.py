@@ -80,8 +80,8 @@ def train_calibrated_edit(
     steps: int = 300,
     loss: str = "paired",
     kind: str = "conv",
-    heads: int = 4,
-    ffn_dim: int = 256,
+    heads: int | None = None,
+    ffn_dim: int | None = None,
     lr: float = 2e-3,
     recon_weight: float = 1.0,
     keep_weight: float = 0.0,
@@ -112,8 +112,9 @@ def train_calibrated_edit(
         steps: optimizer steps, at least 1.
         loss: ``paired`` or ``direction``.
         kind: the delta network (one of :data:`~steerdiff.edit.hspace.DELTA_KINDS`).
-        heads: attention heads of a ``pixel`` or ``transformer`` delta; must divide h's channels.
-        ffn_dim: feed-forward width of a ``transformer`` delta.
+        heads: attention heads of a ``pixel``, ``pixel-channel`` or ``transformer`` delta; must divide h's
+            channels (``None``: 4; an error for the other nets, which have no heads).
+        ffn_dim: feed-forward width of a ``transformer`` delta (``None``: 256; an error for the others).
         lr: Adam learning rate.
         recon_weight: weight of the L1 reconstruction term (``direction`` loss).
         keep_weight: weight of the identity term (``mnist-noisy``'s digit probabilities of the plain and the
@@ -147,6 +148,13 @@ def train_calibrated_edit(
     check(out is not None or not save_global, "save_global writes out/global: give out")
     if out is not None:
         ckpt.check_output_dir(out, ("edit",), force=force)
+    check(
+        heads is None or kind in ("pixel", "pixel-channel", "transformer"),
+        f"--heads applies to --net pixel, pixel-channel or transformer, not {kind}: drop it",
+    )
+    check(ffn_dim is None or kind == "transformer", f"--ffn-dim applies to --net transformer, not {kind}: drop it")
+    check(heads is None or heads >= 1, f"--heads must be at least 1, got {heads}")
+    check(ffn_dim is None or ffn_dim >= 1, f"--ffn-dim must be at least 1, got {ffn_dim}")
     check(images >= 1 and steps >= 1, f"--images and --steps must be at least 1, got {images} and {steps}")
     check(
         sigma_edit is None or sigma_edit < sigma_top,
@@ -175,8 +183,8 @@ def train_calibrated_edit(
         direction,
         target=paired,
         kind=kind,
-        heads=heads,
-        ffn_dim=ffn_dim,
+        heads=4 if heads is None else heads,
+        ffn_dim=256 if ffn_dim is None else ffn_dim,
         steps=steps,
         lr=lr,
         recon_weight=recon_weight,
