@@ -45,6 +45,7 @@ from ..core.seeding import stream_seed
 from ..hub import EDITS as SHIPPED
 
 DELTA_KINDS = ("conv", "pixel", "channel", "pixel-channel", "transformer", "free")
+HEADED_KINDS = ("pixel", "pixel-channel", "transformer")  # the delta networks with pixel attention (``heads``)
 
 
 # ---------------------------------------------------------------------------------------- h-space
@@ -114,7 +115,7 @@ class DeltaH(nn.Module):
             reproduction's ``nheads`` and ``d`` ablations), ``free`` (a table of one delta per level).
         channels, height, width: the shape of h, ``(C, H, W)``.
         sigmas: the noise levels a ``free`` delta is defined at.
-        heads: attention heads of ``pixel`` and ``transformer``; must divide ``channels``.
+        heads: attention heads of the :data:`HEADED_KINDS`; must divide ``channels``.
         ffn_dim: hidden width of the ``transformer``'s feed-forward layer.
     """
 
@@ -142,7 +143,7 @@ class DeltaH(nn.Module):
             self.inp, self.norm = nn.Conv2d(c, c, 1), nn.GroupNorm(min(8, c), c)
             self.out = nn.Conv2d(c, c, 1)
         else:
-            if kind in ("pixel", "pixel-channel", "transformer"):
+            if kind in HEADED_KINDS:
                 check(
                     heads >= 1 and c % heads == 0,
                     f"--heads {heads} must divide h's {c} channels: use one of "
@@ -451,7 +452,7 @@ def train_edit(
             with ``direction``.
         sigma_top: the noise level (sigma units) the sources are inverted to (:func:`edit_sigmas`;
             ``None``: the denoiser's ``sigma_max``).
-        heads: attention heads of a ``pixel`` or ``transformer`` delta (:class:`DeltaH`).
+        heads: attention heads of a delta in :data:`HEADED_KINDS` (:class:`DeltaH`).
         ffn_dim: feed-forward width of a ``transformer`` delta.
 
     Returns:

@@ -23,6 +23,7 @@ from .. import checkpoint as ckpt
 from ..core.errors import check
 from ..hub import EDIT_MODEL
 from .hspace import (
+    HEADED_KINDS,
     RECON_SPACE,
     DeltaH,
     apply_edit,
@@ -149,8 +150,8 @@ def train_calibrated_edit(
     if out is not None:
         ckpt.check_output_dir(out, ("edit",), force=force)
     check(
-        heads is None or kind in ("pixel", "pixel-channel", "transformer"),
-        f"--heads applies to --net pixel, pixel-channel or transformer, not {kind}: drop it",
+        heads is None or kind in HEADED_KINDS,
+        f"--heads applies to --net {', '.join(HEADED_KINDS[:-1])} or {HEADED_KINDS[-1]}, not {kind}: drop it",
     )
     check(ffn_dim is None or kind == "transformer", f"--ffn-dim applies to --net transformer, not {kind}: drop it")
     check(heads is None or heads >= 1, f"--heads must be at least 1, got {heads}")
