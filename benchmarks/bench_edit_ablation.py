@@ -8,7 +8,7 @@ stroke width, digit kept by the shipped evaluator and the independent ``mnist-ev
 kept, Fréchet distance to real digits. The shipped ``conv`` edit and its global (averaged) direction
 are judged as they ship. ``--only`` runs the rows whose name contains it (to split the run).
 
-    python benchmarks/bench_edit_ablation.py --out edit_ablation.json   # about 50 minutes on one CPU core
+    python benchmarks/bench_edit_ablation.py --out edit_ablation.json   # about 45 minutes on one CPU core
 """
 
 from __future__ import annotations
