@@ -15,6 +15,7 @@ from .evaluate import evaluate_edit_file
 from .hspace import (  # noqa: F401
     _EVALUATOR,
     DELTA_KINDS,
+    HEADED_KINDS,
     RECON_SPACE,
     DeltaH,
     HSpace,
@@ -49,6 +50,7 @@ from .workflow import TRAINABLE_ATTRIBUTES, edit_images, refuse_green, train_cal
 
 __all__ = [
     "DELTA_KINDS",
+    "HEADED_KINDS",
     "find_unet",
     "HSpace",
     "noise_embedding",
