@@ -605,6 +605,8 @@ Learn a delta-h network for an attribute: the UNet bottleneck is shifted during 
 of the asymmetric reverse process. Two losses:
   paired     (default) the edited prediction must match the edited training image (L1, every level
              of the interval): distils a known image edit into h-space;
+  final      the same L1 on the final edited image, backpropagated through the whole edited reverse
+             process (sees how the edit accumulates; slower per step);
   direction  the Asyrp loss: the prediction's edit-feature change (ink per channel) must point along
              the class-prototype direction, plus --recon-weight x L1 reconstruction.
 The editing and quality-boosting intervals are chosen from the measured curves, and the default
@@ -635,7 +637,12 @@ delta per noise level).
     p.add_argument("--ffn-dim", type=int, help="feed-forward width of the transformer net (default 256)")
     p.add_argument("--steps", type=int, default=300, help="optimizer steps (default 300)")
     p.add_argument("--images", type=int, default=256, help="training images (default 256)")
-    p.add_argument("--loss", default="paired", choices=["paired", "direction"], help="training loss (default paired)")
+    p.add_argument(
+        "--loss",
+        default="paired",
+        choices=["paired", "final", "direction"],
+        help="training loss (default paired; final: L1 on the final edited image, through the whole trajectory)",
+    )
     p.add_argument(
         "--sigma-top",
         type=float,

@@ -46,6 +46,7 @@ from ..hub import EDITS as SHIPPED
 
 DELTA_KINDS = ("conv", "pixel", "channel", "pixel-channel", "transformer", "free")
 HEADED_KINDS = ("pixel", "pixel-channel", "transformer")  # the delta networks with pixel attention (``heads``)
+OBJECTIVES = ("level", "final")  # where the training loss is taken: every level of the interval, or the final image
 
 
 # ---------------------------------------------------------------------------------------- h-space
@@ -240,18 +241,20 @@ def asymmetric_sample(
     cond: dict | None = None,
     seed: int = 0,
     global_delta: DeltaH | None = None,
+    grad: bool = False,
 ) -> torch.Tensor:
     """Run the asymmetric reverse process from ``x`` at ``sigmas[0]`` (see module docstring).
 
     ``delta`` acts (times ``strength``) where ``sigma >= sigma_edit``; ancestral steps where
     ``sigma <= sigma_boost`` (noise from a generator seeded by ``seed``); plain DDIM elsewhere.
-    ``delta=None`` (or ``strength=0``) is plain DDIM: the same output as without any hook."""
+    ``delta=None`` (or ``strength=0``) is plain DDIM: the same output as without any hook.
+    ``grad`` keeps the autograd graph through every step (to train ``delta`` on the final image)."""
     cond = cond or {}
     hs = HSpace(denoiser)
     gen = torch.Generator(device="cpu").manual_seed(stream_seed("boost", seed))
     for s, s_next in zip(sigmas[:-1], sigmas[1:], strict=False):
         s, s_next = float(s), float(s_next)
-        with torch.no_grad():
+        with torch.set_grad_enabled(grad):
             d = denoiser(x, s, **cond)
             edit = (delta is not None or global_delta is not None) and strength != 0 and s >= sigma_edit
             if edit:
@@ -403,6 +406,7 @@ def train_edit(
     sigma_top: float | None = 10.0,
     heads: int = 4,
     ffn_dim: int = 256,
+    objective: str = "level",
 ) -> tuple[DeltaH, dict]:
     """Learn a delta-h network for ``source`` images, trained along the edit's own trajectories
     (from the inverted top level down through the editing interval, one optimizer step per level)
@@ -415,7 +419,10 @@ def train_edit(
     * **paired** (``target`` given, target ``i`` is source ``i`` edited): L1 between the edited
       prediction and the target, at every level. It distils a known image edit (dilation, a colour
       swap, an editing tool's output) into h-space, where it then works on any image, per image or as
-      a global direction.
+      a global direction. With ``objective="final"`` the L1 is taken once per trajectory, on the
+      *final* edited image (the whole asymmetric process run with the edit, gradients through every
+      step): the loss then sees how the edit accumulates over the interval, which the per-level loss
+      does not.
 
     The editing interval and the quality-boosting interval are chosen from the interval curves
     (:func:`interval_curves`, :func:`choose_intervals`) of the first 16 sources.
@@ -454,6 +461,9 @@ def train_edit(
             ``None``: the denoiser's ``sigma_max``).
         heads: attention heads of a delta in :data:`HEADED_KINDS` (:class:`DeltaH`).
         ffn_dim: feed-forward width of a ``transformer`` delta.
+        objective: ``level`` (a loss at every level of the interval) or ``final`` (paired targets
+            only: one loss on the final edited image, backpropagated through the trajectory; one
+            optimizer step per trajectory, each costing about twice ``edit_steps`` network calls).
 
     Returns:
         ``(delta, info)``: the trained :class:`DeltaH` (eval mode, frozen) and ``info`` with the
@@ -468,6 +478,8 @@ def train_edit(
         target is None or target.shape == source.shape,
         f"paired targets {tuple(target.shape) if target is not None else ''} must match the sources {tuple(source.shape)}",
     )
+    check(objective in OBJECTIVES, f"edit objective {objective!r}: use one of {', '.join(OBJECTIVES)}")
+    check(objective == "level" or target is not None, "the final-image objective needs paired targets")
     cond = cond or {}
     sigmas = edit_sigmas(denoiser, edit_steps, sigma_top)
     levels = sigmas[:-1]
@@ -493,6 +505,19 @@ def train_edit(
         idx = torch.randint(len(source), (batch_size,), generator=gen)
         x = path[train_idx[0]][idx]
         c = slice_cond(cond, 0, batch_size)
+        if objective == "final":
+            end = asymmetric_sample(
+                denoiser, path[0][idx], sigmas, delta, sigma_edit=intervals["sigma_edit"], cond=c, grad=True
+            )
+            loss = (end - target[idx]).abs().mean()
+            if keep_weight:
+                loss = loss + keep_weight * digit_kl(keep_logits, source[idx], end)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(round(float(loss.detach()), 5))
+            bar.update(1)
+            continue
         for k in train_idx:
             if len(losses) >= steps:
                 break
@@ -527,6 +552,7 @@ def train_edit(
         "curves": curves,
         "edit_steps": edit_steps,
         "sigma_top": sigma_top,
+        "objective": objective,
     }
 
 

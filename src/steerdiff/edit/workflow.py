@@ -51,7 +51,7 @@ __all__ = [
 
 # what an h-space edit of EDIT_MODEL can learn (green cannot: see refuse_green)
 TRAINABLE_ATTRIBUTES = ("thick", "slant")
-LOSSES = ("paired", "direction")
+LOSSES = ("paired", "final", "direction")
 
 
 def refuse_green(attribute: str | None) -> None:
@@ -111,7 +111,9 @@ def train_calibrated_edit(
         attribute: a trainable attribute (``thick``: strokes thickened by one pixel).
         images: number of training pairs, at least 1.
         steps: optimizer steps, at least 1.
-        loss: ``paired`` or ``direction``.
+        loss: ``paired`` (L1 to the edited digit at every level of the interval), ``final`` (L1 to
+            it on the final edited image, backpropagated through the whole edited trajectory:
+            about ``edit_steps`` times slower per step) or ``direction``.
         kind: the delta network (one of :data:`~steerdiff.edit.hspace.DELTA_KINDS`).
         heads: attention heads of a ``pixel``, ``pixel-channel`` or ``transformer`` delta; must divide h's
             channels (``None``: 4; an error for the other nets, which have no heads).
@@ -174,7 +176,7 @@ def train_calibrated_edit(
     )
     pick = torch.randperm(len(sources), generator=torch.Generator().manual_seed(seed))
     src, tgt = sources[pick[:images]], targets[pick[:images]]
-    if loss == "paired":
+    if loss in ("paired", "final"):
         direction, paired = None, tgt
     else:
         direction, paired = prototype_direction(edit_features, sources[pick[:1000]], targets[pick[:1000]]), None
@@ -192,6 +194,7 @@ def train_calibrated_edit(
         keep_weight=keep_weight,
         sigma_edit=sigma_edit,
         edit_steps=edit_steps,
+        objective="final" if loss == "final" else "level",
         seed=seed,
         progress=progress,
         recon_space=RECON_SPACE[attribute],
