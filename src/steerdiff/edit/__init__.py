@@ -16,6 +16,7 @@ from .hspace import (  # noqa: F401
     _EVALUATOR,
     DELTA_KINDS,
     HEADED_KINDS,
+    OBJECTIVES,
     RECON_SPACE,
     DeltaH,
     HSpace,
@@ -51,6 +52,7 @@ from .workflow import TRAINABLE_ATTRIBUTES, edit_images, refuse_green, train_cal
 __all__ = [
     "DELTA_KINDS",
     "HEADED_KINDS",
+    "OBJECTIVES",
     "find_unet",
     "HSpace",
     "noise_embedding",
