@@ -463,7 +463,7 @@ def train_edit(
         ffn_dim: feed-forward width of a ``transformer`` delta.
         objective: ``level`` (a loss at every level of the interval) or ``final`` (paired targets
             only: one loss on the final edited image, backpropagated through the trajectory; one
-            optimizer step per trajectory, each costing about twice ``edit_steps`` network calls).
+            optimizer step per trajectory, each costing up to twice ``edit_steps`` network calls and their backward pass).
 
     Returns:
         ``(delta, info)``: the trained :class:`DeltaH` (eval mode, frozen) and ``info`` with the
