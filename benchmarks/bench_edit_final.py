@@ -23,7 +23,7 @@ from bench_edit_targets import cross_dilate, judge
 
 from steerdiff import load
 from steerdiff.data import load_dataset
-from steerdiff.edit import apply_edit, attribute_data, edit_sigmas, invert, save_edit, train_edit
+from steerdiff.edit import apply_edit, attribute_data, conf_sigmas, invert, save_edit, train_edit
 
 
 def main() -> None:
@@ -33,7 +33,11 @@ def main() -> None:
     ap.add_argument("--test-strengths", default="0.5,0.75,1,-1")
     ap.add_argument("--val-strengths", default="0.5,0.75")
     ap.add_argument("--out", default="edit_final.json")
-    ap.add_argument("--save", default=None, help="also write the trained edit to this directory")
+    ap.add_argument(
+        "--save",
+        default=None,
+        help="also write the trained edit here (strength 0.5: the first test row, not calibrated)",
+    )
     a = ap.parse_args()
     t0 = time.time()
     model = load("colormnist")
@@ -53,7 +57,7 @@ def main() -> None:
     )
     heldout, _, labels = attribute_data("thick", "heldout")
     perm = torch.randperm(len(heldout), generator=torch.Generator().manual_seed(0))
-    sig = edit_sigmas(model, 60, 10.0)
+    sig = conf_sigmas(model, conf)  # the schedule the edit was trained on
     rows = []
     for part, sl, strengths in (("test", slice(0, 100), a.test_strengths), ("val", slice(100, 300), a.val_strengths)):
         x0, y0 = heldout[perm[sl]], labels[perm[sl]]

@@ -498,12 +498,19 @@ def train_edit(
     gen = torch.Generator().manual_seed(stream_seed("edit-train", seed))
     losses = []
     bar = tqdm(total=steps, disable=not progress, desc=f"train-edit {kind}", unit="step")
+
+    def step(loss: torch.Tensor) -> None:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(round(float(loss.detach()), 5))
+        bar.update(1)
+
     while len(losses) < steps:
         # one edited trajectory: from the inverted top level down through the editing interval, an
         # optimizer step at every level, the next state from the asymmetric step with the current edit
         # (as Asyrp trains: the losses see the states the edit itself produces)
         idx = torch.randint(len(source), (batch_size,), generator=gen)
-        x = path[train_idx[0]][idx]
         c = slice_cond(cond, 0, batch_size)
         if objective == "final":
             end = asymmetric_sample(
@@ -512,12 +519,9 @@ def train_edit(
             loss = (end - target[idx]).abs().mean()
             if keep_weight:
                 loss = loss + keep_weight * digit_kl(keep_logits, source[idx], end)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(round(float(loss.detach()), 5))
-            bar.update(1)
+            step(loss)
             continue
+        x = path[train_idx[0]][idx]
         for k in train_idx:
             if len(losses) >= steps:
                 break
@@ -538,11 +542,7 @@ def train_edit(
                     )
                 if keep_weight:
                     loss = loss + keep_weight * digit_kl(keep_logits, d, d_edit)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(round(float(loss.detach()), 5))
-            bar.update(1)
+            step(loss)
             x = d_edit.detach() + s_next * (x - d) / s
     bar.close()
     delta.eval().requires_grad_(False)
