@@ -3,7 +3,7 @@
 green: on N held-out red digits, the share that become green (more ink in G than R), the share that
 keep their digit (MNIST evaluator on the inked channel), and the L1 to the ground truth (the source
 moved to the green channel) against the unedited reconstruction's. thick: L1 to the source dilated
-by one pixel, edited against unedited, and the ink. Edits run at their calibrated strength.
+by one pixel (plus footprint: the attribute's target), edited against unedited, and the ink. Edits run at their calibrated strength.
 Linearity: the attribute score (green ink share; ink) over strengths -1..1. Homogeneity: the global
 (averaged) direction's success (green: became green; thick: closer to the ground truth than the
 unedited reconstruction) over the per-image edit's. Prints the intervals and plots the curves they
@@ -74,7 +74,7 @@ def main():
         rec, conf = run(model, attr, xT, sig, 0.0, edit=edit)
         confs[attr] = conf
         out, _ = run(model, attr, xT, sig, edit=edit)
-        gt = to_green(x0) if attr == "green" else dilate(x0)
+        gt = to_green(x0) if attr == "green" else dilate(x0, "plus")  # the attribute's target
         c = conf.get("strength", 1.0)
         print(
             f"{attr}, {a.n} held-out digits, strength {c:g}: intervals sigma_edit {conf['intervals']['sigma_edit']:.3g}, "

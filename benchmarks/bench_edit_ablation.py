@@ -1,12 +1,13 @@
 """The delta-h architecture ablation of the Asyrp reproduction, on the ``thick`` edit (issue #16).
 
-Every delta network is trained by the shipped recipe (``train_calibrated_edit``: 256 dilation pairs,
-300 steps, seed 0, the measured editing interval) and judged on the 100 test digits of
+Every delta network is trained by the earlier shipped recipe (``train_calibrated_edit``: 256 pairs
+with the square 3x3 dilation as target, the per-level paired loss, 300 steps, seed 0, the measured
+editing interval, its strength calibrated by pixel L1 alone) and judged on the 100 test digits of
 ``bench_edit_keep.py`` (the first 100 held-out ColorMNIST digits of the seed-0 permutation) at its
 calibrated strength and at a common strength, by :func:`steerdiff.edit.evaluate.evaluate_edit`:
 stroke width, digit kept by the shipped evaluator and the independent ``mnist-evaluator2``, colour
 kept, Fréchet distance to real digits. The shipped ``conv`` edit and its global (averaged) direction
-are judged as they ship. ``--only`` runs the rows whose name contains it (to split the run).
+(trained on the final edited image since issue #16) are judged as they ship. ``--only`` runs the rows whose name contains it (to split the run).
 
     python benchmarks/bench_edit_ablation.py --out edit_ablation.json   # about 45 minutes on one CPU core
 """
@@ -19,7 +20,7 @@ import tempfile
 import time
 
 import torch
-from bench_edit_targets import judge  # the same judged measures (this folder is on sys.path)
+from bench_edit_targets import judge, square_dilate  # the same judged measures (this folder is on sys.path)
 
 from steerdiff import load
 from steerdiff.edit import apply_edit, attribute_data, conf_sigmas, invert, load_edit
@@ -28,6 +29,8 @@ from steerdiff.edit.workflow import train_calibrated_edit
 VARIANTS = {  # name: train_calibrated_edit options (None: the shipped edit)
     "conv (shipped)": None,
     "conv (shipped), global direction": None,
+    "conv": {"kind": "conv"},
+    "conv, global direction": {"kind": "conv", "save_global": True},
     "pixel attention, 4 heads": {"kind": "pixel", "heads": 4},
     "channel attention": {"kind": "channel"},
     "pixel + channel attention": {"kind": "pixel-channel", "heads": 4},
@@ -60,7 +63,11 @@ def main() -> None:
             delta, conf = load_edit("thick", averaged="global" in name)
         else:
             with tempfile.TemporaryDirectory() as tmp:
-                delta, conf = train_calibrated_edit(model, "thick", seed=0, out=f"{tmp}/edit", **opts)
+                delta, conf = train_calibrated_edit(
+                    model, "thick", seed=0, targets=square_dilate, keep_rate=None, out=f"{tmp}/edit", **opts
+                )
+                if opts.get("save_global"):
+                    delta, conf = load_edit(f"{tmp}/edit/global")
         params = sum(p.numel() for p in delta.parameters())
         sig = conf_sigmas(model, conf)
         xT = invert(model, x0, sig)

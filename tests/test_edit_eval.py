@@ -145,7 +145,7 @@ def test_edit_input_png_folder_and_bad_inputs(tmp_path, capsys):
 def test_shipped_edit_strength_zero_is_the_source_and_negative_thins():
     """Three held-out digits through the shipped ``thick`` edit: strength 0 is exactly the plain
     reconstruction (no hook) and within RMS 0.05 of the source; strength -1 thins (stroke width
-    down), strength +0.75 (the calibrated default) thickens."""
+    down), its calibrated default strength thickens."""
     model = sd.load("colormnist")
     delta, conf = load_edit("thick")
     x0 = load_colormnist("colormnist", "heldout").images[[5, 700, 1400]]

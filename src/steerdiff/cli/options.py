@@ -602,18 +602,20 @@ def _train_edit_parser(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="""\
 Learn a delta-h network for an attribute: the UNet bottleneck is shifted during the editing interval
-of the asymmetric reverse process. Two losses:
+of the asymmetric reverse process. Three losses:
   paired     (default) the edited prediction must match the edited training image (L1, every level
              of the interval): distils a known image edit into h-space;
   final      the same L1 on the final edited image, backpropagated through the whole edited reverse
-             process (sees how the edit accumulates; slower per step);
+             process (sees how the edit accumulates; about 60x slower per step; the shipped thick);
   direction  the Asyrp loss: the prediction's edit-feature change (ink per channel) must point along
              the class-prototype direction, plus --recon-weight x L1 reconstruction.
 The editing and quality-boosting intervals are chosen from the measured curves, and the default
-strength is calibrated on training images (paired loss); all three are recorded in the edit's
-config.json with the curves. Attribute: thick (strokes thickened by one pixel). (A colour swap
-cannot be learned here: colour travels through this UNet's skip connections, not its h-space.) --global also stores the direction averaged over the training images (one
-delta per noise level).
+strength is calibrated on up to 256 training pairs: the one whose edits land closest (pixel L1) to
+the targets among those that keep the digit on 95% of the pairs (read by mnist-noisy, not by the
+evaluators that judge edits); all three are recorded in the edit's config.json with the curves.
+Attributes: thick (strokes thickened by one pixel, plus-shaped), slant (italic). (A colour swap
+cannot be learned here: colour travels through this UNet's skip connections, not its h-space.)
+--global also stores the direction averaged over the training images (one delta per noise level).
 
   steerdiff train-edit --model colormnist --attribute thick --steps 300 --global --seed 0 --out edits/thick""",
     )
@@ -622,7 +624,7 @@ delta per noise level).
         "--attribute",
         required=True,
         metavar="{" + ",".join(ATTRIBUTES) + "}",
-        help="what the edit does: thick (strokes thickened by one pixel)",
+        help="what the edit does: thick (strokes thickened by one pixel) or slant (italic)",
     )
     p.add_argument(
         "--net",

@@ -16,6 +16,7 @@ from .hspace import (  # noqa: F401
     _EVALUATOR,
     DELTA_KINDS,
     HEADED_KINDS,
+    KEEP_RATE,
     OBJECTIVES,
     RECON_SPACE,
     DeltaH,
@@ -52,6 +53,7 @@ from .workflow import TRAINABLE_ATTRIBUTES, edit_images, refuse_green, train_cal
 __all__ = [
     "DELTA_KINDS",
     "HEADED_KINDS",
+    "KEEP_RATE",
     "OBJECTIVES",
     "find_unet",
     "HSpace",

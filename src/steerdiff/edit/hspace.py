@@ -47,6 +47,9 @@ from ..hub import EDITS as SHIPPED
 DELTA_KINDS = ("conv", "pixel", "channel", "pixel-channel", "transformer", "free")
 HEADED_KINDS = ("pixel", "pixel-channel", "transformer")  # the delta networks with pixel attention (``heads``)
 OBJECTIVES = ("level", "final")  # where the training loss is taken: every level of the interval, or the final image
+# the default strength must keep the digit on this share of the training pairs (by ``mnist-noisy``):
+# the held-out goal (90%) plus a margin for the step from training pairs to new digits
+KEEP_RATE = 0.95
 
 
 # ---------------------------------------------------------------------------------------- h-space
@@ -407,6 +410,7 @@ def train_edit(
     heads: int = 4,
     ffn_dim: int = 256,
     objective: str = "level",
+    reverse_target=None,
 ) -> tuple[DeltaH, dict]:
     """Learn a delta-h network for ``source`` images, trained along the edit's own trajectories
     (from the inverted top level down through the editing interval, one optimizer step per level)
@@ -464,6 +468,9 @@ def train_edit(
         objective: ``level`` (a loss at every level of the interval) or ``final`` (paired targets
             only: one loss on the final edited image, backpropagated through the trajectory; one
             optimizer step per trajectory, each costing up to twice ``edit_steps`` network calls and their backward pass).
+        reverse_target: paired targets of the edit run backwards (strength -1), like ``target``, or
+            ``None``; ``final`` objective only: each trajectory is then also run at strength -1 and its
+            L1 to these added (twice the cost per step), so that the negative strength is trained too.
 
     Returns:
         ``(delta, info)``: the trained :class:`DeltaH` (eval mode, frozen) and ``info`` with the
@@ -480,6 +487,10 @@ def train_edit(
     )
     check(objective in OBJECTIVES, f"edit objective {objective!r}: use one of {', '.join(OBJECTIVES)}")
     check(objective == "level" or target is not None, "the final-image objective needs paired targets")
+    check(
+        reverse_target is None or (objective == "final" and reverse_target.shape == source.shape),
+        "reverse targets need the final-image objective and the sources' shape",
+    )
     cond = cond or {}
     sigmas = edit_sigmas(denoiser, edit_steps, sigma_top)
     levels = sigmas[:-1]
@@ -517,6 +528,18 @@ def train_edit(
                 denoiser, path[0][idx], sigmas, delta, sigma_edit=intervals["sigma_edit"], cond=c, grad=True
             )
             loss = (end - target[idx]).abs().mean()
+            if reverse_target is not None:
+                back = asymmetric_sample(
+                    denoiser,
+                    path[0][idx],
+                    sigmas,
+                    delta,
+                    strength=-1.0,
+                    sigma_edit=intervals["sigma_edit"],
+                    cond=c,
+                    grad=True,
+                )
+                loss = loss + (back - reverse_target[idx]).abs().mean()
             if keep_weight:
                 loss = loss + keep_weight * digit_kl(keep_logits, source[idx], end)
             step(loss)
@@ -567,22 +590,49 @@ def calibrate_strength(
     strengths=(0.25, 0.5, 0.75, 1.0, 1.25),
     seed: int = 0,
     sigma_top: float | None = 10.0,
+    keep: float | None = KEEP_RATE,
+    progress: bool = False,
 ) -> dict:
-    """The strength whose edits of ``source`` land closest (pixel L1) to the paired ``target``: the
-    per-level loss does not see how the edit accumulates over the interval (strength 1 can
-    overshoot), so the default strength is chosen on training images. Returns
-    ``{"strength": best, "l1": {strength: L1}}``."""
+    """The default strength of an edit, chosen on its training pairs: the strength whose edits of
+    ``source`` land closest (pixel L1) to the paired ``target`` among those that keep the digit.
+
+    The per-level loss does not see how the edit accumulates over the interval (strength 1 can
+    overshoot), and the pixel-closest strength is not the one that keeps the digit, so the digit is
+    read on every edit by ``mnist-noisy`` (at sigma 0): a third classifier, neither evaluator that
+    judges edits. A strength qualifies when it keeps the source's predicted digit on at least
+    ``keep`` of the pairs; when none does, the smallest strength is taken.
+
+    Args:
+        denoiser: the edited model.
+        delta: the trained delta-h network.
+        source: training images ``(B, 3, 28, 28)`` in ``[-1, 1]`` (ColorMNIST-shaped when ``keep`` is set).
+        target: their paired edited images, the same shape.
+        intervals: the edit's intervals (``sigma_edit``, ``sigma_boost``).
+        edit_steps: noise levels of the editing schedule.
+        strengths: the strengths tried.
+        seed: the boosting noise's seed.
+        sigma_top: the noise level the sources are inverted to.
+        keep: the fraction of pairs whose digit must be kept, in ``[0, 1]``; ``None``: the L1-closest
+            strength, whatever it does to the digit.
+        progress: show a progress bar over the strengths.
+
+    Returns:
+        ``{"strength": chosen, "l1": {strength: L1}, "kept": {strength: fraction}}`` (``kept`` empty
+        when ``keep`` is ``None``).
+    """
+    check(keep is None or 0 <= keep <= 1, f"keep must be a fraction in [0, 1], got {keep}")
     sigmas = edit_sigmas(denoiser, edit_steps, sigma_top)
     x = invert(denoiser, source, sigmas)
-    l1 = {
-        float(c): float(
-            (apply_edit(denoiser, x, sigmas, delta, {"intervals": intervals}, strength=c, seed=seed) - target)
-            .abs()
-            .mean()
-        )
-        for c in strengths
-    }
-    return {"strength": min(l1, key=l1.get), "l1": l1}
+    zero = torch.zeros(len(source))
+    digit = noisy_digit_logits(source, zero).argmax(-1) if keep is not None else None
+    l1, kept = {}, {}
+    for c in tqdm(strengths, desc="calibrate strength", disable=not progress, leave=False):
+        e = apply_edit(denoiser, x, sigmas, delta, {"intervals": intervals}, strength=c, seed=seed)
+        l1[float(c)] = float((e - target).abs().mean())
+        if digit is not None:
+            kept[float(c)] = float((noisy_digit_logits(e, zero).argmax(-1) == digit).float().mean())
+    allowed = [c for c in l1 if keep is None or kept[c] >= keep] or [min(l1)]
+    return {"strength": min(allowed, key=l1.get), "l1": l1, "kept": kept}
 
 
 def apply_edit(
@@ -712,9 +762,23 @@ def load_edit(path: str | os.PathLike, averaged: bool = False) -> tuple[DeltaH, 
 
 
 # ------------------------------------------------------------------------------------ attributes
-def dilate(x: torch.Tensor) -> torch.Tensor:
-    """Strokes thickened by one pixel: a 3x3 max filter of every channel (background -1 stays)."""
-    return F.max_pool2d(x, 3, stride=1, padding=1)
+def dilate(x: torch.Tensor, footprint: str = "square") -> torch.Tensor:
+    """Strokes thickened by one pixel: a max filter of every channel (background -1 stays).
+
+    Args:
+        x: images ``(B, C, H, W)`` in ``[-1, 1]``.
+        footprint: ``square`` (3x3: also fills diagonal gaps, so loops close more often) or ``plus``
+            (the 4-neighbour cross, the ``thick`` attribute's target: fewer loops close).
+    """
+    check(footprint in ("square", "plus"), f"dilate footprint {footprint!r}: use square or plus")
+    if footprint == "square":
+        return F.max_pool2d(x, 3, stride=1, padding=1)
+    p = x.clone()
+    p[..., 1:, :] = torch.maximum(p[..., 1:, :], x[..., :-1, :])
+    p[..., :-1, :] = torch.maximum(p[..., :-1, :], x[..., 1:, :])
+    p[..., :, 1:] = torch.maximum(p[..., :, 1:], x[..., :, :-1])
+    p[..., :, :-1] = torch.maximum(p[..., :, :-1], x[..., :, 1:])
+    return p
 
 
 def ink_shape(x: torch.Tensor) -> torch.Tensor:
@@ -743,8 +807,8 @@ def to_green(x: torch.Tensor) -> torch.Tensor:
 
 def attribute_data(attribute: str, split: str = "train") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(source images, target prototype images, source labels)`` of a built-in attribute:
-    ``green`` (red ColorMNIST digits -> the same digits in green), ``thick`` (digits -> dilated
-    digits) or ``slant`` (digits -> the same digits sheared italic, :func:`shear`); target ``i`` is
+    ``green`` (red ColorMNIST digits -> the same digits in green), ``thick`` (digits -> digits
+    dilated by the plus footprint) or ``slant`` (digits -> the same digits sheared italic, :func:`shear`); target ``i`` is
     source ``i`` edited."""
     from ..data import load_dataset
 
@@ -755,7 +819,7 @@ def attribute_data(attribute: str, split: str = "train") -> tuple[torch.Tensor, 
         red = d.labels // 10 == 0
         return d.images[red], to_green(d.images[red]), d.labels[red] % 10
     if attribute == "thick":
-        return d.images, dilate(d.images), d.labels % 10
+        return d.images, dilate(d.images, "plus"), d.labels % 10
     if attribute == "slant":
         return d.images, shear(d.images), d.labels % 10
     raise SteerdiffError(

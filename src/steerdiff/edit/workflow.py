@@ -24,6 +24,7 @@ from ..core.errors import check
 from ..hub import EDIT_MODEL
 from .hspace import (
     HEADED_KINDS,
+    KEEP_RATE,
     RECON_SPACE,
     DeltaH,
     apply_edit,
@@ -52,6 +53,7 @@ __all__ = [
 # what an h-space edit of EDIT_MODEL can learn (green cannot: see refuse_green)
 TRAINABLE_ATTRIBUTES = ("thick", "slant")
 LOSSES = ("paired", "final", "direction")
+CALIBRATION_PAIRS = 256  # training pairs the default strength is calibrated on (all of them when fewer)
 
 
 def refuse_green(attribute: str | None) -> None:
@@ -90,6 +92,8 @@ def train_calibrated_edit(
     sigma_top: float = 10.0,
     edit_steps: int = 60,
     seed: int = 0,
+    targets=None,
+    keep_rate: float | None = KEEP_RATE,
     progress: bool = True,
     out: str | os.PathLike | None = None,
     force: bool = False,
@@ -102,7 +106,8 @@ def train_calibrated_edit(
     by ``seed`` from the attribute's training split; the delta network learns them with the ``paired``
     loss (L1 to the edited digit) or the ``direction`` loss (along the class-prototype direction of
     :func:`edit_features` over the first 1,000 drawn pairs, plus L1 reconstruction). The default
-    strength is then calibrated on the first 32 pairs.
+    strength is then calibrated on the first 256 pairs (:func:`calibrate_strength`: the pixel-closest
+    strength among those that keep the digit on :data:`KEEP_RATE` of the pairs by ``mnist-noisy``).
 
     Args:
         model: the denoiser to edit, or a shipped model name / checkpoint directory
@@ -129,6 +134,10 @@ def train_calibrated_edit(
             the config so that the edit is applied on the same schedule.
         seed: random seed of the pair draw, the network's initialisation, the training batches and the
             calibration's boosting noise.
+        targets: a function from source images ``(B, 3, 28, 28)`` to their edited targets, replacing the
+            attribute's own (for ablations of the target, e.g. ``lambda x: dilate(x, "square")``).
+        keep_rate: the share of calibration pairs whose digit the default strength must keep
+            (:func:`calibrate_strength`); ``None``: the pixel-closest strength whatever it does to the digit.
         progress: show a progress bar.
         out: the edit directory to write (``delta.safetensors`` + ``config.json``), checked before
             any work (missing, empty or an earlier edit, unless ``force``); ``None`` writes nothing.
@@ -139,7 +148,7 @@ def train_calibrated_edit(
 
     Returns:
         ``(delta, config)``: the trained network and the config written beside it (attribute, model
-        name, loss, intervals, calibrated ``strength`` and the L1 of each tried strength, curves,
+        name, loss, intervals, calibrated ``strength`` with the L1 and the digit-kept share of each tried strength, curves,
         schedule, losses, command).
     """
     refuse_green(attribute)
@@ -169,17 +178,23 @@ def train_calibrated_edit(
         f"--keep-weight must be a finite number >= 0, got {keep_weight}",
     )
     denoiser, name = _load_model(model)
-    sources, targets, _ = attribute_data(attribute, "train")  # target i is source i edited
+    sources, edited, _ = attribute_data(attribute, "train")  # target i is source i edited
+    if targets is not None:
+        edited = targets(sources)
+        check(
+            isinstance(edited, torch.Tensor) and edited.shape == sources.shape,
+            f"targets must map images {tuple(sources.shape)} to a tensor of the same shape",
+        )
     check(
         images <= len(sources),
         f"--images {images}: there are {len(sources)} training images for {attribute}; use that many or fewer",
     )
     pick = torch.randperm(len(sources), generator=torch.Generator().manual_seed(seed))
-    src, tgt = sources[pick[:images]], targets[pick[:images]]
+    src, tgt = sources[pick[:images]], edited[pick[:images]]
     if loss in ("paired", "final"):
         direction, paired = None, tgt
     else:
-        direction, paired = prototype_direction(edit_features, sources[pick[:1000]], targets[pick[:1000]]), None
+        direction, paired = prototype_direction(edit_features, sources[pick[:1000]], edited[pick[:1000]]), None
     delta, info = train_edit(
         denoiser,
         src,
@@ -200,8 +215,18 @@ def train_calibrated_edit(
         recon_space=RECON_SPACE[attribute],
         sigma_top=sigma_top,
     )
+    n_cal = min(images, CALIBRATION_PAIRS)
     cal = calibrate_strength(
-        denoiser, delta, src[:32], tgt[:32], info["intervals"], info["edit_steps"], seed=seed, sigma_top=sigma_top
+        denoiser,
+        delta,
+        src[:n_cal],
+        tgt[:n_cal],
+        info["intervals"],
+        info["edit_steps"],
+        seed=seed,
+        sigma_top=sigma_top,
+        keep=keep_rate,
+        progress=progress,
     )
     conf = {
         "attribute": attribute,
@@ -211,6 +236,8 @@ def train_calibrated_edit(
         "intervals": info["intervals"],
         "strength": cal["strength"],
         "strength_l1": cal["l1"],
+        "strength_kept": cal["kept"],
+        "keep_rate": keep_rate,
         "curves": info["curves"],
         "edit_steps": info["edit_steps"],
         "sigma_top": info["sigma_top"],
