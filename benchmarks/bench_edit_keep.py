@@ -1,6 +1,7 @@
-"""Can the shipped ``thick`` edit keep the digit without retraining? Strength x editing interval.
+"""An edit's strength x editing interval, judged on held-out digits (issue #16).
 
-The shipped edit (weights unchanged) is re-run at several strengths and lower ends of its editing
+Written to ask whether the earlier ``thick`` could keep the digit without retraining; it now also
+gives the strength sweep of the shipped edit. The edit (``--edit``, weights unchanged) is re-run at several strengths and lower ends of its editing
 interval (``sigma_edit``: a narrower interval starts editing later, at higher noise only) on held-out
 ColorMNIST digits, and judged by :func:`steerdiff.edit_eval.evaluate_edit` (stroke width, digit kept
 by the shipped evaluator and the independent ``mnist-evaluator2``; neither was used to train the

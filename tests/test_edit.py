@@ -233,6 +233,8 @@ def test_reverse_target_trains_the_edit_run_backwards(tiny3):
     assert backward_l1(reverse_target=back) < 0.95 * backward_l1()  # (measured 0.440 against 0.493)
     with pytest.raises(SteerdiffError, match="reverse targets need the final-image objective"):
         train_edit(tiny3, x0, None, target=x0, reverse_target=back, steps=1, progress=False)
+    with pytest.raises(SteerdiffError, match="and the sources' shape"):
+        train_edit(tiny3, x0, None, target=x0, reverse_target=back[:2], objective="final", steps=1, progress=False)
 
 
 def test_ground_truth_helpers_and_directions():
@@ -311,8 +313,10 @@ def test_shipped_thick_edit_thickens_held_out_digits(tmp_path, capsys):
     gt = dilate(src, "plus")  # the attribute's training target
     assert float((edited - gt).abs().mean()) < float((plain - gt).abs().mean())
     conf = load_edit("thick")[1]
-    assert conf["strength"] == 0.5 and conf["loss"] == "final"  # calibrated to keep the digit (keep_rate)
-    assert min(conf["strength_kept"][k] for k in conf["strength_kept"] if float(k) <= 0.5) >= conf["keep_rate"]
+    kept, l1, rate = conf["strength_kept"], conf["strength_l1"], conf["keep_rate"]
+    assert conf["loss"] == "final" and conf["strength"] == 0.5  # calibrated to keep the digit (keep_rate)
+    assert float(min((k for k in kept if kept[k] >= rate), key=l1.get)) == conf["strength"]
+    assert kept["0.75"] < rate and min(l1, key=l1.get) != "0.5"  # the rule, not pixel L1, chose it
     assert main(["edit", "--attribute", "green", "--out", str(tmp_path / "g.npz")]) == 2
     assert "skip connections" in capsys.readouterr().err  # green cannot be an h-space edit: it says why
 

@@ -62,6 +62,11 @@ def test_train_calibrated_edit_writes_the_bytes_of_train_edit(tiny, tmp_path):
     torch.testing.assert_close(again.out.weight, delta.out.weight, rtol=0, atol=0)
     other, _ = wf.train_calibrated_edit(tiny, "thick", images=3, steps=3, seed=5, lr=0.05, progress=False)
     assert not torch.equal(other.out.weight, delta.out.weight)
+    # targets= replaces the attribute's target: the sources themselves teach another edit
+    ident, _ = wf.train_calibrated_edit(
+        tiny, "thick", images=3, steps=3, seed=4, lr=0.05, progress=False, targets=lambda x: x
+    )
+    assert not torch.equal(ident.out.weight, delta.out.weight)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["edit"]
 
 
@@ -74,6 +79,10 @@ def test_train_calibrated_edit_refuses_before_any_work(tiny, tmp_path):
         wf.train_calibrated_edit(tiny, "thick", loss="clip")
     with pytest.raises(SteerdiffError, match="must lie below"):
         wf.train_calibrated_edit(tiny, "thick", sigma_edit=20.0)
+    with pytest.raises(SteerdiffError, match="keep_rate must be a fraction"):
+        wf.train_calibrated_edit(tiny, "thick", keep_rate=95)
+    with pytest.raises(SteerdiffError, match="targets must map images"):
+        wf.train_calibrated_edit(tiny, "thick", targets=lambda x: x[:, :1])
     (tmp_path / "f").write_text("precious")
     with pytest.raises(SteerdiffError, match="existing file"):
         wf.train_calibrated_edit(tiny, "thick", out=tmp_path / "f")

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 from ..core.errors import SteerdiffError, check
+from ..edit.hspace import KEEP_RATE
 from ..edit.workflow import EDIT_MODEL
 from ..edit.workflow import TRAINABLE_ATTRIBUTES as ATTRIBUTES
 
@@ -600,7 +601,7 @@ def _train_edit_parser(sub) -> None:
         "train-edit",
         help="learn an h-space edit (Asyrp) of a model",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="""\
+        description=f"""\
 Learn a delta-h network for an attribute: the UNet bottleneck is shifted during the editing interval
 of the asymmetric reverse process. Three losses:
   paired     (default) the edited prediction must match the edited training image (L1, every level
@@ -611,7 +612,7 @@ of the asymmetric reverse process. Three losses:
              the class-prototype direction, plus --recon-weight x L1 reconstruction.
 The editing and quality-boosting intervals are chosen from the measured curves, and the default
 strength is calibrated on up to 256 training pairs: the one whose edits land closest (pixel L1) to
-the targets among those that keep the digit on 95% of the pairs (read by mnist-noisy, not by the
+the targets among those that keep the digit on {KEEP_RATE:.0%} of the pairs (read by mnist-noisy, not by the
 evaluators that judge edits); all three are recorded in the edit's config.json with the curves.
 Attributes: thick (strokes thickened by one pixel, plus-shaped), slant (italic). (A colour swap
 cannot be learned here: colour travels through this UNet's skip connections, not its h-space.)

@@ -17,8 +17,9 @@ on pixel L1 to dilated targets):
   same digit as the source (``vs_source``) and as the true label (``vs_label``, when labels are given);
   ``kept_by_all``: the share kept (vs source) by every classifier at once.
 - ``directional``: the S_dir analogue: cosine between the evaluator-feature change ``f(edited) -
-  f(source)`` and the attribute's prototype direction ``mean f(dilate(real)) - mean f(real)`` over
-  1,000 training digits (mean and per-image share above 0).
+  f(source)`` and the attribute's prototype direction ``mean f(dilate(real, "square")) - mean f(real)``
+  (``shear`` for slant) over 1,000 training digits (mean and per-image share above 0). The judge keeps
+  the square dilation, whatever target an edit was trained on.
 - ``frechet``: Fréchet distance (evaluator features) of the edits, and of the sources, to the 1,000
   held-out real digits.
 - ``l1_outside``: mean absolute pixel change (all channels) farther than 2 pixels from the source's
@@ -170,7 +171,7 @@ def evaluate_edit(
     out["success_and_kept"] = float((gained & kept_all).float().mean())
     clf, f0, f1 = feats
     train, held = _real_digits()
-    edited_train = shear(train) if by_slant else dilate(train)
+    edited_train = shear(train) if by_slant else dilate(train, "square")  # a fixed judge
     proto = _predict(clf, edited_train)[1].mean(0) - _predict(clf, train)[1].mean(0)
     cos = F.cosine_similarity(f1 - f0, (sign * proto)[None], dim=1)
     out["directional"] = {

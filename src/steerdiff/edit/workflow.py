@@ -104,16 +104,17 @@ def train_calibrated_edit(
 
     ``images`` training pairs (source digit, the same digit edited: :func:`attribute_data`) are drawn
     by ``seed`` from the attribute's training split; the delta network learns them with the ``paired``
-    loss (L1 to the edited digit) or the ``direction`` loss (along the class-prototype direction of
-    :func:`edit_features` over the first 1,000 drawn pairs, plus L1 reconstruction). The default
-    strength is then calibrated on the first 256 pairs (:func:`calibrate_strength`: the pixel-closest
-    strength among those that keep the digit on :data:`KEEP_RATE` of the pairs by ``mnist-noisy``).
+    loss (L1 to the edited digit at every level), the ``final`` loss (L1 on the final edited image) or
+    the ``direction`` loss (along the class-prototype direction of :func:`edit_features` over the first
+    1,000 drawn pairs, plus L1 reconstruction). The default strength is then calibrated on up to
+    :data:`CALIBRATION_PAIRS` (256) of the pairs (:func:`calibrate_strength`: the pixel-closest strength
+    among those that keep the digit on ``keep_rate`` of the pairs by ``mnist-noisy``).
 
     Args:
         model: the denoiser to edit, or a shipped model name / checkpoint directory
             (default ``colormnist``); it must contain a diffusers UNet with a mid block and produce
             images of the attribute's shape ``(3, 28, 28)``.
-        attribute: a trainable attribute (``thick``: strokes thickened by one pixel).
+        attribute: a trainable attribute (``thick``: strokes thickened by one pixel; ``slant``: italic).
         images: number of training pairs, at least 1.
         steps: optimizer steps, at least 1.
         loss: ``paired`` (L1 to the edited digit at every level of the interval), ``final`` (L1 to
@@ -173,6 +174,10 @@ def train_calibrated_edit(
         f"--sigma-edit {sigma_edit} must lie below --sigma-top {sigma_top} (the editing interval is sigma_edit..sigma_top)",
     )
     check(sigma_top > 0, f"--sigma-top must be a positive noise level, got {sigma_top}")
+    check(
+        keep_rate is None or (isinstance(keep_rate, (int, float)) and 0 <= keep_rate <= 1),
+        f"keep_rate must be a fraction in [0, 1] or None, got {keep_rate}",
+    )
     check(
         math.isfinite(keep_weight) and keep_weight >= 0,
         f"--keep-weight must be a finite number >= 0, got {keep_weight}",
