@@ -83,10 +83,33 @@ def test_train_calibrated_edit_refuses_before_any_work(tiny, tmp_path):
         wf.train_calibrated_edit(tiny, "thick", keep_rate=95)
     with pytest.raises(SteerdiffError, match="targets must map images"):
         wf.train_calibrated_edit(tiny, "thick", targets=lambda x: x[:, :1])
+    with pytest.raises(SteerdiffError, match="add --loss final"):
+        wf.train_calibrated_edit(tiny, "thick", two_sided=True)
+    with pytest.raises(SteerdiffError, match="slant has no backward target"):
+        wf.train_calibrated_edit(tiny, "slant", loss="final", two_sided=True)
     (tmp_path / "f").write_text("precious")
     with pytest.raises(SteerdiffError, match="existing file"):
         wf.train_calibrated_edit(tiny, "thick", out=tmp_path / "f")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
+
+
+def test_two_sided_edit_trains_both_directions(tiny, tmp_path):
+    """``--two-sided`` (final loss): the edit is also trained at strength -1 toward :func:`fade_edges`,
+    and says so in its config; the same training without it learns another delta."""
+    from steerdiff.edit import fade_edges
+
+    x = -torch.ones(1, 3, 5, 5)
+    x[0, 0, 1:4, 1:4] = 1.0  # a 3x3 blob: its centre stays, its 8 edge pixels fade to half ink, nothing grows
+    faded = fade_edges(x)[0, 0]
+    assert float(faded[2, 2]) == 1.0 and float(faded[1, 2]) == float(faded[1, 1]) == 0.0
+    assert int((faded > -1).sum()) == 9 and float(faded[0, 2]) == -1.0
+    out = tmp_path / "e"
+    argv = ["train-edit", "--model", tiny, "--attribute", "thick", "--loss", "final", "--two-sided"]
+    assert main([*argv, "--steps", "2", "--images", "3", "--lr", "0.05", "--quiet", "--out", str(out)]) == 0
+    two, conf = load_edit(out)
+    assert conf["two_sided"] is True and conf["loss"] == "final"
+    one, _ = wf.train_calibrated_edit(tiny, "thick", loss="final", images=3, steps=2, lr=0.05, progress=False)
+    assert not torch.equal(one.out.weight, two.out.weight)
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ def cmd_train_edit(a) -> int:
         out=a.out,
         force=a.force,
         save_global=a.global_dir,
+        two_sided=a.two_sided,
         command=command_line(),
     )
     i = conf["intervals"]

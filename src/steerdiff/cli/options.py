@@ -668,6 +668,12 @@ cannot be learned here: colour travels through this UNet's skip connections, not
         "edited prediction (default 0: off)",
     )
     p.add_argument(
+        "--two-sided",
+        action="store_true",
+        help="--loss final only: also train the edit run backwards (strength -1 toward strokes thinned by "
+        "half a pixel), so that a negative strength thins instead of breaking the digit; twice the time",
+    )
+    p.add_argument(
         "--global", dest="global_dir", action="store_true", help="also store the averaged (global) direction"
     )
     _add_common(p, "edit directory to write")

@@ -783,6 +783,17 @@ def dilate(x: torch.Tensor, footprint: str = "square") -> torch.Tensor:
     return p
 
 
+def fade_edges(x: torch.Tensor) -> torch.Tensor:
+    """Strokes thinned by half a pixel ``(B, C, H, W)`` in ``[-1, 1]``: half-way between the image and its
+    plus-footprint erosion, so every edge pixel fades to half its ink (the backward target of a
+    two-sided ``thick``; a full erosion removes most of a two-pixel stroke)."""
+    return (x - dilate(-x, "plus")) / 2
+
+
+# what each attribute's edit run backwards (strength -1) should give, for two-sided training
+REVERSE_TARGETS = {"thick": fade_edges}
+
+
 def ink_shape(x: torch.Tensor) -> torch.Tensor:
     """The colour-blind image ``(B, 1, H, W)``: the maximum over channels (the ``green`` edit's
     reconstruction space)."""

@@ -26,6 +26,7 @@ from .hspace import (
     HEADED_KINDS,
     KEEP_RATE,
     RECON_SPACE,
+    REVERSE_TARGETS,
     DeltaH,
     apply_edit,
     attribute_data,
@@ -94,6 +95,7 @@ def train_calibrated_edit(
     seed: int = 0,
     targets=None,
     keep_rate: float | None = KEEP_RATE,
+    two_sided: bool = False,
     progress: bool = True,
     out: str | os.PathLike | None = None,
     force: bool = False,
@@ -139,6 +141,9 @@ def train_calibrated_edit(
             attribute's own (for ablations of the target, e.g. ``lambda x: dilate(x, "square")``).
         keep_rate: the share of calibration pairs whose digit the default strength must keep
             (:func:`calibrate_strength`); ``None``: the pixel-closest strength whatever it does to the digit.
+        two_sided: also train the edit run backwards (``final`` loss only): each trajectory is run at
+            strength -1 too, toward the attribute's backward target (``thick``: :func:`fade_edges`), so
+            that a negative strength undoes the attribute instead of breaking the digit.
         progress: show a progress bar.
         out: the edit directory to write (``delta.safetensors`` + ``config.json``), checked before
             any work (missing, empty or an earlier edit, unless ``force``); ``None`` writes nothing.
@@ -174,6 +179,13 @@ def train_calibrated_edit(
         f"--sigma-edit {sigma_edit} must lie below --sigma-top {sigma_top} (the editing interval is sigma_edit..sigma_top)",
     )
     check(sigma_top > 0, f"--sigma-top must be a positive noise level, got {sigma_top}")
+    check(
+        loss == "final" or not two_sided, f"--two-sided trains on the final edited image: add --loss final (got {loss})"
+    )
+    check(
+        not two_sided or attribute in REVERSE_TARGETS,
+        f"--two-sided: {attribute} has no backward target; use it with {', '.join(REVERSE_TARGETS)}",
+    )
     check(
         keep_rate is None or (isinstance(keep_rate, (int, float)) and 0 <= keep_rate <= 1),
         f"keep_rate must be a fraction in [0, 1] or None, got {keep_rate}",
@@ -215,6 +227,7 @@ def train_calibrated_edit(
         sigma_edit=sigma_edit,
         edit_steps=edit_steps,
         objective="final" if loss == "final" else "level",
+        reverse_target=REVERSE_TARGETS[attribute](src) if two_sided else None,
         seed=seed,
         progress=progress,
         recon_space=RECON_SPACE[attribute],
@@ -238,6 +251,7 @@ def train_calibrated_edit(
         "model": name,
         "loss": loss,
         "keep_weight": keep_weight,
+        "two_sided": two_sided,
         "intervals": info["intervals"],
         "strength": cal["strength"],
         "strength_l1": cal["l1"],
