@@ -13,6 +13,7 @@ the shipped evaluator and the independent ``mnist-evaluator2``; neither judge tr
    the 100 test digits at several strengths. The edits shipped are in ``bench_edit_keep.py``.
 
     python benchmarks/bench_edit_targets.py --out edit_targets.json     # about 25 minutes on one CPU core
+    python benchmarks/bench_edit_targets.py --targets-only --out t.json   # part 1 and the thinning targets
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from steerdiff import load
-from steerdiff.edit import apply_edit, attribute_data, conf_sigmas, dilate, invert
+from steerdiff.edit import apply_edit, attribute_data, conf_sigmas, dilate, fade_edges, invert
 from steerdiff.edit.evaluate import evaluate_edit
 from steerdiff.edit.workflow import train_calibrated_edit
 
@@ -57,6 +58,10 @@ TARGETS = {
     "blur x2": lambda x: blur_thicken(x, 2.0),
     "blur x3": lambda x: blur_thicken(x, 3.0),
 }
+THIN_TARGETS = {
+    "plus erosion": lambda x: -dilate(-x, "plus"),
+    "half-way to the plus erosion (fade_edges)": fade_edges,
+}
 VARIANTS = {  # name: (target, steps, sigma_top, sigma_edit)
     "cross target, 300 steps": (cross_dilate, 300, 10.0, None),
     "cross target, 3,000 steps": (cross_dilate, 3000, 10.0, None),
@@ -82,6 +87,7 @@ def main() -> None:
     ap.add_argument("--strengths", default="0.25,0.5,0.75,1,-0.5")
     ap.add_argument("--n-test", type=int, default=100)
     ap.add_argument("--out", default="edit_targets.json")
+    ap.add_argument("--targets-only", action="store_true", help="judge the pixel targets only (seconds)")
     a = ap.parse_args()
     strengths = [float(v) for v in a.strengths.split(",")]
     t0 = time.time()
@@ -92,6 +98,11 @@ def main() -> None:
     for name, fn in TARGETS.items():
         rows.append({"part": "target", "name": name, **judge(x, fn(x), y)})
         print(json.dumps(rows[-1]), flush=True)
+    for name, fn in THIN_TARGETS.items():  # backward targets of a two-sided thick (judged as thinning)
+        rows.append({"part": "thin target", "name": name, **judge(x, fn(x), y, "thin")})
+        print(json.dumps(rows[-1]), flush=True)
+    if a.targets_only:
+        return
     model = load("colormnist")
     x0, y0 = src[perm[: a.n_test]], labels[perm[: a.n_test]]
     for name, (fn, steps, top, s_edit) in VARIANTS.items():
