@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..core.errors import SteerdiffError, check
 from ..edit.hspace import KEEP_RATE
-from ..edit.workflow import EDIT_MODEL
+from ..edit.workflow import CALIBRATION_PAIRS, EDIT_MODEL
 from ..edit.workflow import TRAINABLE_ATTRIBUTES as ATTRIBUTES
 
 DESCRIPTION = """\
@@ -611,7 +611,7 @@ of the asymmetric reverse process. Three losses:
   direction  the Asyrp loss: the prediction's edit-feature change (ink per channel) must point along
              the class-prototype direction, plus --recon-weight x L1 reconstruction.
 The editing and quality-boosting intervals are chosen from the measured curves, and the default
-strength is calibrated on up to 256 training pairs: the one whose edits land closest (pixel L1) to
+strength is calibrated on up to {CALIBRATION_PAIRS} training pairs: the one whose edits land closest (pixel L1) to
 the targets among those that keep the digit on {KEEP_RATE:.0%} of the pairs (read by mnist-noisy, not by the
 evaluators that judge edits); all three are recorded in the edit's config.json with the curves.
 Attributes: thick (strokes thickened by one pixel, plus-shaped), slant (italic). (A colour swap

@@ -27,6 +27,7 @@ averages an edit's per-image ``delta_h`` into one ``free`` direction per level (
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from contextlib import contextmanager
@@ -526,22 +527,21 @@ def train_edit(
         idx = torch.randint(len(source), (batch_size,), generator=gen)
         c = slice_cond(cond, 0, batch_size)
         if objective == "final":
-            end = asymmetric_sample(
-                denoiser, path[0][idx], sigmas, delta, sigma_edit=intervals["sigma_edit"], cond=c, grad=True
+            # the whole edited trajectory of this batch, at a given strength, with its graph
+            final_image = functools.partial(
+                asymmetric_sample,
+                denoiser,
+                path[0][idx],
+                sigmas,
+                delta,
+                sigma_edit=intervals["sigma_edit"],
+                cond=c,
+                grad=True,
             )
+            end = final_image(strength=1.0)
             loss = (end - target[idx]).abs().mean()
             if reverse_target is not None:
-                back = asymmetric_sample(
-                    denoiser,
-                    path[0][idx],
-                    sigmas,
-                    delta,
-                    strength=-1.0,
-                    sigma_edit=intervals["sigma_edit"],
-                    cond=c,
-                    grad=True,
-                )
-                loss = loss + (back - reverse_target[idx]).abs().mean()
+                loss = loss + (final_image(strength=-1.0) - reverse_target[idx]).abs().mean()
             if keep_weight:
                 loss = loss + keep_weight * digit_kl(keep_logits, source[idx], end)
             step(loss)
