@@ -2,7 +2,8 @@
 
 The per-level paired loss never sees how an edit accumulates over the editing interval. Here the L1
 to the target is taken on the final image of the edited reverse process (60 levels, gradients through
-every step, ``train_edit(objective="final")``), with the plus-shaped dilation as target (its own
+every step, ``train_calibrated_edit(loss="final")``, the recipe of the shipped ``thick`` and the same
+delta), with the plus-shaped dilation as target (its own
 ceiling: 94% of held-out digits kept by both judges, ``bench_edit_targets.py``). 256 training pairs
 of the seed-0 draw, 200 steps, conv delta, seed 0; then judged by
 :func:`steerdiff.edit.evaluate.evaluate_edit` (stroke width, digit kept by the shipped evaluator and
@@ -16,14 +17,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 
 import torch
-from bench_edit_targets import cross_dilate, judge
+from bench_edit_targets import judge
 
 from steerdiff import load
-from steerdiff.data import load_dataset
-from steerdiff.edit import apply_edit, attribute_data, conf_sigmas, invert, save_edit, train_edit
+from steerdiff.edit import apply_edit, attribute_data, conf_sigmas, invert
+from steerdiff.edit.workflow import train_calibrated_edit
 
 
 def main() -> None:
@@ -36,25 +38,16 @@ def main() -> None:
     ap.add_argument(
         "--save",
         default=None,
-        help="also write the trained edit here (strength 0.5: the first test row, not calibrated)",
+        help="also write the trained edit here, with its calibrated strength (a new or empty directory)",
     )
     a = ap.parse_args()
     t0 = time.time()
     model = load("colormnist")
-    d = load_dataset("colormnist", "train")
-    pick = torch.randperm(len(d.images), generator=torch.Generator().manual_seed(0))[:256]
-    src = d.images[pick]
-    delta, info = train_edit(
-        model, src, None, target=cross_dilate(src), objective="final", steps=a.steps, lr=a.lr, edit_steps=60, seed=0
+    # the shipped command's recipe: its delta is the shipped thick's (docs/benchmarks.md)
+    delta, conf = train_calibrated_edit(
+        model, "thick", loss="final", steps=a.steps, lr=a.lr, seed=0, out=a.save, command=" ".join(sys.argv)
     )
-    conf = {k: info[k] for k in ("intervals", "edit_steps", "sigma_top", "objective")}
-    if a.save:
-        save_edit(
-            a.save, delta, {"attribute": "thick", "model": "colormnist", "loss": "final", "strength": 0.5, **conf}
-        )
-    print(
-        json.dumps({"intervals": info["intervals"], "first_loss": info["losses"][0], "last_loss": info["losses"][-1]})
-    )
+    print(json.dumps({"intervals": conf["intervals"], "strength": conf["strength"], "last_loss": conf["losses"][-1]}))
     heldout, _, labels = attribute_data("thick", "heldout")
     perm = torch.randperm(len(heldout), generator=torch.Generator().manual_seed(0))
     sig = conf_sigmas(model, conf)  # the schedule the edit was trained on
@@ -67,7 +60,7 @@ def main() -> None:
             rows.append({"set": part, "strength": st, **judge(x0, e, y0, "thick" if st >= 0 else "thin")})
             print(json.dumps(rows[-1]), flush=True)
     with open(a.out, "w") as f:
-        json.dump({"rows": rows, "losses": info["losses"], "seconds": time.time() - t0}, f, indent=1)
+        json.dump({"rows": rows, "losses": conf["losses"], "seconds": time.time() - t0}, f, indent=1)
 
 
 if __name__ == "__main__":
