@@ -50,8 +50,8 @@ HEADED_KINDS = ("pixel", "pixel-channel", "transformer")  # the delta networks w
 OBJECTIVES = ("level", "final")  # where the training loss is taken: every level of the interval, or the final image
 # the default strength must keep the digit on this share of the training pairs (by ``mnist-noisy``):
 # the held-out goal (90%) plus a margin for the step from training pairs to new digits. Set after
-# mnist-noisy's rates on thick's pairs had been seen (never the judges'); there it separates
-# strength 0.5 (95.7%) from 0.75 (94.5%), about 3 of 256 pairs: docs/benchmarks.md
+# mnist-noisy's rates on thick's pairs had been seen (never the judges'); how narrowly it separates
+# two strengths there is in docs/benchmarks.md ("The shipped thick", calibration table)
 KEEP_RATE = 0.95
 
 
