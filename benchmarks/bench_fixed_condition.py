@@ -34,9 +34,11 @@ import time
 
 import numpy as np
 import torch
+from scipy.optimize import linear_sum_assignment
 
 import steerdiff as sd
 from steerdiff.classifier import load_classifier
+from steerdiff.core.guidance import GuidanceTerm
 from steerdiff.data import load_mnist
 from steerdiff.embeddings import RandomCNN
 from steerdiff.evaluation.report import frechet_ratio_bootstrap
@@ -184,6 +186,54 @@ for _s in (512, 1024, 2048, 2560, 3072, 4096):
             )
 
 
+class ClassifierGuidance(GuidanceTerm):
+    """Classifier guidance (Dhariwal & Nichol 2021) by the noise-conditional ``mnist-noisy`` (neither
+    judge) for sigma in ``(lo, hi]``: ``scale * grad_x log p(y | x, sigma)``. ``y`` is the request's
+    class label, or with ``assign=True`` (no label: the label-free table) a one-to-one assignment of
+    the batch to distinct classes (balanced when the batch outnumbers them) that maximises the summed
+    log-probability, solved again at every call."""
+
+    def __init__(self, scale: float, window=(0.0, float("inf")), assign: bool = False):
+        self.scale, self.window, self.assign = scale, window, assign
+        self.clf = load_classifier("mnist-noisy").requires_grad_(False)
+
+    def weight_at(self, sigma):
+        return self.scale if self.window[0] < sigma <= self.window[1] else 0.0
+
+    def guide(self, ctx):
+        with torch.enable_grad():
+            x = ctx.x.detach().requires_grad_(True)
+            logp = torch.log_softmax(self.clf(x, ctx.sigma), 1)
+            n, k = logp.shape
+            if self.assign:
+                rows, cols = linear_sum_assignment(-logp.detach().repeat(1, -(-n // k)).numpy())
+                y = torch.as_tensor(cols % k)[np.argsort(rows)]
+            else:
+                y = torch.as_tensor(ctx.cond["class_labels"]).expand(n)
+            (g,) = torch.autograd.grad(logp[torch.arange(n), y].sum(), x)
+        return g
+
+
+# classifier guidance (bench-only: "cg" options), alone and under SPELL or a narrow CFG interval; measured
+# 2026-12-05 on the table's seeds, then on fresh ones (docs: "Classifier guidance at scale 1")
+for _s, _w in ((1.0, None), (2.0, None), (4.0, None), (2.0, (2.0, 10.0)), (4.0, (3.0, 6.0))):
+    _cg = {"scale": _s} if _w is None else {"scale": _s, "window": _w}
+    _tag = f"classifier guidance {_s:g}" + ("" if _w is None else f" in ({_w[0]:g}, {_w[1]:g}]")
+    CONDITIONAL[_tag] = ("iid", {"cg": _cg})
+    for _r in (0.6, 0.75, 0.9):
+        CONDITIONAL[f"spell r {_r} + {_tag}"] = ("spell", {"radius_scale": _r, "cg": _cg})
+CONDITIONAL["spell r 0.75"] = ("spell", {"radius_scale": 0.75})
+for _r in (0.7, 0.75, 0.8):
+    CONDITIONAL[f"spell r {_r} + cfg 2 in (3, 6]"] = (
+        "spell",
+        {"radius_scale": _r, "scale": 2.0, "interval": (3.0, 6.0)},
+    )
+CONDITIONAL["spell r 0.75 + cfg 1.5 in (2, 10]"] = (
+    "spell",
+    {"radius_scale": 0.75, "scale": 1.5, "interval": (2.0, 10.0)},
+)
+
+
 _BINOMIAL = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16
 
 
@@ -292,6 +342,21 @@ for _s in (32, 48, 64, 80, 96):
         {"strength": float(_s), "jacobian": "gaussian", "embedding": "classifier-probs", "init_noise": "simplex"},
     )
 
+for _s, _w in (
+    (2.0, (2.0, 10.0)),
+    (4.0, (3.0, 6.0)),
+    (8.0, (3.0, 6.0)),
+    (8.0, (3.0, 10.0)),
+    (16.0, (3.0, 6.0)),
+    (16.0, (3.0, 10.0)),
+    (32.0, (3.0, 6.0)),
+    (2.0, (1.0, 80.0)),
+):
+    UNCONDITIONAL[f"assigned classifier guidance {_s:g} in ({_w[0]:g}, {_w[1]:g}]"] = (
+        "iid",
+        {"cg": {"scale": _s, "window": _w, "assign": True}},
+    )
+
 # the rows a plain run prints (names above); --methods all runs the whole sweep
 MAIN = [
     "interval (0.3, 5]",
@@ -336,6 +401,7 @@ def run(model, method, opts, n, seeds_labels, scale, labelled):
     """Samples ``(N, 1, 28, 28)`` and seconds per batch (``opts["init_noise"]``: ``--init-noise``'s value)."""
     opts = dict(opts)
     noise = {"initial_noise": initial_noise(opts.pop("init_noise"))} if "init_noise" in opts else {}
+    cg = [ClassifierGuidance(**opts.pop("cg"))] if "cg" in opts else []
     xs, t0 = [], time.perf_counter()
     for seed, label in seeds_labels:
         cond = {"class_labels": label} if labelled else {}  # an int: every draw (and candidate) of the batch
@@ -348,7 +414,7 @@ def run(model, method, opts, n, seeds_labels, scale, labelled):
             xs.append(select(den, n, seed=seed, cond=cond, **opts, **noise))
             continue
         den, terms = fixed_condition(model, method, scale=scale, seed=seed, options=opts, labelled=labelled)
-        xs.append(sd.sample(den, n, seed=seed, cond=cond, guidance=terms, **noise))
+        xs.append(sd.sample(den, n, seed=seed, cond=cond, guidance=terms + cg, **noise))
     return torch.cat(xs), (time.perf_counter() - t0) / len(seeds_labels)
 
 
@@ -434,8 +500,8 @@ def main():
         print(
             f"\n## unconditional (no class labels): mnist, {a.uncond_batches} batches of {n}, seeds from {a.seed_offset}\n"
         )
-        print("| method | distinct digits per 10 | confidence | Fréchet | time |")
-        print("|---|---|---|---|---|")
+        print("| method | distinct digits per 10 | distinct (evaluator2) | confidence | Fréchet | time |")
+        print("|---|---|---|---|---|---|")
         base = None
         for name, (method, opts) in UNCONDITIONAL.items():
             if not keep(name) or not available(method):
@@ -445,13 +511,15 @@ def main():
             d = torch.tensor(
                 [len(set(p[i : i + n].argmax(1).tolist())) for i in range(0, len(p), n)], dtype=torch.float64
             )
+            p2 = classify(judge2, x)[0]
+            d2 = np.mean([len(set(p2[i : i + n].argmax(1).tolist())) for i in range(0, len(p2), n)])
             conf = float(p.max(1).values.mean())
             fd = frechet_distance(f, hf)
             row = dict(conf=conf, fd=fd, sec=sec, batches=list(f.split(n)))
             base = base or row
             ci = 1.96 * float(d.std()) / len(d) ** 0.5
             print(
-                f"| {name} | {float(d.mean()):.2f} ± {ci:.2f} | {conf:.3f} ({conf / base['conf']:.3f}x) | "
+                f"| {name} | {float(d.mean()):.2f} ± {ci:.2f} | {d2:.2f} | {conf:.3f} ({conf / base['conf']:.3f}x) | "
                 f"{fd:.1f} ({ratio(row, base, hf)}) | {sec / base['sec']:.2f}x |",
                 flush=True,
             )
