@@ -11,6 +11,7 @@ from steerdiff.edit import (
     DeltaH,
     HSpace,
     asymmetric_sample,
+    blur_pyramid,
     dilate,
     edit_sigmas,
     global_direction,
@@ -235,6 +236,51 @@ def test_reverse_target_trains_the_edit_run_backwards(tiny3):
         train_edit(tiny3, x0, None, target=x0, reverse_target=back, steps=1, progress=False)
     with pytest.raises(SteerdiffError, match="and the sources' shape"):
         train_edit(tiny3, x0, None, target=x0, reverse_target=back[:2], objective="final", steps=1, progress=False)
+
+
+def test_loss_space_is_where_the_paired_l1_is_taken(tiny3):
+    """``loss_space`` maps the edited image and its target alike before the L1, for both objectives:
+    doubling the space doubles the first loss (taken before any update); a space applied to one side
+    only, or not at all, would not."""
+    x0 = torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+
+    def first_loss(objective, target, **options):
+        _, info = train_edit(
+            tiny3,
+            x0,
+            None,
+            target=target,
+            steps=1,
+            batch_size=6,
+            edit_steps=10,
+            progress=False,
+            sigma_edit=0.05,
+            curve_features=lambda x: x.flatten(1),
+            objective=objective,
+            **options,
+        )
+        return info["losses"][0]
+
+    for objective in ("level", "final"):
+        base = first_loss(objective, to_green(x0))
+        assert base > 0.01
+        assert first_loss(objective, to_green(x0), loss_space=lambda t: 2 * t) == pytest.approx(2 * base, abs=2e-5)
+
+
+def test_blur_pyramid_sees_a_moved_stroke_as_close():
+    """:func:`blur_pyramid`: the image itself first, then its blurs (normalised kernels: a flat image
+    stays flat inside); a stroke moved by one pixel differs from itself far less once blurred."""
+    x = -torch.ones(1, 1, 16, 16)
+    x[..., 4:12, 7] = 1.0
+    moved = x.roll(1, dims=-1)
+    p, q = blur_pyramid(x, (1.0, 2.0)), blur_pyramid(moved, (1.0, 2.0))
+    assert p.shape == (1, 3 * 256)
+    torch.testing.assert_close(p[:, :256], x.flatten(1))
+    pixel = float((x - moved).abs().mean())
+    for k in (1, 2):
+        assert float((p - q)[:, 256 * k : 256 * (k + 1)].abs().mean()) < 0.6 * pixel
+    flat = blur_pyramid(torch.full((1, 1, 16, 16), 0.5), (1.0,))[0, 256:].view(16, 16)
+    torch.testing.assert_close(flat[5:11, 5:11], torch.full((6, 6), 0.5))
 
 
 def test_ground_truth_helpers_and_directions():

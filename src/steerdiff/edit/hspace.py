@@ -414,6 +414,7 @@ def train_edit(
     ffn_dim: int = 256,
     objective: str = "level",
     reverse_target=None,
+    loss_space=None,
 ) -> tuple[DeltaH, dict]:
     """Learn a delta-h network for ``source`` images, trained along the edit's own trajectories
     (from the inverted top level down through the editing interval, one optimizer step per level)
@@ -471,6 +472,9 @@ def train_edit(
         objective: ``level`` (a loss at every level of the interval) or ``final`` (paired targets
             only: one loss on the final edited image, backpropagated through the trajectory; one
             optimizer step per trajectory, each costing up to twice ``edit_steps`` network calls and their backward pass).
+        loss_space: the map ``(B, C, H, W) -> (B, ...)`` the paired L1 is taken in, applied to the edited
+            image and its target alike (default ``None``: pixels); e.g. :func:`blur_pyramid` for edits
+            that move strokes (a shear), whose pixel L1 hardly changes under a small move.
         reverse_target: paired targets of the edit run backwards (strength -1), like ``target``, or
             ``None``; ``final`` objective only: each trajectory is then also run at strength -1 and its
             L1 to these added (twice the cost per step), so that the negative strength is trained too.
@@ -510,6 +514,7 @@ def train_edit(
     check(len(train_idx) > 0, "the editing interval is empty: lower sigma_edit")
     opt = torch.optim.Adam(delta.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(stream_seed("edit-train", seed))
+    space = loss_space or (lambda t: t)
     losses = []
     bar = tqdm(total=steps, disable=not progress, desc=f"train-edit {kind}", unit="step")
 
@@ -539,9 +544,9 @@ def train_edit(
                 grad=True,
             )
             end = final_image(strength=1.0)
-            loss = (end - target[idx]).abs().mean()
+            loss = (space(end) - space(target[idx])).abs().mean()
             if reverse_target is not None:
-                loss = loss + (final_image(strength=-1.0) - reverse_target[idx]).abs().mean()
+                loss = loss + (space(final_image(strength=-1.0)) - space(reverse_target[idx])).abs().mean()
             if keep_weight:
                 loss = loss + keep_weight * digit_kl(keep_logits, source[idx], end)
             step(loss)
@@ -558,7 +563,7 @@ def train_edit(
             with torch.enable_grad(), hs.capture(lambda hh: delta(hh, sig).to(hh.dtype)):  # noqa: B023 (called inside this iteration)
                 d_edit = denoiser(x, s, **c)
                 if target is not None:
-                    loss = (d_edit - target[idx]).abs().mean()
+                    loss = (space(d_edit) - space(target[idx])).abs().mean()
                 else:
                     r = recon_space or (lambda t: t)
                     loss = (
@@ -798,6 +803,26 @@ def ink_shape(x: torch.Tensor) -> torch.Tensor:
     """The colour-blind image ``(B, 1, H, W)``: the maximum over channels (the ``green`` edit's
     reconstruction space)."""
     return x.amax(1, keepdim=True)
+
+
+def blur_pyramid(x: torch.Tensor, widths=(1.0, 2.0)) -> torch.Tensor:
+    """``x`` and its Gaussian blurs, flattened side by side ``(B, C*H*W * (1 + len(widths)))``: a space for
+    the L1 of an edit that moves strokes, where a blurred stroke still overlaps its moved copy.
+
+    Args:
+        x: images ``(B, C, H, W)``.
+        widths: standard deviations of the blurs, in pixels (each kernel spans 3 of them each side).
+    """
+    out = [x.flatten(1)]
+    for w in widths:
+        r = max(1, int(math.ceil(3 * w)))
+        k = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=x.dtype, device=x.device) / w) ** 2)
+        k = k / k.sum()
+        ch = x.shape[1]
+        y = torch.nn.functional.conv2d(x, k.view(1, 1, 1, -1).expand(ch, 1, 1, -1), padding=(0, r), groups=ch)
+        y = torch.nn.functional.conv2d(y, k.view(1, 1, -1, 1).expand(ch, 1, -1, 1), padding=(r, 0), groups=ch)
+        out.append(y.flatten(1))
+    return torch.cat(out, 1)
 
 
 def shear(x: torch.Tensor, k: float = 0.3) -> torch.Tensor:
