@@ -239,17 +239,19 @@ def test_reverse_target_trains_the_edit_run_backwards(tiny3):
 
 
 def test_loss_space_is_where_the_paired_l1_is_taken(tiny3):
-    """``loss_space`` maps the edited image and its target alike before the L1, for both objectives:
-    doubling the space doubles the first loss (taken before any update); a space applied to one side
-    only, or not at all, would not."""
+    """``loss_space`` maps the edited image and its target alike before the L1, for both objectives and
+    the backward run: doubling the space doubles the first loss (taken before any update), a shift
+    leaves it unchanged (a space applied to one side only, to the difference, or to the forward run
+    only, would not)."""
     x0 = torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    back = x0.flip(1)
 
-    def first_loss(objective, target, **options):
+    def first_loss(objective, **options):
         _, info = train_edit(
             tiny3,
             x0,
             None,
-            target=target,
+            target=to_green(x0),
             steps=1,
             batch_size=6,
             edit_steps=10,
@@ -261,15 +263,19 @@ def test_loss_space_is_where_the_paired_l1_is_taken(tiny3):
         )
         return info["losses"][0]
 
-    for objective in ("level", "final"):
-        base = first_loss(objective, to_green(x0))
+    for objective, extra in (("level", {}), ("final", {}), ("final", {"reverse_target": back})):
+        base = first_loss(objective, **extra)
         assert base > 0.01
-        assert first_loss(objective, to_green(x0), loss_space=lambda t: 2 * t) == pytest.approx(2 * base, abs=2e-5)
+        assert first_loss(objective, loss_space=lambda t: 2 * t, **extra) == pytest.approx(2 * base, abs=2e-5)
+        assert first_loss(objective, loss_space=lambda t: t + 5, **extra) == pytest.approx(base, abs=2e-5)
+    with pytest.raises(SteerdiffError, match="loss_space applies to paired targets"):
+        train_edit(tiny3, x0, torch.ones(3), loss_space=lambda t: t, steps=1, progress=False)
 
 
 def test_blur_pyramid_sees_a_moved_stroke_as_close():
-    """:func:`blur_pyramid`: the image itself first, then its blurs (normalised kernels: a flat image
-    stays flat inside); a stroke moved by one pixel differs from itself far less once blurred."""
+    """:func:`blur_pyramid`: the image itself first, then each channel blurred alone by a normalised,
+    separable Gaussian (an impulse spreads into the outer product of the kernel, symmetric in both
+    axes); a stroke moved by one pixel differs from itself far less once blurred."""
     x = -torch.ones(1, 1, 16, 16)
     x[..., 4:12, 7] = 1.0
     moved = x.roll(1, dims=-1)
@@ -279,8 +285,17 @@ def test_blur_pyramid_sees_a_moved_stroke_as_close():
     pixel = float((x - moved).abs().mean())
     for k in (1, 2):
         assert float((p - q)[:, 256 * k : 256 * (k + 1)].abs().mean()) < 0.6 * pixel
-    flat = blur_pyramid(torch.full((1, 1, 16, 16), 0.5), (1.0,))[0, 256:].view(16, 16)
-    torch.testing.assert_close(flat[5:11, 5:11], torch.full((6, 6), 0.5))
+    # an impulse in channel 1 of 3: only that channel spreads, into outer(k, k) with k the sigma-1 Gaussian
+    imp = torch.zeros(1, 3, 15, 15)
+    imp[0, 1, 7, 7] = 1.0
+    blurred = blur_pyramid(imp, (1.0,))[0, 3 * 225 :].view(3, 15, 15)
+    k = torch.exp(-0.5 * torch.arange(-3.0, 4.0) ** 2)
+    k = k / k.sum()
+    torch.testing.assert_close(blurred[1, 4:11, 4:11], torch.outer(k, k))
+    assert float(blurred[1].sum()) == pytest.approx(1.0, abs=1e-6)
+    assert float(blurred[0].abs().sum()) == 0.0 and float(blurred[2].abs().sum()) == 0.0
+    with pytest.raises(SteerdiffError, match="blur widths must be > 0"):
+        blur_pyramid(x, (0.0,))
 
 
 def test_ground_truth_helpers_and_directions():

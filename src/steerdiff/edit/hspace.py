@@ -472,12 +472,12 @@ def train_edit(
         objective: ``level`` (a loss at every level of the interval) or ``final`` (paired targets
             only: one loss on the final edited image, backpropagated through the trajectory; one
             optimizer step per trajectory, each costing up to twice ``edit_steps`` network calls and their backward pass).
-        loss_space: the map ``(B, C, H, W) -> (B, ...)`` the paired L1 is taken in, applied to the edited
-            image and its target alike (default ``None``: pixels); e.g. :func:`blur_pyramid` for edits
-            that move strokes (a shear), whose pixel L1 hardly changes under a small move.
         reverse_target: paired targets of the edit run backwards (strength -1), like ``target``, or
             ``None``; ``final`` objective only: each trajectory is then also run at strength -1 and its
             L1 to these added (twice the cost per step), so that the negative strength is trained too.
+        loss_space: the map ``(B, C, H, W) -> (B, ...)`` the paired L1 is taken in, applied to the edited
+            image and its target alike (``None``: pixels; paired targets only); e.g. :func:`blur_pyramid`
+            for edits that move strokes (a shear), whose pixel L1 hardly changes under a small move.
 
     Returns:
         ``(delta, info)``: the trained :class:`DeltaH` (eval mode, frozen) and ``info`` with the
@@ -494,6 +494,10 @@ def train_edit(
     )
     check(objective in OBJECTIVES, f"edit objective {objective!r}: use one of {', '.join(OBJECTIVES)}")
     check(objective == "level" or target is not None, "the final-image objective needs paired targets")
+    check(
+        loss_space is None or target is not None,
+        "loss_space applies to paired targets: drop it for the directional loss",
+    )
     check(
         reverse_target is None or (objective == "final" and reverse_target.shape == source.shape),
         "reverse targets need the final-image objective and the sources' shape",
@@ -807,20 +811,22 @@ def ink_shape(x: torch.Tensor) -> torch.Tensor:
 
 def blur_pyramid(x: torch.Tensor, widths=(1.0, 2.0)) -> torch.Tensor:
     """``x`` and its Gaussian blurs, flattened side by side ``(B, C*H*W * (1 + len(widths)))``: a space for
-    the L1 of an edit that moves strokes, where a blurred stroke still overlaps its moved copy.
+    the L1 of an edit that moves strokes, where a blurred stroke still overlaps its moved copy. Each
+    channel is blurred alone, zero-padded: the map is linear, so the blurred difference of two images,
+    all an L1 between them sees, is the blur of their difference.
 
     Args:
         x: images ``(B, C, H, W)``.
-        widths: standard deviations of the blurs, in pixels (each kernel spans 3 of them each side).
+        widths: standard deviations of the blurs, in pixels, each > 0 (a kernel spans 3 of them each side).
     """
-    out = [x.flatten(1)]
+    check(all(w > 0 for w in widths), f"blur widths must be > 0 pixels, got {tuple(widths)}")
+    out, ch = [x.flatten(1)], x.shape[1]
     for w in widths:
         r = max(1, int(math.ceil(3 * w)))
         k = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=x.dtype, device=x.device) / w) ** 2)
         k = k / k.sum()
-        ch = x.shape[1]
-        y = torch.nn.functional.conv2d(x, k.view(1, 1, 1, -1).expand(ch, 1, 1, -1), padding=(0, r), groups=ch)
-        y = torch.nn.functional.conv2d(y, k.view(1, 1, -1, 1).expand(ch, 1, -1, 1), padding=(r, 0), groups=ch)
+        y = F.conv2d(x, k.view(1, 1, 1, -1).expand(ch, 1, 1, -1), padding=(0, r), groups=ch)
+        y = F.conv2d(y, k.view(1, 1, -1, 1).expand(ch, 1, -1, 1), padding=(r, 0), groups=ch)
         out.append(y.flatten(1))
     return torch.cat(out, 1)
 
