@@ -189,9 +189,9 @@ for _s in (512, 1024, 2048, 2560, 3072, 4096):
 class ClassifierGuidance(GuidanceTerm):
     """Classifier guidance (Dhariwal & Nichol 2021) by the noise-conditional ``mnist-noisy`` (neither
     judge) for sigma in ``(lo, hi]``: ``scale * grad_x log p(y | x, sigma)``. ``y`` is the request's
-    class label, or with ``assign=True`` (no label: the label-free table) a one-to-one assignment of
-    the batch to distinct classes (balanced when the batch outnumbers them) that maximises the summed
-    log-probability, solved again at every call."""
+    class label, or with ``assign=True`` (no label: the label-free table) an assignment of the batch to
+    distinct classes (each class at most ``ceil(n / 10)`` times when the batch outnumbers them) that
+    maximises the summed log-probability, solved again at every call. CPU only, like the bench."""
 
     def __init__(self, scale: float, window=(0.0, float("inf")), assign: bool = False):
         self.scale, self.window, self.assign = scale, window, assign
@@ -207,7 +207,7 @@ class ClassifierGuidance(GuidanceTerm):
             n, k = logp.shape
             if self.assign:
                 rows, cols = linear_sum_assignment(-logp.detach().repeat(1, -(-n // k)).numpy())
-                y = torch.as_tensor(cols % k)[np.argsort(rows)]
+                y = torch.as_tensor(cols % k)  # rows come back in order, one per sample
             else:
                 y = torch.as_tensor(ctx.cond["class_labels"]).expand(n)
             (g,) = torch.autograd.grad(logp[torch.arange(n), y].sum(), x)
@@ -402,6 +402,7 @@ def run(model, method, opts, n, seeds_labels, scale, labelled):
     opts = dict(opts)
     noise = {"initial_noise": initial_noise(opts.pop("init_noise"))} if "init_noise" in opts else {}
     cg = [ClassifierGuidance(**opts.pop("cg"))] if "cg" in opts else []
+    assert not cg or method not in ("diverse", "stratified", "cover"), f"cg rows apply to guided methods, not {method}"
     xs, t0 = [], time.perf_counter()
     for seed, label in seeds_labels:
         cond = {"class_labels": label} if labelled else {}  # an int: every draw (and candidate) of the batch
