@@ -67,6 +67,14 @@ def test_train_calibrated_edit_writes_the_bytes_of_train_edit(tiny, tmp_path):
         tiny, "thick", images=3, steps=3, seed=4, lr=0.05, progress=False, targets=lambda x: x
     )
     assert not torch.equal(ident.out.weight, delta.out.weight)
+    # loss_space= takes the L1 elsewhere: another delta, the space named in the config (pixels: null)
+    from steerdiff.edit import blur_pyramid
+
+    blurred, bconf = wf.train_calibrated_edit(
+        tiny, "thick", images=3, steps=3, seed=4, lr=0.05, progress=False, loss_space=blur_pyramid
+    )
+    assert not torch.equal(blurred.out.weight, delta.out.weight)
+    assert bconf["loss_space"] == "blur_pyramid" and conf["loss_space"] is None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["edit"]
 
 
@@ -85,6 +93,8 @@ def test_train_calibrated_edit_refuses_before_any_work(tiny, tmp_path):
         wf.train_calibrated_edit(tiny, "thick", targets=lambda x: x[:, :1])
     with pytest.raises(SteerdiffError, match="add --loss final"):
         wf.train_calibrated_edit(tiny, "thick", two_sided=True)
+    with pytest.raises(SteerdiffError, match="loss_space applies to the paired and final losses"):
+        wf.train_calibrated_edit(tiny, "thick", loss="direction", loss_space=lambda t: t)
     with pytest.raises(SteerdiffError, match="slant has no backward target"):
         wf.train_calibrated_edit(tiny, "slant", loss="final", two_sided=True)
     (tmp_path / "f").write_text("precious")

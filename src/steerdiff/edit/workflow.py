@@ -96,6 +96,7 @@ def train_calibrated_edit(
     targets=None,
     keep_rate: float | None = KEEP_RATE,
     two_sided: bool = False,
+    loss_space=None,
     progress: bool = True,
     out: str | os.PathLike | None = None,
     force: bool = False,
@@ -144,6 +145,9 @@ def train_calibrated_edit(
         two_sided: also train the edit run backwards (``final`` loss only): each trajectory is run at
             strength -1 too, toward the attribute's backward target (``thick``: :func:`fade_edges`), so
             that a negative strength undoes the attribute instead of breaking the digit.
+        loss_space: the space of the paired L1 (``paired`` / ``final`` loss; ``None``: pixels), e.g.
+            :func:`~steerdiff.edit.hspace.blur_pyramid` (:func:`~steerdiff.edit.hspace.train_edit`); its
+            name is recorded in the config. The calibration still measures pixels.
         progress: show a progress bar.
         out: the edit directory to write (``delta.safetensors`` + ``config.json``), checked before
             any work (missing, empty or an earlier edit, unless ``force``); ``None`` writes nothing.
@@ -163,6 +167,7 @@ def train_calibrated_edit(
         f"--attribute {attribute!r}: use {', '.join(TRAINABLE_ATTRIBUTES)}",
     )
     check(loss in LOSSES, f"edit loss {loss!r}: use one of {', '.join(LOSSES)}")
+    check(loss_space is None or loss != "direction", "loss_space applies to the paired and final losses, not direction")
     check(out is not None or not save_global, "save_global writes out/global: give out")
     if out is not None:
         ckpt.check_output_dir(out, ("edit",), force=force)
@@ -228,6 +233,7 @@ def train_calibrated_edit(
         edit_steps=edit_steps,
         objective="final" if loss == "final" else "level",
         reverse_target=REVERSE_TARGETS[attribute](src) if two_sided else None,
+        loss_space=loss_space,
         seed=seed,
         progress=progress,
         recon_space=RECON_SPACE[attribute],
@@ -252,6 +258,7 @@ def train_calibrated_edit(
         "loss": loss,
         "keep_weight": keep_weight,
         "two_sided": two_sided,
+        "loss_space": None if loss_space is None else getattr(loss_space, "__name__", repr(loss_space)),
         "intervals": info["intervals"],
         "strength": cal["strength"],
         "strength_l1": cal["l1"],
