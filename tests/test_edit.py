@@ -159,14 +159,14 @@ def test_train_save_load_and_global_direction(tiny3, tmp_path):
     torch.testing.assert_close(load_edit(tmp_path / "g")[0].table, glob.table)
 
 
-def _train_green(model, x0, **options):
-    """A paired edit toward ``to_green(x0)``: 40 steps on a 10-level schedule."""
+def _train_green(model, x0, steps=40, **options):
+    """A paired edit toward ``to_green(x0)``: ``steps`` steps on a 10-level schedule."""
     return train_edit(
         model,
         x0,
         None,
         target=to_green(x0),
-        steps=40,
+        steps=steps,
         batch_size=6,
         edit_steps=10,
         progress=False,
@@ -247,21 +247,7 @@ def test_loss_space_is_where_the_paired_l1_is_taken(tiny3):
     back = x0.flip(1)
 
     def first_loss(objective, **options):
-        _, info = train_edit(
-            tiny3,
-            x0,
-            None,
-            target=to_green(x0),
-            steps=1,
-            batch_size=6,
-            edit_steps=10,
-            progress=False,
-            sigma_edit=0.05,
-            curve_features=lambda x: x.flatten(1),
-            objective=objective,
-            **options,
-        )
-        return info["losses"][0]
+        return _train_green(tiny3, x0, steps=1, objective=objective, **options)[1]["losses"][0]
 
     for objective, extra in (("level", {}), ("final", {}), ("final", {"reverse_target": back})):
         base = first_loss(objective, **extra)
