@@ -388,6 +388,13 @@ def available(method: str) -> bool:
     return True
 
 
+def distinct_per_batch(probs, n):
+    """``(N / n,)`` float64: how many different argmax classes each batch of ``n`` rows of ``probs`` holds."""
+    return torch.tensor(
+        [len(set(probs[i : i + n].argmax(1).tolist())) for i in range(0, len(probs), n)], dtype=torch.float64
+    )
+
+
 def ratio(row, base, real):
     """``1.27x [1.05, 1.49]``: the row's Fréchet distance over iid's on the same seeds, with a paired
     bootstrap 95% interval over batches (the iid row itself: ``1.00x``)."""
@@ -509,11 +516,8 @@ def main():
                 continue
             x, sec = run(model, method, opts, n, seeds_labels, 1.0, False)
             p, f = classify(evaluator, x)
-            d = torch.tensor(
-                [len(set(p[i : i + n].argmax(1).tolist())) for i in range(0, len(p), n)], dtype=torch.float64
-            )
-            p2 = classify(judge2, x)[0]
-            d2 = np.mean([len(set(p2[i : i + n].argmax(1).tolist())) for i in range(0, len(p2), n)])
+            d = distinct_per_batch(p, n)
+            d2 = float(distinct_per_batch(classify(judge2, x)[0], n).mean())
             conf = float(p.max(1).values.mean())
             fd = frechet_distance(f, hf)
             row = dict(conf=conf, fd=fd, sec=sec, batches=list(f.split(n)))

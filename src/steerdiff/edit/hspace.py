@@ -556,6 +556,7 @@ def train_edit(
             step(loss)
             continue
         x = path[train_idx[0]][idx]
+        goal = None if target is None else space(target[idx])  # the same at every level of this trajectory
         for k in train_idx:
             if len(losses) >= steps:
                 break
@@ -567,7 +568,7 @@ def train_edit(
             with torch.enable_grad(), hs.capture(lambda hh: delta(hh, sig).to(hh.dtype)):  # noqa: B023 (called inside this iteration)
                 d_edit = denoiser(x, s, **c)
                 if target is not None:
-                    loss = (space(d_edit) - space(target[idx])).abs().mean()
+                    loss = (space(d_edit) - goal).abs().mean()
                 else:
                     r = recon_space or (lambda t: t)
                     loss = (
