@@ -1,6 +1,7 @@
 """Training-free h-space directions against the trained ``thick`` edit, judged the same way (issue #16).
 
-Finds the top ``--k`` principal directions of h over ``--images`` held-out ColorMNIST digits
+Finds the top ``--k`` principal directions of h (``--method jacobian``: the directions of h the
+denoised prediction is most sensitive to) over ``--images`` held-out ColorMNIST digits
 (``steerdiff edit --discover``), then edits ``--n`` other held-out digits (seed ``--seed``) with each
 direction at each of ``--strengths`` and with the shipped ``thick`` edit at its calibrated strength and
 its negative, and judges every batch with ``steerdiff.edit.evaluate.evaluate_edit`` (nothing here was
@@ -8,7 +9,8 @@ tuned on these judges): stroke-width ratio, digit kept by the shipped evaluator 
 independently trained ``mnist-evaluator2`` (and by both), colour kept, mean pixel change away from
 the source's ink (``l1_outside``), Fréchet distance of the edits to real digits (sources': the last line).
 
-    python benchmarks/bench_discover.py --k 4 --n 100 --strengths -1,-0.5,0.5,1
+    python benchmarks/bench_discover.py --k 4 --n 100 --strengths=-1,-0.5,0.5,1
+    python benchmarks/bench_discover.py --method jacobian --k 4 --n 100 --strengths=-1,-0.5,0.5,1
     python benchmarks/bench_discover.py --only-reconstruction                    # the baseline row alone
 """
 
@@ -29,17 +31,28 @@ def main():
     ap.add_argument("--n", type=int, default=100, help="held-out digits edited per row")
     ap.add_argument("--strengths", default="-1,-0.5,0.5,1")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--method", default="pca", choices=["pca", "jacobian"], help="how the directions are found")
     ap.add_argument("--only-reconstruction", action="store_true", help="only the no-edit baseline row")
     a = ap.parse_args()
     model = sd.load("colormnist")
     t0 = time.perf_counter()
-    found = [] if a.only_reconstruction else discover_directions(model, heldout_images(model, a.images, a.seed)[0], a.k)
+    found = (
+        []
+        if a.only_reconstruction
+        else discover_directions(model, heldout_images(model, a.images, a.seed)[0], a.k, method=a.method, seed=a.seed)
+    )
     if found:
-        print(f"discovered {a.k} directions from {a.images} digits in {time.perf_counter() - t0:.0f} s")
+        print(f"discovered {a.k} {a.method} directions from {a.images} digits in {time.perf_counter() - t0:.0f} s")
     x0, labels = heldout_images(model, a.n, a.seed + 1)  # a separate draw from the directions' images
     thick, tconf = load_edit("thick")
     rows = [("reconstruction (no edit)", thick, tconf, 0.0)] + [
-        (f"{c['attribute']} ({100 * c['discovered']['explained_variance']:.1f}% of var)", d, c, float(s))
+        (
+            f"{c['attribute']} ({100 * c['discovered']['explained_variance']:.1f}% of var"
+            + (f", gain {c['discovered']['gain']:.3g})" if "gain" in c["discovered"] else ")"),
+            d,
+            c,
+            float(s),
+        )
         for d, c in found
         for s in a.strengths.split(",")
     ]

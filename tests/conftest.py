@@ -12,10 +12,10 @@ def tiny_unet():
     return UNet2DModel.from_config(unet_config("tiny", sample_size=8, in_channels=1, out_channels=1)).eval()
 
 
-@pytest.fixture(scope="session")
-def tiny_colormnist_checkpoint(tmp_path_factory):
-    """A random one-level UNet checkpoint of ColorMNIST's shape (3, 28, 28), recorded as trained on the
-    set data: a model that ``--model DIR`` loads and the edit commands accept."""
+def save_tiny_colormnist(d, attention: bool = False) -> str:
+    """Save a random one-level UNet checkpoint of ColorMNIST's shape (3, 28, 28) to ``d``, recorded as
+    trained on the set data (``attention``: with self-attention in the mid block and in the up block
+    after h, as the shipped nets have); returns its path."""
     from steerdiff import checkpoint as ckpt
     from steerdiff.nets import build_unet
 
@@ -26,10 +26,11 @@ def tiny_colormnist_checkpoint(tmp_path_factory):
         out_channels=3,
         block_out_channels=[8],
         layers_per_block=1,
-        down_block_types=["DownBlock2D"],
-        up_block_types=["UpBlock2D"],
+        down_block_types=["AttnDownBlock2D" if attention else "DownBlock2D"],
+        up_block_types=["AttnUpBlock2D" if attention else "UpBlock2D"],
         norm_num_groups=4,
-        add_attention=False,
+        add_attention=attention,
+        **({"attention_head_dim": 4} if attention else {}),
     )
     conf = {
         "format": "steerdiff-checkpoint",
@@ -41,5 +42,11 @@ def tiny_colormnist_checkpoint(tmp_path_factory):
         "sigma_max": 80.0,
         "time_scale": 250.0,
     }
-    d = tmp_path_factory.mktemp("tiny") / "model"
     return str(ckpt.save_checkpoint(d, conf, ucfg, build_unet(ucfg).state_dict()))
+
+
+@pytest.fixture(scope="session")
+def tiny_colormnist_checkpoint(tmp_path_factory):
+    """A random one-level UNet checkpoint of ColorMNIST's shape (3, 28, 28), recorded as trained on the
+    set data: a model that ``--model DIR`` loads and the edit commands accept."""
+    return save_tiny_colormnist(tmp_path_factory.mktemp("tiny") / "model")

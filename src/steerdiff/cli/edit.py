@@ -39,6 +39,7 @@ def cmd_edit(a) -> int:
 
     if a.discover is not None:  # training-free directions instead of an edit
         return cmd_edit_discover(a)
+    check(a.discover_method is None, "--discover-method chooses how --discover K finds directions: add --discover K")
     check((a.attribute is None) != (a.edit is None), "give --attribute thick or --edit DIR")
     check(not a.force, "--force is for --discover (an edit writes the --out file, replacing one that exists)")
     refuse_green(a.attribute)
@@ -73,12 +74,22 @@ def cmd_edit_discover(a) -> int:
     )
     check(a.out is not None and Path(a.out).suffix == "", f"--discover writes a directory: give --out DIR, not {a.out}")
     directions = discover_edits(
-        a.model, a.discover, n=a.n or 128, seed=a.seed, out=a.out, force=a.force, command=command_line()
+        a.model,
+        a.discover,
+        n=a.n or 128,
+        seed=a.seed,
+        out=a.out,
+        force=a.force,
+        command=command_line(),
+        method=a.discover_method or "pca",
     )
     for _, c in directions:
-        print(f"{c['attribute']}: {100 * c['discovered']['explained_variance']:.1f}% of h's variance")
+        d = c["discovered"]
+        gain = f", prediction gain {d['gain']:.3g} per unit of h" if "gain" in d else ""
+        print(f"{c['attribute']}: {100 * d['explained_variance']:.1f}% of h's variance{gain}")
+    first = directions[0][1]["attribute"]
     print(
-        f"{len(directions)} direction{'s' * (len(directions) > 1)} in {a.out} (each a grid.png and an edit: steerdiff edit --edit {a.out}/pc1)"
+        f"{len(directions)} direction{'s' * (len(directions) > 1)} in {a.out} (each a grid.png and an edit: steerdiff edit --edit {a.out}/{first})"
     )
     return 0
 

@@ -695,7 +695,8 @@ an .npy/.npz/.pt array (N, C, H, W) in [-1, 1] or a folder of PNG digits, of the
   steerdiff edit --model colormnist --attribute thick --n 16 --seed 0 --strength 1 --out thick.npz
   steerdiff edit --attribute thick --global --n 16 --out thick.png
   steerdiff edit --attribute thick --input my_digits/ --out mine.png
-  steerdiff edit --discover 4 --out directions/       # training-free directions; then --edit directions/pc1""",
+  steerdiff edit --discover 4 --out directions/       # training-free directions; then --edit directions/pc1
+  steerdiff edit --discover 4 --discover-method jacobian --out jac/   # the prediction's most sensitive directions""",
     )
     p.add_argument("--model", default=EDIT_MODEL, help=f"model (default {EDIT_MODEL})")
     p.add_argument("--attribute", default=None, help="a shipped edit: thick")
@@ -728,6 +729,13 @@ an .npy/.npz/.pt array (N, C, H, W) in [-1, 1] or a folder of PNG digits, of the
         metavar="K",
         help="no training: find the top K principal h-space directions over --n held-out images (default 128) "
         "and write them to the directory --out (pcJ/ per direction, each an edit for --edit, with grid.png)",
+    )
+    p.add_argument(
+        "--discover-method",
+        default=None,
+        choices=["pca", "jacobian"],
+        help="with --discover: principal components of h (pca, the default) or the directions of h the "
+        "denoised prediction is most sensitive to (jacobian: top eigenvectors of its pullback metric; jacJ/)",
     )
     _add_common(p, "output: .npz (source, edited, labels) or .png grid; with --discover, a directory")
     _add_force(p, "with --discover: replace what --out holds")

@@ -412,16 +412,18 @@ def discover_edits(
     show: int = 8,
     force: bool = False,
     command: str | None = None,
+    method: str = "pca",
 ) -> list[tuple[DeltaH, dict]]:
     """Training-free h-space directions of ``model`` (``steerdiff edit --discover K``): the top ``k``
-    principal directions of h over ``n`` held-out images (:func:`~steerdiff.edit.discover.discover_directions`).
+    principal directions of h over ``n`` held-out images, or the top ``k`` directions of the
+    prediction's Jacobian with respect to h (:func:`~steerdiff.edit.discover.discover_directions`).
 
     Args:
         model: a shipped model name, checkpoint directory or denoiser (default ``colormnist``).
         k: number of directions (at least 1).
         n: held-out images the directions are computed from (more than ``k``).
         seed: draws the held-out images (and the ``show`` digits of the grids, a separate draw).
-        out: a directory to write: ``pcJ/`` per direction (an edit directory, usable as
+        out: a directory to write: ``pcJ/`` (``jacJ/``) per direction (an edit directory, usable as
             ``steerdiff edit --edit DIR/pcJ``) with ``grid.png`` (rows: ``strengths``, columns:
             ``show`` held-out digits), and ``directions.json`` (explained variance, intervals).
             It must be missing, empty or an earlier ``--discover`` output unless ``force``; it is
@@ -430,14 +432,16 @@ def discover_edits(
         show: digits per grid row.
         force: replace what ``out`` holds.
         command: recorded in each direction's config.
+        method: ``pca`` or ``jacobian`` (:data:`~steerdiff.edit.discover.METHODS`).
 
     Returns:
         ``[(delta, config)]`` per direction (see ``discover_directions``).
     """
     from ..io import save_samples
-    from .discover import discover_directions, save_directions
+    from .discover import METHODS, discover_directions, save_directions
 
     check(isinstance(k, int) and k >= 1, f"--discover must be at least 1, got {k}")
+    check(method in METHODS, f"--discover-method {method!r}: use one of {', '.join(METHODS)}")
     check(n > k, f"--n {n}: {k} directions need more than {k} images")
     if out is not None:
         ckpt.check_output_dir(out, ("directions",), force=force)
@@ -447,7 +451,9 @@ def discover_edits(
         f"model {name} predicts the next frame: --discover needs an image model (e.g. colormnist or mnist)",
     )
     images, _ = heldout_images(denoiser, n, seed)
-    directions = discover_directions(denoiser, images, k)  # a set model's label is in the denoiser
+    directions = discover_directions(
+        denoiser, images, k, method=method, seed=seed
+    )  # a set model's label is in the denoiser
     if out is None:
         return directions
     digits, _ = heldout_images(denoiser, show, seed + 1)
@@ -463,6 +469,7 @@ def discover_edits(
             "model": name,
             "images": n,
             "seed": seed,
+            "method": method,
             "grid_strengths": list(strengths),
             "directions": [
                 {"name": c["attribute"], **c["discovered"], "intervals": c["intervals"]} for _, c in directions
