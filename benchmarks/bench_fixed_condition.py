@@ -38,12 +38,14 @@ from scipy.optimize import linear_sum_assignment
 
 import steerdiff as sd
 from steerdiff.classifier import load_classifier
+from steerdiff.core.errors import check
 from steerdiff.core.guidance import GuidanceTerm
 from steerdiff.data import load_mnist
 from steerdiff.embeddings import RandomCNN
 from steerdiff.evaluation.report import frechet_ratio_bootstrap
 from steerdiff.fixed_condition import cover_sample, diverse_sample, fixed_condition
 from steerdiff.metrics import frechet_distance, prdc, vendi_score
+from steerdiff.particles.diversity import herding_reference
 from steerdiff.particles.noise import initial_noise
 from steerdiff.quality import classify
 from steerdiff.stratified import stratified_sample
@@ -214,6 +216,82 @@ class ClassifierGuidance(GuidanceTerm):
         return g
 
 
+class ReferenceMMD(GuidanceTerm):
+    """Kernel herding toward the data (bench-only): ``-strength * n * MMD^2`` between the batch and
+    ``refs`` training digits, both noised to the current sigma, in the features ``phi(x, sigma)`` of
+    the noisy sample (default ``mnist-noisy``'s class probabilities, neither judge), for sigma in
+    ``(lo, hi]``. Its gradient repels each particle from its batch-mates and attracts it to the
+    reference cloud with the same kernel, so the batch spreads the way the noised data are spread
+    rather than outward (a repulsion alone pushes the batch off the data). The references are noised
+    with a generator seeded by sigma and their features cached per sigma, so every batch of a run
+    meets the same reference cloud at a level. RBF kernel, bandwidth: the median squared distance
+    among the references' features (times ``bandwidth_scale``). ``on="x0"``: the same on the denoised
+    estimates against the clean references, the force on ``x`` taken as ``c_skip(sigma)`` times the
+    force on ``x0`` (no backward pass through the denoiser, as ``jacobian="gaussian"``)."""
+
+    def __init__(
+        self,
+        strength,
+        window=(0.0, float("inf")),
+        refs=256,
+        embedding="classifier-probs",
+        bandwidth_scale=1.0,
+        labelled=False,
+        on="x",
+        pool=None,
+    ):
+        from steerdiff.particles.embeddings import get_embedding
+
+        self.on, self.needs_base = on, on == "x0"
+        self.strength, self.window, self.bandwidth_scale = float(strength), window, float(bandwidth_scale)
+        self.phi = get_embedding(embedding)
+        if pool is None:  # the training digits
+            train = load_mnist("train")
+            self.pool = (train.images, train.labels)
+        else:  # a tensor of the model's own earlier samples: no data, no labels
+            check(not labelled, "a pool of samples has no labels")
+            self.pool = (pool, None)
+        g = torch.Generator().manual_seed(12345)
+        self.refs, self.labelled, self._cache = int(refs), labelled, {}
+        self._pick = torch.randperm(len(self.pool[0]), generator=g)
+
+    def weight_at(self, sigma):
+        return self.strength if self.window[0] < sigma <= self.window[1] else 0.0
+
+    def _ref_features(self, sigma, label):
+        sigma = 0.0 if self.on == "x0" else sigma
+        key = (round(float(sigma), 6), label)
+        if key not in self._cache:
+            images, labels = self.pool
+            idx = self._pick if label is None else self._pick[labels[self._pick] == label]
+            r = images[idx[: self.refs]]
+            g = torch.Generator().manual_seed(
+                int(1e6 * float(sigma)) % (2**31) + (0 if label is None else 7 * label + 1)
+            )
+            rn = r + float(sigma) * torch.randn(r.shape, generator=g)
+            with torch.no_grad():
+                f = self.phi(rn, torch.full((len(rn),), float(sigma))).flatten(1).double()
+            d2 = torch.cdist(f, f).pow(2)
+            h = self.bandwidth_scale * d2[~torch.eye(len(f), dtype=torch.bool)].median().clamp(min=1e-12)
+            self._cache[key] = (f, h)
+        return self._cache[key]
+
+    def guide(self, ctx):
+        sigma = float(ctx.sigma.flatten()[0])
+        label = int(torch.as_tensor(ctx.cond["class_labels"]).flatten()[0]) if self.labelled else None
+        fr, h = self._ref_features(sigma, label)
+        with torch.enable_grad():
+            x = (ctx.denoised if self.on == "x0" else ctx.x).detach().requires_grad_(True)
+            f = self.phi(x, ctx.sigma * (self.on == "x")).flatten(1).double()
+            n = len(f)
+            kbb = torch.exp(-torch.cdist(f, f).pow(2) / h)
+            kbr = torch.exp(-torch.cdist(f, fr).pow(2) / h)
+            v = -(kbb.sum() / n - 2 * kbr.mean(1).sum())  # -n MMD^2 + const
+            (g,) = torch.autograd.grad(v, x)
+        c_skip = 0.25 / (sigma**2 + 0.25) if self.on == "x0" else 1.0  # sigma_data 0.5
+        return (c_skip * g).to(ctx.x.dtype)
+
+
 # classifier guidance (bench-only: "cg" options), alone and under SPELL or a narrow CFG interval; measured
 # 2026-12-05 on the table's seeds, then on fresh ones (docs: "Classifier guidance at scale 1")
 for _s, _w in ((1.0, None), (2.0, None), (4.0, None), (2.0, (2.0, 10.0)), (4.0, (3.0, 6.0))):
@@ -357,6 +435,67 @@ for _s, _w in (
         {"cg": {"scale": _s, "window": _w, "assign": True}},
     )
 
+# kernel herding toward noised training digits (bench-only: "mmd" options)
+for _s in (4.0, 16.0, 64.0, 256.0, 1024.0):
+    for _w in (None, (1.0, 80.0), (3.0, 80.0)):
+        _o = {"strength": _s} if _w is None else {"strength": _s, "window": _w}
+        _tag = f"reference mmd {_s:g}" + ("" if _w is None else f", window ({_w[0]:g}, {_w[1]:g}]")
+        UNCONDITIONAL[_tag] = ("iid", {"mmd": _o})
+        UNCONDITIONAL[_tag + ", on x0"] = ("iid", {"mmd": {**_o, "on": "x0"}})
+        # within a class the class probabilities are all alike: mnist-noisy's features instead
+        CONDITIONAL[_tag + ", mnist-noisy features"] = (
+            "iid",
+            {"mmd": {**_o, "labelled": True, "embedding": "noisy-digit-cnn"}},
+        )
+
+
+for _s in (512.0, 1024.0, 2048.0):
+    for _b in (1.0, 0.5, 0.25):
+        _o = {"strength": _s, "on": "x0", "bandwidth_scale": _b}
+        _tag = f"reference mmd {_s:g}, on x0" + ("" if _b == 1.0 else f", bandwidth x{_b:g}")
+        UNCONDITIONAL[_tag] = ("iid", {"mmd": _o})
+        UNCONDITIONAL[_tag + " + simplex noise"] = ("iid", {"mmd": _o, "init_noise": "simplex"})
+# the same toward 256 of the model's own iid draws instead of training digits (seed 9000, streams 0..255:
+# not the bench's seeds), drawn once per run (SELF_POOL)
+for _s in (256.0, 512.0, 1024.0):
+    for _b in (1.0, 0.5):
+        _o = {"strength": _s, "on": "x0", "bandwidth_scale": _b, "pool": "self"}
+        _tag = f"self-reference mmd {_s:g}, on x0" + ("" if _b == 1.0 else f", bandwidth x{_b:g}")
+        UNCONDITIONAL[_tag] = ("iid", {"mmd": _o})
+for _s in (768.0, 1024.0, 1536.0, 2048.0):
+    for _w in ((1.0, 80.0), (2.0, 80.0)):
+        _o = {"strength": _s, "on": "x0", "window": _w}
+        _tag = f"reference mmd {_s:g}, on x0, window ({_w[0]:g}, {_w[1]:g}]"
+        UNCONDITIONAL[_tag + " + simplex noise"] = ("iid", {"mmd": _o, "init_noise": "simplex"})
+    UNCONDITIONAL[f"reference mmd {_s:g}, on x0 + simplex noise"] = (
+        "iid",
+        {"mmd": {"strength": _s, "on": "x0"}, "init_noise": "simplex"},
+    )
+    UNCONDITIONAL[f"self-reference mmd {_s:g}, on x0 + simplex noise"] = (
+        "iid",
+        {"mmd": {"strength": _s, "on": "x0", "pool": "self"}, "init_noise": "simplex"},
+    )
+UNCONDITIONAL["self-reference mmd 512, on x0 + simplex noise"] = (
+    "iid",
+    {"mmd": {"strength": 512.0, "on": "x0", "pool": "self"}, "init_noise": "simplex"},
+)
+for _s in (64.0, 256.0, 1024.0):
+    CONDITIONAL[f"reference mmd {_s:g}, on x0, mnist-noisy features"] = (
+        "iid",
+        {"mmd": {"strength": _s, "on": "x0", "labelled": True, "embedding": "noisy-digit-cnn"}},
+    )
+# the library's HerdingGuidance toward 256 of the model's own draws (seed 9000), as --method diverse records it
+for _s in (768.0, 1024.0):
+    UNCONDITIONAL[f"herding {_s:g} (own 256 draws) + simplex noise"] = (
+        "herding",
+        {
+            "strength": _s,
+            "embedding": "classifier-probs",
+            "jacobian": "gaussian",
+            "reference_features": "self",
+            "init_noise": "simplex",
+        },
+    )
 # the rows a plain run prints (names above); --methods all runs the whole sweep
 MAIN = [
     "interval (0.3, 5]",
@@ -404,11 +543,23 @@ def ratio(row, base, real):
     return f"{r['value']:.2f}x [{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}]"
 
 
+SELF_POOL: dict = {}  # the label-free model's own reference draws, made once per run
+
+
 def run(model, method, opts, n, seeds_labels, scale, labelled):
     """Samples ``(N, 1, 28, 28)`` and seconds per batch (``opts["init_noise"]``: ``--init-noise``'s value)."""
     opts = dict(opts)
     noise = {"initial_noise": initial_noise(opts.pop("init_noise"))} if "init_noise" in opts else {}
     cg = [ClassifierGuidance(**opts.pop("cg"))] if "cg" in opts else []
+    if opts.get("reference_features") == "self":  # the library term toward the model's own draws
+        if "features" not in SELF_POOL:
+            SELF_POOL["features"] = herding_reference(model, 256, seed=9000)
+        opts["reference_features"] = SELF_POOL["features"]
+    if "mmd" in opts and opts["mmd"].get("pool") == "self":
+        if "mnist" not in SELF_POOL:
+            SELF_POOL["mnist"] = sd.sample(model, 256, seed=9000)
+        opts["mmd"] = {**opts["mmd"], "pool": SELF_POOL["mnist"]}
+    cg += [ReferenceMMD(**opts.pop("mmd"))] if "mmd" in opts else []
     assert not cg or method not in ("diverse", "stratified", "cover"), f"cg rows apply to guided methods, not {method}"
     xs, t0 = [], time.perf_counter()
     for seed, label in seeds_labels:

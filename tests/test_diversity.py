@@ -8,7 +8,7 @@ import torch
 
 import steerdiff as sd
 from steerdiff import sampling
-from steerdiff.diversity import SPELL, DPPGuidance, EntropyGuidance, term
+from steerdiff.diversity import SPELL, DPPGuidance, EntropyGuidance, HerdingGuidance, term
 from steerdiff.errors import SteerdiffError
 from steerdiff.guidance import GuideContext
 from steerdiff.particles import Archive
@@ -222,7 +222,13 @@ def test_x0_potential_gradient_goes_through_the_denoiser(cls, value):
 
 @pytest.mark.parametrize(
     "make",
-    [lambda: DPPGuidance(on="x0"), lambda: EntropyGuidance(on="x0"), lambda: EntropyGuidance(on="x0", features=64)],
+    [
+        lambda: DPPGuidance(on="x0"),
+        lambda: EntropyGuidance(on="x0"),
+        lambda: EntropyGuidance(on="x0", features=64),
+        lambda: HerdingGuidance(reference=sd.ring().means),
+        lambda: HerdingGuidance(reference=sd.ring().means, jacobian="gaussian"),
+    ],
 )
 def test_potentials_off_are_bit_identical_and_equivariant(make):
     m = sd.ring()
@@ -253,6 +259,57 @@ def test_a_small_step_along_the_term_raises_the_potential(cls, value):
     assert v1 > v0 and v1 - v0 == pytest.approx(step * (g**2).sum(), rel=1e-2)
 
 
+def _herding_np(x, refs, h):
+    """-(n MMD^2 - const) with the RBF kernel of bandwidth h, by plain loops in float64 numpy."""
+    k = lambda a, b: math.exp(-((a - b) ** 2).sum() / h)  # noqa: E731
+    n = len(x)
+    batch = sum(k(x[i], x[j]) for i in range(n) for j in range(n)) / n
+    cross = sum(k(x[i], r) for i in range(n) for r in refs) / len(refs)
+    return -(batch - 2 * cross)
+
+
+def test_herding_gradient_goes_through_the_denoiser_with_the_references_bandwidth():
+    """on x0: the gradient of V(D(x)) with D the exact ring denoiser, V written out in numpy, h the
+    median squared distance among the reference points (times bandwidth_scale)."""
+    m = sd.ring()
+    mu, s2, w = m.means.numpy(), m.std**2, m.weights.numpy()
+    sigma = 0.4
+
+    def denoise(x):
+        d2 = ((x[:, None, :] - mu[None]) ** 2).sum(-1)
+        logits = np.log(w)[None] - d2 / (2 * (s2 + sigma**2))
+        r = np.exp(logits - logits.max(1, keepdims=True))
+        r /= r.sum(1, keepdims=True)
+        mm = r @ mu
+        return mm + s2 / (s2 + sigma**2) * (x - mm)
+
+    rng = np.random.default_rng(4)
+    refs = rng.normal(size=(7, 2))
+    d2 = ((refs[:, None] - refs[None]) ** 2).sum(-1)
+    h = 0.5 * np.median(d2[~np.eye(7, dtype=bool)])
+    x = rng.normal(size=(5, 2)) * 0.8
+    t = HerdingGuidance(reference=torch.from_numpy(refs), bandwidth_scale=0.5).bind(m)
+    g = t.guide(_ctx(m, torch.from_numpy(x), sigma, need_graph=True)).numpy()
+    np.testing.assert_allclose(g, _fd(lambda z: _herding_np(denoise(z), refs, h), x), rtol=1e-5, atol=1e-7)
+    # features given directly are the same term
+    t2 = HerdingGuidance(reference_features=torch.from_numpy(refs), bandwidth_scale=0.5).bind(m)
+    torch.testing.assert_close(t2.guide(_ctx(m, torch.from_numpy(x), sigma, need_graph=True)), torch.from_numpy(g))
+
+
+def test_herding_attracts_to_the_reference_where_a_repulsion_pushes_outward():
+    """A lone particle (no batch-mates to repel) beside a reference cloud: herding pulls it toward the
+    cloud; with two particles at one reference point, the one nearer the other reference moves to it."""
+    m = sd.ring()
+    refs = torch.tensor([[-1.0, 0.0], [1.0, 0.0]], dtype=torch.float64)
+    t = HerdingGuidance(reference=refs, jacobian="gaussian").bind(m)  # forces on x0, times c_skip > 0
+    x0 = torch.tensor([[0.0, 0.5]], dtype=torch.float64)
+    ctx = GuideContext(x0.clone(), torch.full((1,), 1e-3, dtype=torch.float64), x0.clone(), {}, m)
+    assert float(t.guide(ctx)[0, 1]) < 0  # toward the references' line y = 0
+    pair = torch.tensor([[-1.0, 0.0], [-0.8, 0.0]], dtype=torch.float64)
+    ctx = GuideContext(pair.clone(), torch.full((2,), 1e-3, dtype=torch.float64), pair.clone(), {}, m)
+    assert float(t.guide(ctx)[1, 0]) > 0  # the second particle heads for the uncovered reference at +1
+
+
 def test_random_fourier_entropy_approximates_the_exact_gradient():
     m = sd.ring()
     rng = np.random.default_rng(3)
@@ -278,6 +335,11 @@ def test_terms_spread_ring_particles_over_modes():
         [SPELL(radius=0.6, window=(0.05, 20.0))],
         [DPPGuidance(window=(0.1, 20.0), bandwidth_scale=0.3)],
         [EntropyGuidance(window=(0.1, 20.0), bandwidth_scale=0.3, strength=4.0)],
+        [
+            HerdingGuidance(
+                reference=sd.sample(m, 200, seed=99, steps=24), window=(0.1, 20.0), strength=16.0, bandwidth_scale=0.1
+            )
+        ],
     ):
         assert cover(g) > iid + 1.0, (g, cover(g), iid)
 
@@ -297,6 +359,15 @@ def test_term_factory_and_errors():
         sd.guided(m, EntropyGuidance(weight="linear"))
     with pytest.raises(SteerdiffError, match="eps must be positive"):
         DPPGuidance(eps=0.0)
+    assert isinstance(term("herding", reference=m.means), HerdingGuidance)
+    with pytest.raises(SteerdiffError, match="herding needs a reference set"):
+        HerdingGuidance()
+    with pytest.raises(SteerdiffError, match="herding needs a reference set"):
+        HerdingGuidance(reference=m.means, reference_features=m.means)
+    with pytest.raises(SteerdiffError, match="at least 2 items"):
+        sd.guided(m, HerdingGuidance(reference=m.means[:1]))
+    with pytest.raises(SteerdiffError, match="bandwidth_scale must be a positive number"):
+        sd.guided(m, HerdingGuidance(reference=m.means, bandwidth_scale=0.0))
 
 
 def test_terms_on_a_pipelines_latents(tmp_path):

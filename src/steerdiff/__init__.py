@@ -13,7 +13,7 @@ from .core.guidance import FunctionTerm, GuidanceTerm, guided
 from .core.sampling import get_sigmas_karras, get_sigmas_ve, sigmas_from_scheduler
 from .core.toy import GaussianMixtureDenoiser, ring
 from .models import load
-from .particles.diversity import SPELL, DPPGuidance, EntropyGuidance
+from .particles.diversity import SPELL, DPPGuidance, EntropyGuidance, HerdingGuidance
 from .particles.draw import SamplingOptions, draw
 from .particles.fixed_condition import CADS, CFG, cads, cads_pipeline, cfg
 from .particles.noise import SimplexNoise
@@ -53,6 +53,7 @@ __all__ = [
     "SPELL",
     "DPPGuidance",
     "EntropyGuidance",
+    "HerdingGuidance",
     "SimplexNoise",
     "GuidanceTerm",
     "FunctionTerm",

@@ -1,7 +1,7 @@
 """Diverse batches at a fixed condition: sparse repellency (SPELL) and determinant / entropy potentials.
 
-Three guidance terms for :func:`steerdiff.guided` / :func:`steerdiff.sample` (``guidance=[...]``). All
-three couple the batch (the particle set) through the denoised estimates ``x0_i = D(x_i, sigma)``.
+Four guidance terms for :func:`steerdiff.guided` / :func:`steerdiff.sample` (``guidance=[...]``). All
+four couple the batch (the particle set) through the denoised estimates ``x0_i = D(x_i, sigma)``.
 
 Public API (every argument has a default; ``term(method, **options)`` builds one by name)::
 
@@ -12,7 +12,10 @@ Public API (every argument has a default; ``term(method, **options)`` builds one
     EntropyGuidance(strength=1.0, embedding="identity", on="x0", window=None, weight="constant",
                     bandwidth="median", bandwidth_scale=1.0, project=False, features=None, seed=0,
                     jacobian="exact")
-    term("spell" | "dpp" | "entropy", **options)
+    HerdingGuidance(strength=1.0, reference=None, reference_features=None, embedding="identity",
+                    window=None, weight="constant", bandwidth_scale=1.0, project=False, jacobian="exact")
+    herding_reference(model, n=256, *, seed, embedding="classifier-probs", **sample_kwargs)
+    term("spell" | "dpp" | "entropy" | "herding", **options)
 
 **SPELL** (sparse repellency, Kirchhof et al. 2025) corrects each denoised estimate out of the balls of
 radius ``r`` around the other particles' estimates (and around an ``archive`` of earlier samples and a
@@ -47,6 +50,11 @@ computes all ``n^2`` kernel values; ``features=D`` uses ``D`` random Fourier fea
 (``K_ij ~ z_i . z_j``) and the identity ``sum_ij K_ij = |sum_i z_i|^2``, with the exact diagonal
 (``K_ii = 1``), so cost and memory are ``O(n D)`` for large batches (SPARKE-style); its ``"median"``
 bandwidth is then the ``O(n)`` estimate ``2 med_i |f_i - mean f|^2 / log(n + 1)``.
+
+**HerdingGuidance** adds the gradient of ``V = -strength * n * MMD^2`` between the batch's features and a
+reference set's (kernel herding): the batch-mates repel, the references attract with the same kernel,
+so the batch spreads over the reference distribution instead of outward. The reference can be the
+model's own earlier draws (:func:`herding_reference`): no data, no labels.
 
 **Without a backward pass** (``jacobian="gaussian"``, ``on="x0"`` only): the force on ``x`` is
 ``J^T grad_{x0} V`` with ``J = d x0 / d x`` the denoiser's Jacobian, which costs a backward pass through
@@ -248,6 +256,8 @@ class _KernelPotential(_DiversityTerm):
     """A potential ``V(f_1..f_n)`` on RBF kernel features, differentiated to ``x`` (through the denoiser
     for ``on="x0"``). Subclasses define :meth:`potential`."""
 
+    min_particles = 2  # a batch smaller than this feels no force
+
     def __init__(
         self,
         strength: float = 1.0,
@@ -303,7 +313,7 @@ class _KernelPotential(_DiversityTerm):
             y, sy = leaf, ctx.sigma
         with torch.enable_grad():
             f = self._phi(y, sy).flatten(1)
-            if len(f) < 2:
+            if len(f) < self.min_particles:
                 return torch.zeros_like(ctx.x)
             v = self.potential(f, ctx.sigma)
             (grad,) = torch.autograd.grad(v, leaf, retain_graph=self.needs_x0)
@@ -427,11 +437,109 @@ class EntropyGuidance(_KernelPotential):
         return -torch.log(((off_diag + n) / n**2).clamp(min=1.0 / n**2))
 
 
-TERMS = {"spell": SPELL, "dpp": DPPGuidance, "entropy": EntropyGuidance}
+class HerdingGuidance(_KernelPotential):
+    """Kernel herding toward a reference set: the potential ``-strength * n * MMD^2`` between the
+    batch's denoised estimates and ``reference`` in the features of ``embedding``.
+
+    Up to a constant, ``n * MMD^2 = sum_ij K(f_i, f_j) / n - 2 sum_i mean_m K(f_i, r_m)``: its gradient
+    repels each particle from its batch-mates and attracts it to the reference features ``r_m`` with
+    the same kernel. A repulsion alone (DPP, entropy) pushes the batch outward, off the data; here the
+    attraction holds it to where the references are, so the batch spreads the way the reference set
+    is spread (a batch of ``n`` herded points covers the reference distribution better than ``n``
+    independent draws). The reference can be the model's own earlier draws (no data and no labels
+    needed) or real images. The kernel is an RBF whose bandwidth, fixed once, is ``bandwidth_scale``
+    times the median squared distance between reference features.
+
+    Shapes: the batch ``x`` ``(n, *sample_shape)``; ``reference`` ``(m, *sample_shape)`` in the data's
+    range (or ``reference_features`` ``(m, d)``, features already taken); the term returns a score
+    shaped like ``x``.
+
+    Args:
+        strength: the potential's multiplier.
+        reference: the reference images, compared in ``embedding`` at sigma 0 (clean), or ``None``
+            with ``reference_features``.
+        reference_features: the reference set's features ``(m, d)`` (``embedding`` of clean images).
+        embedding: the features ``phi`` (a name of :mod:`steerdiff.embeddings` or a callable).
+        window, weight: the sigma window and weight schedule.
+        bandwidth_scale: the RBF bandwidth over the references' median squared distance.
+        project: as for :class:`DPPGuidance`.
+        jacobian: ``"exact"`` (through the denoiser) or ``"gaussian"`` (``c_skip(sigma) I``, no backward
+            pass), as for :class:`DPPGuidance`.
+    """
+
+    def __init__(
+        self,
+        strength: float = 1.0,
+        reference=None,
+        reference_features=None,
+        embedding="identity",
+        window=None,
+        weight="constant",
+        bandwidth_scale: float = 1.0,
+        project: bool = False,
+        jacobian: str = "exact",
+    ):
+        super().__init__(strength, embedding, "x0", window, weight, "median", bandwidth_scale, project, jacobian)
+        check(
+            (reference is None) != (reference_features is None),
+            "herding needs a reference set: give reference (images) or reference_features, not both",
+        )
+        self.reference, self.reference_features = reference, reference_features
+
+    min_particles = 1  # the pull toward the references acts on a lone particle too
+
+    def bind(self, denoiser) -> HerdingGuidance:
+        t = super().bind(denoiser)
+        check(
+            math.isfinite(float(t.bandwidth_scale)) and float(t.bandwidth_scale) > 0,
+            f"bandwidth_scale must be a positive number, got {t.bandwidth_scale}",
+        )
+        if t.reference_features is not None:
+            r = torch.as_tensor(t.reference_features).double()
+        else:
+            ref = torch.as_tensor(t.reference).float()
+            with torch.no_grad():
+                r = t._phi(ref, ref.new_zeros(len(ref))).flatten(1).double()
+        check(r.ndim == 2 and len(r) >= 2, f"the reference set needs at least 2 items, got shape {tuple(r.shape)}")
+        check(bool(torch.isfinite(r).all()), "the reference features must be finite")
+        d2 = pairwise_sq_dists(r)
+        off = d2[~torch.eye(len(r), dtype=torch.bool, device=r.device)]
+        t._ref, t._h = r, (float(t.bandwidth_scale) * off.median()).clamp(min=1e-12)
+        return t
+
+    def potential(self, f: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        f, r = f.double(), self._ref.to(f.device)
+        kbb = torch.exp(-pairwise_sq_dists(f) / self._h)
+        kbr = torch.exp(-pairwise_sq_dists(f, r) / self._h)
+        return -(kbb.sum() / len(f) - 2 * kbr.mean(1).sum())
+
+
+def herding_reference(model, n: int = 256, *, seed: int, embedding="classifier-probs", **sample_kwargs) -> torch.Tensor:
+    """A reference set for :class:`HerdingGuidance` from ``model``'s own iid draws, as features
+    ``(n, d)`` float64 of ``embedding`` at sigma 0: no data and no labels. Draw ``i`` comes from noise
+    stream ``(seed, i)`` (:func:`steerdiff.sample`), so the first rows do not depend on ``n``.
+
+    Args:
+        model: the denoiser (unconditional, or with ``cond`` in ``sample_kwargs``).
+        n: reference draws, at least 2.
+        seed: the draws' seed (use one the batches to be herded do not use).
+        embedding: the features the term will compare (a name of :mod:`steerdiff.embeddings` or a callable).
+        sample_kwargs: passed to :func:`steerdiff.sample` (sampler, steps, cond, ...).
+    """
+    from ..core.api import sample
+
+    check(int(n) == n and n >= 2, f"the reference set needs at least 2 draws, got {n}")
+    x = sample(model, int(n), seed=seed, **sample_kwargs)
+    with torch.no_grad():
+        return get_embedding(embedding)(x, x.new_zeros(len(x))).flatten(1).double()
+
+
+TERMS = {"spell": SPELL, "dpp": DPPGuidance, "entropy": EntropyGuidance, "herding": HerdingGuidance}
 
 
 def term(method: str, **options) -> _DiversityTerm:
-    """A diversity term by name: ``"spell"`` (:class:`SPELL`), ``"dpp"`` (:class:`DPPGuidance`) or
-    ``"entropy"`` (:class:`EntropyGuidance`), with its constructor's keyword ``options``."""
+    """A diversity term by name: ``"spell"`` (:class:`SPELL`), ``"dpp"`` (:class:`DPPGuidance`),
+    ``"entropy"`` (:class:`EntropyGuidance`) or ``"herding"`` (:class:`HerdingGuidance`), with its
+    constructor's keyword ``options``."""
     check(method in TERMS, f"unknown diversity term {method!r}: use one of {', '.join(TERMS)}")
     return TERMS[method](**options)

@@ -333,7 +333,9 @@ def fixed_condition(
     Args:
         model: the denoiser (class-conditional with a null label for cfg / interval / cads).
         method: ``iid`` (the model, or :func:`cfg` when ``labelled`` and ``scale != 1``), ``cfg``,
-            ``interval``, ``cads``, ``pg``, ``repulsive``, ``spell``, ``dpp``.
+            ``interval``, ``cads``, ``pg``, ``repulsive``, ``spell``, ``dpp``, ``entropy``, ``herding``
+            (:class:`~steerdiff.diversity.HerdingGuidance`; a recorded entry carries its
+            ``reference_features``).
         scale, interval: classifier-free guidance (ignored without a label).
         seed: seeds CADS's embedding noise.
         options: the method's own options (CADS ``noise_scale`` / ``tau`` / ``psi``; the particle
@@ -367,7 +369,7 @@ def fixed_condition(
         from .pg import ParticleGuidance, Repulsion
 
         terms = [(ParticleGuidance if method == "pg" else Repulsion)(**opts)]
-    elif method in ("spell", "dpp", "entropy"):
+    elif method in ("spell", "dpp", "entropy", "herding"):
         terms = [_diversity_term(method, opts)]
     else:
         check(not opts or method in ("cads",), f"--method {method}: unexpected options {sorted(opts)}")
