@@ -13,7 +13,9 @@ Two toys with the exact denoiser, Heun, 24 steps, the same seeds for every metho
 Methods: iid; Particle Guidance (identity RBF on x0, projected, the bench_prior_toy setting); SPELL at
 several radii (absolute, in data units; full window, or only for sigma >= 0.3 ("s>=0.3")); the DPP
 log-determinant and the order-2 kernel entropy (identity RBF on x0, median bandwidth x 0.3, window
-(0.1, 20)) at a few strengths, with and without ``project=True``.
+(0.1, 20)) at a few strengths, with and without ``project=True``; kernel herding toward 256 of the toy's
+own draws (``HerdingGuidance``, identity RBF on x0, bandwidth ``b`` x the references' median squared
+distance, window (0.1, 20)).
 
     python benchmarks/bench_diversity_toy.py [--batches 200]
 """
@@ -23,11 +25,12 @@ import argparse
 import torch
 
 import steerdiff as sd
-from steerdiff.diversity import SPELL, DPPGuidance, EntropyGuidance
+from steerdiff.diversity import SPELL, DPPGuidance, EntropyGuidance, HerdingGuidance
 
 
-def methods_for(scale: float) -> dict:
-    """Guidance lists by name; ``scale`` is the toy's typical within-mode distance unit."""
+def methods_for(scale: float, model=None) -> dict:
+    """Guidance lists by name; ``scale`` is the toy's typical within-mode distance unit; ``model``'s own
+    256 draws (seed 10000, not a batch seed) are the herding rows' reference set."""
     w = (0.1, 20.0)
     out = {"iid": [], "pg strength 1": [sd.ParticleGuidance(strength=1.0, on="x0", window=w, project=True)]}
     for r in (0.5, 1.0, 2.0):
@@ -41,6 +44,13 @@ def methods_for(scale: float) -> dict:
         out[f"entropy strength {s:g}"] = [EntropyGuidance(strength=s, window=w, bandwidth_scale=0.3)]
     for s in (4.0, 16.0):
         out[f"entropy project {s:g}"] = [EntropyGuidance(strength=s, window=w, bandwidth_scale=0.3, project=True)]
+    if model is not None:
+        ref = sd.sample(model, 256, seed=10000, steps=24)
+        for b in (0.1, 1.0, 30.0):
+            for s in (1.0, 4.0, 16.0):
+                out[f"herding b={b:g} s={s:g}"] = [
+                    HerdingGuidance(reference=ref, strength=s, bandwidth_scale=b, window=w)
+                ]
     return out
 
 
@@ -52,7 +62,7 @@ def main():
     two = sd.GaussianMixtureDenoiser(torch.tensor([[2.0, 0.0], [-2.0, 0.0]]), 0.3, [0.7, 0.3])
     print(f"70/30 two-mode toy, {a.batches} batches of 8 (seeds 0..{a.batches - 1}), heun 24 steps")
     print(f"  {'method':22s} {'modes/batch':>11s} {'p(heavy)':>16s} {'|p - 0.7|':>9s} {'pairs disagreeing':>17s}")
-    for name, g in methods_for(1.0).items():
+    for name, g in methods_for(1.0, two).items():
         right = (
             torch.stack([sd.sample(two, 8, seed=b, steps=24, guidance=g) for b in range(a.batches)])[..., 0] > 0
         ).double()
@@ -68,7 +78,7 @@ def main():
     ring = sd.ring()
     print(f"\n10-mode ring (equal weights), {a.batches} batches of 10, heun 24 steps")
     print(f"  {'method':22s} {'modes/batch':>11s} {'TV to uniform':>13s} {'on a mode':>9s}")
-    for name, g in methods_for(0.5).items():
+    for name, g in methods_for(0.5, ring).items():
         xs = torch.stack([sd.sample(ring, 10, seed=b, steps=24, guidance=g) for b in range(a.batches)]).reshape(-1, 2)
         on_mode = float((torch.cdist(xs.double(), ring.means).min(1).values < 3 * ring.std).double().mean())
         modes = ring.assign(xs).reshape(a.batches, 10)

@@ -496,6 +496,20 @@ for _s in (768.0, 1024.0):
             "init_noise": "simplex",
         },
     )
+for _s, _c in ((512.0, 8.0), (768.0, 8.0), (1024.0, 4.0), (768.0, 4.0)):
+    UNCONDITIONAL[
+        f"herding {_s:g} (own 256 draws) + simplex noise + assigned classifier guidance {_c:g} in (3, 10]"
+    ] = (
+        "herding",
+        {
+            "strength": _s,
+            "embedding": "classifier-probs",
+            "jacobian": "gaussian",
+            "reference_features": "self",
+            "init_noise": "simplex",
+            "cg": {"scale": _c, "window": (3.0, 10.0), "assign": True},
+        },
+    )
 # the rows a plain run prints (names above); --methods all runs the whole sweep
 MAIN = [
     "interval (0.3, 5]",
