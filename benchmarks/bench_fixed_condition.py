@@ -248,6 +248,8 @@ class ReferenceMMD(GuidanceTerm):
         if pool is None:  # the training digits
             train = load_mnist("train")
             self.pool = (train.images, train.labels)
+        elif isinstance(pool, tuple):  # the model's own draws per class: (images, the labels they were drawn with)
+            self.pool = pool
         else:  # a tensor of the model's own earlier samples: no data, no labels
             check(not labelled, "a pool of samples has no labels")
             self.pool = (pool, None)
@@ -510,6 +512,24 @@ for _s, _c in ((512.0, 8.0), (768.0, 8.0), (1024.0, 4.0), (768.0, 4.0)):
             "cg": {"scale": _c, "window": (3.0, 10.0), "assign": True},
         },
     )
+# SPELL for the spread, herding toward the class's training digits for the Fréchet distance (bench-only)
+for _r in (0.75, 0.9):
+    for _s in (64.0, 256.0, 1024.0):
+        CONDITIONAL[f"spell r {_r} + reference mmd {_s:g}, on x0, mnist-noisy features"] = (
+            "spell",
+            {
+                "radius_scale": _r,
+                "mmd": {"strength": _s, "on": "x0", "labelled": True, "embedding": "noisy-digit-cnn"},
+            },
+        )
+for _r, _s in ((0.75, 256.0), (0.75, 1024.0), (0.9, 512.0)):
+    CONDITIONAL[f"spell r {_r} + self-reference mmd {_s:g}, on x0, mnist-noisy features"] = (
+        "spell",
+        {
+            "radius_scale": _r,
+            "mmd": {"strength": _s, "on": "x0", "labelled": True, "embedding": "noisy-digit-cnn", "pool": "self"},
+        },
+    )
 # the rows a plain run prints (names above); --methods all runs the whole sweep
 MAIN = [
     "interval (0.3, 5]",
@@ -569,10 +589,15 @@ def run(model, method, opts, n, seeds_labels, scale, labelled):
         if "features" not in SELF_POOL:
             SELF_POOL["features"] = herding_reference(model, 256, seed=9000)
         opts["reference_features"] = SELF_POOL["features"]
-    if "mmd" in opts and opts["mmd"].get("pool") == "self":
+    if "mmd" in opts and opts["mmd"].get("pool") == "self" and not labelled:
         if "mnist" not in SELF_POOL:
             SELF_POOL["mnist"] = sd.sample(model, 256, seed=9000)
         opts["mmd"] = {**opts["mmd"], "pool": SELF_POOL["mnist"]}
+    if "mmd" in opts and opts["mmd"].get("pool") == "self" and labelled:  # 64 own draws per class, scale 1
+        if "mnist-cond" not in SELF_POOL:
+            draws = [sd.sample(model, 64, seed=9000 + c, cond={"class_labels": c}) for c in range(10)]
+            SELF_POOL["mnist-cond"] = (torch.cat(draws), torch.arange(10).repeat_interleave(64))
+        opts["mmd"] = {**opts["mmd"], "pool": SELF_POOL["mnist-cond"]}
     cg += [ReferenceMMD(**opts.pop("mmd"))] if "mmd" in opts else []
     assert not cg or method not in ("diverse", "stratified", "cover"), f"cg rows apply to guided methods, not {method}"
     xs, t0 = [], time.perf_counter()
