@@ -73,23 +73,15 @@ def cmd_edit_discover(a) -> int:
         a.strength is None and not a.global_dir, "--discover writes grids at fixed strengths: drop --strength/--global"
     )
     check(a.out is not None and Path(a.out).suffix == "", f"--discover writes a directory: give --out DIR, not {a.out}")
-    directions = discover_edits(
-        a.model,
-        a.discover,
-        n=a.n or 128,
-        seed=a.seed,
-        out=a.out,
-        force=a.force,
-        command=command_line(),
-        method=a.discover_method or "pca",
-    )
+    kw = dict(n=a.n or 128, seed=a.seed, out=a.out, force=a.force, method=a.discover_method or "pca")
+    directions = discover_edits(a.model, a.discover, command=command_line(), **kw)
     for _, c in directions:
-        d = c["discovered"]
-        gain = f", prediction gain {d['gain']:.3g} per unit of h" if "gain" in d else ""
+        d, gain = c["discovered"], c["discovered"].get("gain")
+        gain = "" if gain is None else f", prediction gain {gain:.3g} per unit of h"
         print(f"{c['attribute']}: {100 * d['explained_variance']:.1f}% of h's variance{gain}")
-    first = directions[0][1]["attribute"]
+    first, k = directions[0][1]["attribute"], len(directions)
     print(
-        f"{len(directions)} direction{'s' * (len(directions) > 1)} in {a.out} (each a grid.png and an edit: steerdiff edit --edit {a.out}/{first})"
+        f"{k} direction{'s' * (k > 1)} in {a.out} (each a grid.png and an edit: steerdiff edit --edit {a.out}/{first})"
     )
     return 0
 
