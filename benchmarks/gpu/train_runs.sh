@@ -23,7 +23,7 @@ python3 -c "import torch, diffusers; print('torch', torch.__version__, 'diffuser
 # a 20-step smoke run first: a broken environment fails in seconds, not after the whole budget
 python3 -m steerdiff train --dataset mnist --net tiny --steps 20 --out /tmp/smoke --device "$DEVICE" --quiet || exit 1
 
-RUNS=${RUNS:-mnist-small mnist-small-b256 horizontal circle colormnist-small}
+RUNS=${RUNS:-mnist-small-b256 horizontal circle colormnist-small}  # mnist-small finished (60,000 steps)
 want() { [[ " $RUNS " == *" $1 "* ]]; }
 train() {  # NAME DIR FLAGS...
     local name=$1 dir=$2
@@ -42,14 +42,14 @@ train mnist-small-b256 runs/mnist-small-b256 --dataset mnist --objective edm --c
 train horizontal checkpoints/horizontal --dataset horizontal --cond-frames 2 --p-right 0.7 --objective edm \
     --steps 60000 --seed 0
 train circle checkpoints/circle --dataset circle --cond-frames 1 --objective edm --steps 40000 --seed 0
-train colormnist-small runs/colormnist-small --dataset colormnist-sets --class-conditional --objective edm \
+train colormnist-small checkpoints/colormnist-small --dataset colormnist-sets --class-conditional --objective edm \
     --net small --steps 40000 --seed 0
 sleep 30 && nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null
 wait
 for f in logs/*.log; do echo "== $f"; tail -n 3 "$f"; done
 python3 - <<'PY'
 import json, pathlib
-for d in ["checkpoints/mnist-small", "runs/mnist-small-b256", "checkpoints/horizontal", "checkpoints/circle", "runs/colormnist-small"]:
+for d in ["checkpoints/mnist-small", "runs/mnist-small-b256", "checkpoints/horizontal", "checkpoints/circle", "checkpoints/colormnist-small"]:
     p = pathlib.Path(d) / "state.json"
     if p.is_file():
         m = json.loads(p.read_text())
@@ -59,6 +59,7 @@ PY
 ! want mnist-small || tar cf - checkpoints/mnist-small | split -b 15m - "$OUT/mnist-small.tar."
 ! want horizontal || tar cf "$OUT/horizontal.tar" checkpoints/horizontal
 ! want circle || tar cf "$OUT/circle.tar" checkpoints/circle
+! want colormnist-small || tar cf - checkpoints/colormnist-small | split -b 15m - "$OUT/colormnist-small.tar."
 # ablation arms: EMA weights and losses only, unless KEEP_STATE names them (then whole, split in 15 MiB
 # pieces, so the next GPU session can resume them; mind the 64 MiB the device returns)
 for d in runs/*; do
