@@ -486,32 +486,21 @@ for _s in (64.0, 256.0, 1024.0):
         "iid",
         {"mmd": {"strength": _s, "on": "x0", "labelled": True, "embedding": "noisy-digit-cnn"}},
     )
-# the library's HerdingGuidance toward 256 of the model's own draws (seed 9000), as --method diverse records it
+
+
+# the library's HerdingGuidance toward 256 of the model's own draws (seed 9000), alone and under assigned
+# classifier guidance
+def _herding(strength: float, **extra) -> tuple[str, dict]:
+    opts = {"strength": strength, "embedding": "classifier-probs", "jacobian": "gaussian"}
+    return "herding", {**opts, "reference_features": "self", "init_noise": "simplex", **extra}
+
+
 for _s in (768.0, 1024.0):
-    UNCONDITIONAL[f"herding {_s:g} (own 256 draws) + simplex noise"] = (
-        "herding",
-        {
-            "strength": _s,
-            "embedding": "classifier-probs",
-            "jacobian": "gaussian",
-            "reference_features": "self",
-            "init_noise": "simplex",
-        },
-    )
+    UNCONDITIONAL[f"herding {_s:g} (own 256 draws) + simplex noise"] = _herding(_s)
 for _s, _c in ((512.0, 8.0), (768.0, 8.0), (1024.0, 4.0), (768.0, 4.0)):
     UNCONDITIONAL[
         f"herding {_s:g} (own 256 draws) + simplex noise + assigned classifier guidance {_c:g} in (3, 10]"
-    ] = (
-        "herding",
-        {
-            "strength": _s,
-            "embedding": "classifier-probs",
-            "jacobian": "gaussian",
-            "reference_features": "self",
-            "init_noise": "simplex",
-            "cg": {"scale": _c, "window": (3.0, 10.0), "assign": True},
-        },
-    )
+    ] = _herding(_s, cg={"scale": _c, "window": (3.0, 10.0), "assign": True})
 # SPELL for the spread, herding toward the class's training digits for the Fréchet distance (bench-only)
 for _r in (0.75, 0.9):
     for _s in (64.0, 256.0, 1024.0):

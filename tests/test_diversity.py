@@ -196,14 +196,9 @@ def test_potential_gradient_matches_numpy_finite_differences(cls, value, bandwid
     np.testing.assert_allclose(g, _fd(lambda z: value(z, h), x), rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize(
-    "cls, value", [(DPPGuidance, lambda x, h: _logdet_np(x, h, 1e-3)), (EntropyGuidance, _entropy_np)]
-)
-def test_x0_potential_gradient_goes_through_the_denoiser(cls, value):
-    """on='x0': the gradient of V(D(x)) with D the exact ring denoiser written out in numpy."""
-    m = sd.ring()
+def _ring_denoise_np(m, sigma):
+    """The exact denoiser of the ring mixture ``m`` at ``sigma``, written out in float64 numpy."""
     mu, s2, w = m.means.numpy(), m.std**2, m.weights.numpy()
-    sigma = 0.4
 
     def denoise(x):
         d2 = ((x[:, None, :] - mu[None]) ** 2).sum(-1)
@@ -212,6 +207,18 @@ def test_x0_potential_gradient_goes_through_the_denoiser(cls, value):
         r /= r.sum(1, keepdims=True)
         mm = r @ mu
         return mm + s2 / (s2 + sigma**2) * (x - mm)
+
+    return denoise
+
+
+@pytest.mark.parametrize(
+    "cls, value", [(DPPGuidance, lambda x, h: _logdet_np(x, h, 1e-3)), (EntropyGuidance, _entropy_np)]
+)
+def test_x0_potential_gradient_goes_through_the_denoiser(cls, value):
+    """on='x0': the gradient of V(D(x)) with D the exact ring denoiser written out in numpy."""
+    m = sd.ring()
+    sigma = 0.4
+    denoise = _ring_denoise_np(m, sigma)
 
     rng = np.random.default_rng(1)
     x = rng.normal(size=(5, 2)) * 0.8
@@ -272,16 +279,8 @@ def test_herding_gradient_goes_through_the_denoiser_with_the_references_bandwidt
     """on x0: the gradient of V(D(x)) with D the exact ring denoiser, V written out in numpy, h the
     median squared distance among the reference points (times bandwidth_scale)."""
     m = sd.ring()
-    mu, s2, w = m.means.numpy(), m.std**2, m.weights.numpy()
     sigma = 0.4
-
-    def denoise(x):
-        d2 = ((x[:, None, :] - mu[None]) ** 2).sum(-1)
-        logits = np.log(w)[None] - d2 / (2 * (s2 + sigma**2))
-        r = np.exp(logits - logits.max(1, keepdims=True))
-        r /= r.sum(1, keepdims=True)
-        mm = r @ mu
-        return mm + s2 / (s2 + sigma**2) * (x - mm)
+    denoise = _ring_denoise_np(m, sigma)
 
     rng = np.random.default_rng(4)
     refs = rng.normal(size=(7, 2))
