@@ -731,12 +731,12 @@ def load_edit(path: str | os.PathLike, averaged: bool = False) -> tuple[DeltaH, 
             f"the {name!r} edit does not ship in this version (its training has not reached the quality "
             f"goals yet): train one with `steerdiff train-edit --attribute {name} --out DIR` and pass --edit DIR",
         )
-    members = sorted(p.parent.name for p in Path(path).glob("*/config.json"))
-    check(
-        not (Path(path) / "directions.json").is_file(),
-        f"{path} holds discovered directions (steerdiff edit --discover): use one of them, "
-        f"e.g. --edit {Path(path) / (members[0] if members else 'pc1')}",
-    )
+    if (Path(path) / "directions.json").is_file():  # a --discover output: name one of its members
+        members = sorted(p.parent.name for p in Path(path).glob("*/config.json"))
+        raise SteerdiffError(
+            f"{path} holds discovered directions (steerdiff edit --discover): use one of them, "
+            f"e.g. --edit {Path(path) / (members[0] if members else 'pc1')}"
+        )
     path = Path(path) / "global" if averaged else Path(path)
     check(
         path.is_dir(),

@@ -451,9 +451,8 @@ def discover_edits(
         f"model {name} predicts the next frame: --discover needs an image model (e.g. colormnist or mnist)",
     )
     images, _ = heldout_images(denoiser, n, seed)
-    directions = discover_directions(
-        denoiser, images, k, method=method, seed=seed
-    )  # a set model's label is in the denoiser
+    # a set model's label is in the denoiser
+    directions = discover_directions(denoiser, images, k, method=method, seed=seed)
     if out is None:
         return directions
     digits, _ = heldout_images(denoiser, show, seed + 1)

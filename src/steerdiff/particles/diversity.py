@@ -467,6 +467,8 @@ class HerdingGuidance(_KernelPotential):
             pass), as for :class:`DPPGuidance`.
     """
 
+    min_particles = 1  # the pull toward the references acts on a lone particle too
+
     def __init__(
         self,
         strength: float = 1.0,
@@ -485,8 +487,6 @@ class HerdingGuidance(_KernelPotential):
             "herding needs a reference set: give reference (images) or reference_features, not both",
         )
         self.reference, self.reference_features = reference, reference_features
-
-    min_particles = 1  # the pull toward the references acts on a lone particle too
 
     def bind(self, denoiser) -> HerdingGuidance:
         t = super().bind(denoiser)
